@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# p7 quick start: `bash cmake/quickstart.sh run` (the main job) or
+# `bash cmake/quickstart.sh test [--sanitize]` (the test suite). Each does its own
+# set-up: installs missing Debian packages when run as root (otherwise prints the
+# apt-get line and stops), configures and builds, then runs.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+mode=${1:-}
+shift || true
+
+packages=(build-essential cmake pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
+          libclblast-dev libcmocka-dev libopenblas-dev libpng-dev xz-utils npm gnuplot-nox)
+
+ensure_packages() {
+    local missing=()
+    for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ]; then
+        echo "p7: installing ${missing[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    else
+        echo "p7: missing Debian packages. Install them with:" >&2
+        echo "    sudo apt-get install ${missing[*]}" >&2
+        exit 1
+    fi
+}
+
+build() { # build <dir> <extra cmake args...>
+    local dir=$1; shift
+    cmake -S "$here" -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@" >&2
+    cmake --build "$dir" -j"$(nproc)" >&2
+}
+
+case "$mode" in
+run)
+    ensure_packages
+    build "$here/build"
+    cd "$here/build"
+    # Real CIFAR-10 when it can be had: fetched once into build/data (see p7data).
+    if [ -x apps/p7data ] && [ ! -f data/cifar10/test_batch.bin ]; then
+        apps/p7data fetch cifar10 --out data/cifar10 ||
+            echo "p7: CIFAR-10 could not be fetched; the apps fall back to the built-in synthetic dataset" >&2
+    fi
+    exec apps/p7bench "$@"
+    ;;
+test)
+    ensure_packages
+    sanitize=OFF
+    dir="$here/build"
+    if [ "${1:-}" = "--sanitize" ]; then sanitize=ON; dir="$here/build-asan"; shift; fi
+    build "$dir" -DP7_WERROR=ON -DP7_SANITIZE=$sanitize
+    cd "$dir"
+    clinfo -l >&2 || true
+    ctest --output-on-failure "$@"
+    ;;
+*)
+    echo "usage: bash cmake/quickstart.sh run [p7bench options] | test [--sanitize] [ctest options]" >&2
+    exit 2
+    ;;
+esac

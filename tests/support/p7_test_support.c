@@ -1,0 +1,60 @@
+#include "p7_test_support.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+void p7_test_assert_ok(p7_status st, const char *what, const char *file, int line)
+{
+    if (st == P7_SUCCESS) return;
+    print_error("%s:%d: %s returned %s: %s\n", file, line, what, p7_status_string(st), p7_last_error());
+    _fail(file, line);
+}
+
+p7_device *p7_test_open_device(const p7_device_options *options)
+{
+    p7_device *device = NULL;
+    p7_status st = p7_device_open(getenv("P7_DEVICE"), options, &device);
+    if (st != P7_SUCCESS) {
+        print_error("cannot open the test device '%s': %s: %s\n", getenv("P7_DEVICE") ? getenv("P7_DEVICE") : "",
+                    p7_status_string(st), p7_last_error());
+        fail();
+    }
+    return device;
+}
+
+void p7_test_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi)
+{
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13; s ^= s >> 7; s ^= s << 17; /* xorshift64: enough for test data */
+        x[i] = lo + (hi - lo) * (float)((s >> 40) * (1.0 / 16777216.0));
+    }
+}
+
+void p7_test_fill_nan(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+void p7_test_gemm_reference(int trans_a, int trans_b, size_t m, size_t n, size_t k, double alpha,
+                            const float *a, size_t lda, const float *b, size_t ldb, double beta,
+                            double *c, size_t ldc)
+{
+    for (size_t i = 0; i < m; i++) {
+        for (size_t j = 0; j < n; j++) {
+            double acc = 0.0;
+            for (size_t p = 0; p < k; p++) {
+                double av = trans_a ? a[p * lda + i] : a[i * lda + p];
+                double bv = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+                acc += av * bv;
+            }
+            c[i * ldc + j] = alpha * acc + (beta == 0.0 ? 0.0 : beta * c[i * ldc + j]);
+        }
+    }
+}

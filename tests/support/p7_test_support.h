@@ -1,0 +1,29 @@
+/* Shared helpers for the cmocka tests: the test device, host references, poison. */
+#ifndef P7_TEST_SUPPORT_H
+#define P7_TEST_SUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "p7/p7.h"
+
+/* Opens the device named by P7_DEVICE (ctest sets it to "pocl"); fails the test with
+ * p7's message when that is impossible. */
+p7_device *p7_test_open_device(const p7_device_options *options);
+
+/* Fails the current test with the status name and p7_last_error() unless st == 0. */
+#define P7_ASSERT_OK(call) p7_test_assert_ok((call), #call, __FILE__, __LINE__)
+void p7_test_assert_ok(p7_status st, const char *what, const char *file, int line);
+
+/* Deterministic uniform values in [lo, hi) from a seed (host only). */
+void p7_test_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
+
+/* A host buffer or device tensor full of quiet NaNs, so skipped writes show. */
+void p7_test_fill_nan(float *x, size_t n);
+
+/* Row-major float64 reference: C = alpha*op(A)*op(B) + beta*C (beta==0 ignores C). */
+void p7_test_gemm_reference(int trans_a, int trans_b, size_t m, size_t n, size_t k, double alpha,
+                            const float *a, size_t lda, const float *b, size_t ldb, double beta,
+                            double *c, size_t ldc);
+
+#endif
