@@ -157,11 +157,11 @@ static void test_convert_errors(void **state)
     uint8_t buf[4096];
     size_t n = fread(buf, 1, sizeof buf, in);
     fclose(in);
-    assert_true(n > 3000);
+    assert_true(n > 100 && n < sizeof buf); /* libpng compresses the smooth sprite well */
     char cut[128];
     snprintf(cut, sizeof cut, "%s/cut.png", dir);
     f = fopen(cut, "wb");
-    fwrite(buf, 1, 3000, f); /* signature, IHDR, part of IDAT */
+    fwrite(buf, 1, n / 2, f); /* signature, IHDR, part of IDAT */
     fclose(f);
     expect(p7_cifar10_png_convert(cut, labels, 3, bin), P7_ERROR_FORMAT, cut, "PNG decode error", bin);
 }
