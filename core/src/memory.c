@@ -147,6 +147,27 @@ void p7_buffer_free(p7_buffer *buffer)
     free(buffer);
 }
 
+p7_status p7_buffer_upload(p7_buffer *buffer, const void *host, size_t bytes)
+{
+    if (!buffer || !host) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_buffer_upload: NULL argument");
+    if (bytes > buffer->size)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_buffer_upload: %zu bytes into a block of %zu", bytes, buffer->size);
+    P7_CL_TRY(clEnqueueWriteBuffer(buffer->device->queue, buffer->mem, CL_TRUE, 0, bytes, host, 0, NULL, NULL),
+              "p7_buffer_upload: clEnqueueWriteBuffer");
+    return P7_SUCCESS;
+}
+
+p7_status p7_buffer_download(const p7_buffer *buffer, void *host, size_t bytes)
+{
+    if (!buffer || !host) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_buffer_download: NULL argument");
+    if (bytes > buffer->size)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_buffer_download: %zu bytes from a block of %zu", bytes,
+                       buffer->size);
+    P7_CL_TRY(clEnqueueReadBuffer(buffer->device->queue, buffer->mem, CL_TRUE, 0, bytes, host, 0, NULL, NULL),
+              "p7_buffer_download: clEnqueueReadBuffer");
+    return P7_SUCCESS;
+}
+
 cl_mem p7_buffer_mem(const p7_buffer *buffer) { return buffer ? buffer->mem : NULL; }
 size_t p7_buffer_size(const p7_buffer *buffer) { return buffer ? buffer->size : 0; }
 

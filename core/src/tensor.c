@@ -5,22 +5,6 @@
 
 #include "p7_internal.h"
 
-typedef struct p7_storage {
-    p7_buffer *buffer;
-    size_t elements;
-    int refs;
-} p7_storage;
-
-struct p7_tensor {
-    p7_device *device;
-    p7_storage *storage;
-    size_t offset;
-    int ndim;
-    int64_t shape[P7_MAX_DIMS];
-    size_t numel;
-    int refs;
-};
-
 const char *p7_shape_format(int ndim, const int64_t *shape, char *buf, size_t size)
 {
     if (!buf || size == 0) return buf;
@@ -101,6 +85,7 @@ p7_tensor *p7_tensor_retain(p7_tensor *tensor)
 void p7_tensor_release(p7_tensor *tensor)
 {
     if (!tensor || --tensor->refs > 0) return;
+    p7_tensor_release(tensor->grad);
     if (--tensor->storage->refs == 0) {
         p7_buffer_free(tensor->storage->buffer);
         free(tensor->storage);
@@ -228,3 +213,23 @@ size_t p7_tensor_numel(const p7_tensor *t) { return t ? t->numel : 0; }
 p7_device *p7_tensor_device(const p7_tensor *t) { return t ? t->device : NULL; }
 cl_mem p7_tensor_mem(const p7_tensor *t) { return t ? p7_buffer_mem(t->storage->buffer) : NULL; }
 size_t p7_tensor_offset(const p7_tensor *t) { return t ? t->offset : 0; }
+
+p7_status p7_tensor_set_requires_grad(p7_tensor *tensor, int requires_grad)
+{
+    if (!tensor) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_tensor_set_requires_grad: NULL tensor");
+    tensor->requires_grad = requires_grad != 0;
+    tensor->is_leaf = 1;
+    return P7_SUCCESS;
+}
+
+int p7_tensor_requires_grad(const p7_tensor *t) { return t ? t->requires_grad : 0; }
+p7_tensor *p7_tensor_grad(const p7_tensor *t) { return t ? t->grad : NULL; }
+
+void p7_tensor_zero_grad(p7_tensor *tensor)
+{
+    /* Dropping the gradient (rather than filling it with zeros) lets the next backward
+     * write it with beta = 0: one pass less, and an unused parameter shows no gradient. */
+    if (!tensor) return;
+    p7_tensor_release(tensor->grad);
+    tensor->grad = NULL;
+}

@@ -95,6 +95,19 @@ const char *p7_gemm_backend_name(p7_gemm_backend backend);
 /* Parses "clblast", "p7" or "auto". */
 p7_status p7_gemm_backend_parse(const char *text, p7_gemm_backend *out);
 
+/* ---- profiling (a device opened with options.profiling or P7_PROFILE=1) ---- */
+
+typedef struct p7_profile_row {
+    char label[48];     /* the op's kernel label, e.g. "gemm_p7.kernel", "relu.forward" */
+    uint64_t launches;
+    double total_ms;    /* device time, from OpenCL profiling events */
+} p7_profile_row;
+
+/* Waits for the queue, then sums the recorded events by label (largest total first)
+ * and forgets them. Writes up to `capacity` rows; *count receives how many labels
+ * there were. Fails with P7_ERROR_STATE when the device does not profile. */
+p7_status p7_profile_collect(p7_device *device, p7_profile_row *rows, size_t capacity, size_t *count);
+
 /* One line for logs: platform, device, driver version, GEMM backend. */
 const char *p7_device_describe(const p7_device *device);
 

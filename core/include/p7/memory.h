@@ -41,6 +41,10 @@ p7_status p7_buffer_alloc(p7_device *device, size_t bytes, p7_buffer **out);
 /* Return a block to the device's cache. NULL is a no-op. */
 void p7_buffer_free(p7_buffer *buffer);
 
+/* Blocking copies between host memory and the first `bytes` of the block. */
+p7_status p7_buffer_upload(p7_buffer *buffer, const void *host, size_t bytes);
+p7_status p7_buffer_download(const p7_buffer *buffer, void *host, size_t bytes);
+
 cl_mem p7_buffer_mem(const p7_buffer *buffer);
 size_t p7_buffer_size(const p7_buffer *buffer); /* usable bytes (the size class) */
 

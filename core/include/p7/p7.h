@@ -7,6 +7,11 @@
 #include "p7/memory.h"
 #include "p7/tensor.h"
 #include "p7/gemm.h"
+#include "p7/autograd.h"
+#include "p7/ops.h"
+#include "p7/nn.h"
+#include "p7/rng.h"
+#include "p7/data.h"
 
 #define P7_VERSION_MAJOR 0
 #define P7_VERSION_MINOR 1

@@ -64,6 +64,28 @@ p7_device *p7_tensor_device(const p7_tensor *tensor);
 cl_mem p7_tensor_mem(const p7_tensor *tensor);
 size_t p7_tensor_offset(const p7_tensor *tensor);
 
+/* ---- seeded random fills on the device ----
+ * Philox4x32-10 with p7_rng's stream convention (p7/rng.h): element i of a uniform
+ * or sign fill is word i of stream `stream` of `seed`; a normal fill uses words 2i
+ * and 2i+1 (Box-Muller, cosine branch). The same seed gives the same bits on every
+ * device; normals may differ in the last float bits where devices' log/cos differ. */
+p7_status p7_tensor_fill_uniform(p7_tensor *tensor, uint64_t seed, uint64_t stream, float low, float high);
+p7_status p7_tensor_fill_normal(p7_tensor *tensor, uint64_t seed, uint64_t stream, float mean, float std);
+/* +1 with probability p_plus, else -1 */
+p7_status p7_tensor_fill_sign(p7_tensor *tensor, uint64_t seed, uint64_t stream, float p_plus);
+
+/* ---- gradients (see p7/autograd.h) ----
+ * A tensor marked requires_grad is a leaf (a parameter): ops recorded on a tape that
+ * use it produce outputs that require gradients, and a backward pass leaves the
+ * gradient in p7_tensor_grad(). Gradients accumulate over backward passes and over
+ * multiple uses (parameter sharing) until p7_tensor_zero_grad. */
+p7_status p7_tensor_set_requires_grad(p7_tensor *tensor, int requires_grad);
+int p7_tensor_requires_grad(const p7_tensor *tensor);
+/* The gradient (owned by the tensor; NULL before any backward reached it). */
+p7_tensor *p7_tensor_grad(const p7_tensor *tensor);
+/* Forget the gradient: the next backward writes a fresh one. */
+void p7_tensor_zero_grad(p7_tensor *tensor);
+
 /* Writes e.g. "[128, 3, 32, 32]" into buf (always NUL-terminated); returns buf. */
 const char *p7_shape_format(int ndim, const int64_t *shape, char *buf, size_t size);
 

@@ -1,0 +1,134 @@
+/* p7 layers and models.
+ *
+ * A model holds layers (the parameters, each a tensor with a name) and a program:
+ * the sequence of steps its forward pass runs. A step names the layer it applies,
+ * so one layer applied by several steps shares its parameters; autograd sums the
+ * gradient contributions of every use. The counts that parameter-sharing studies
+ * report come from the program, exactly:
+ *   unique  elements of all parameter tensors, each tensor once;
+ *   used    elements of the tensors the forward pass touches;
+ *   shared  elements of the tensors it touches more than once.
+ *
+ * BatchEnsemble (members M > 1): BE layers keep one shared weight W and rank-1 fast
+ * weights per member: alpha [M, in] scales the inputs, gamma [M, out] the outputs, a
+ * per-member bias [M, out] is added; member m computes ((x * alpha_m) W) * gamma_m +
+ * bias_m. Inputs are tiled member-major (P7_STEP_TILE_MEMBERS); BE BatchNorm pools
+ * its statistics over all members and applies a per-member affine. */
+#ifndef P7_NN_H
+#define P7_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "p7/autograd.h"
+#include "p7/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum p7_layer_kind {
+    P7_LAYER_CONV2D = 1,
+    P7_LAYER_LINEAR,
+    P7_LAYER_BATCHNORM2D,
+    P7_LAYER_BE_CONV2D,
+    P7_LAYER_BE_LINEAR,
+    P7_LAYER_BE_BATCHNORM2D
+} p7_layer_kind;
+
+typedef enum p7_weight_init {
+    P7_INIT_PYTORCH_DEFAULT = 0,   /* weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+    P7_INIT_KAIMING_NORMAL_FAN_OUT /* weight N(0, 2/fan_out) (relu gain), bias 0 */
+} p7_weight_init;
+
+typedef struct p7_layer_config {
+    p7_layer_kind kind;
+    int in, out;                  /* channels or features (BatchNorm: in = out = C) */
+    int kernel, stride, pad;      /* convolutions */
+    int bias;                     /* plain layers: with a bias */
+    int affine;                   /* BatchNorm2d: learnable weight and bias */
+    float momentum, eps;          /* BatchNorm2d; 0 means 0.1 and 1e-5 */
+    p7_weight_init init;
+    /* BatchEnsemble layers: the fast weights' init value v (seed-study section 2.4,
+     * with the documented meaning): v >= 0 random signs with P(+1) = v; v < 0
+     * Normal(1, |v|). has_alpha / has_gamma choose which fast weights exist. */
+    int has_alpha, has_gamma;
+    float alpha_init, gamma_init;
+} p7_layer_config;
+
+typedef enum p7_step_kind {
+    P7_STEP_LAYER = 1,       /* apply layer `layer` */
+    P7_STEP_RELU,
+    P7_STEP_MAXPOOL,         /* window `a`, stride `b` */
+    P7_STEP_FLATTEN,
+    P7_STEP_TILE_MEMBERS,    /* [B,...] -> [M*B,...] */
+    P7_STEP_MEMBER_MEAN      /* [M*B,...] -> [B,...] mean of the members' outputs */
+} p7_step_kind;
+
+typedef struct p7_model p7_model;
+
+/* An empty model of `members` BatchEnsemble members (1 for a plain network). The
+ * seed drives every initialisation (stream per parameter), so a seed gives the same
+ * initial weights on every device. */
+p7_status p7_model_create(p7_device *device, int members, uint64_t seed, p7_model **out);
+void p7_model_destroy(p7_model *model); /* NULL is a no-op */
+
+/* Adds a layer and initialises its parameters; *layer receives its id. */
+p7_status p7_model_add_layer(p7_model *model, const char *name, const p7_layer_config *config, int *layer);
+/* Appends a step to the forward program. */
+p7_status p7_model_add_step(p7_model *model, p7_step_kind kind, int layer, int a, int b);
+
+/* Runs the program. training selects batch statistics in BatchNorm and, when `tape`
+ * records, the graph for backward. x is [B, 3, H, W]; for members > 1 the program
+ * tiles it (TILE_MEMBERS) and, in evaluation, averages the members' logits
+ * (MEMBER_MEAN steps run only when training == 0; in training the loss is taken over
+ * all M*B rows, as in the original study). */
+p7_status p7_model_forward(p7_model *model, p7_tape *tape, p7_tensor *x, int training, p7_tensor **logits);
+
+int p7_model_members(const p7_model *model);
+
+/* Parameters by identity: index 0 .. count-1, with names such as "conv3.weight". */
+size_t p7_model_param_count(const p7_model *model);
+p7_tensor *p7_model_param(const p7_model *model, size_t index, const char **name);
+
+/* Non-parameter state by name (BatchNorm's "bn1.running_mean", "bn1.running_var"),
+ * or NULL. Checkpoints save these with the parameters. */
+p7_tensor *p7_model_find_buffer(const p7_model *model, const char *name);
+
+typedef struct p7_param_counts {
+    uint64_t unique;   /* elements, every parameter tensor once */
+    uint64_t used;     /* elements of tensors used by the forward pass */
+    uint64_t shared;   /* elements of tensors used more than once */
+    size_t tensors_unique, tensors_used, tensors_shared;
+} p7_param_counts;
+
+p7_status p7_model_count_params(const p7_model *model, p7_param_counts *out);
+
+/* Drop every parameter's gradient (see p7_tensor_zero_grad). */
+void p7_model_zero_grad(p7_model *model);
+
+/* ---- the networks of the studies ---- */
+
+typedef struct p7_vgg_options {
+    int batchnorm;          /* BatchNorm2d after every conv */
+    int members;            /* 1: plain; > 1: BatchEnsemble (BE convs, BE BN, BE linears) */
+    int classes;            /* 10 (CIFAR-10) or 20 (CIFAR-20) */
+    int hidden;             /* 0: flatten -> Linear(512, classes); else Linear(512, hidden) ->
+                               ReLU -> Linear(hidden, classes) (the study's ComplexCNN uses 512) */
+    p7_weight_init init;
+    float alpha_init, gamma_init;
+} p7_vgg_options;
+
+/* VGG11 for 32x32 inputs: 64-M-128-M-256-256-M-512-512-M-512-512-M, 3x3 convs. */
+p7_status p7_model_vgg11(p7_device *device, const p7_vgg_options *options, uint64_t seed, p7_model **out);
+
+/* The original study's SimpleCNN: conv(3->32)-BN-ReLU-pool-conv(32->64)-BN-ReLU-pool-
+ * Linear(4096->classes); with members > 1 its BatchEnsemble version. */
+p7_status p7_model_simple_cnn(p7_device *device, int members, int classes, float alpha_init, float gamma_init,
+                              uint64_t seed, p7_model **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,19 @@
+/* conv2d pieces that are not ops (internal): the im2col that writes the p7 GEMM's
+ * packed B panels directly. Tests and bench/p7-conv use it; p7_conv2d_forward will once
+ * the GEMM backend accepts a pre-packed B operand. */
+#ifndef P7_CONV2D_INTERNAL_H
+#define P7_CONV2D_INTERNAL_H
+
+#include "p7_internal.h"
+
+/* Width of a B panel in the p7 GEMM (NR in kernels/gemm_p7.cl). */
+#define P7_CONV_PANEL 32
+
+/* Floats needed for the packed col matrix of x [N,C,H,W] with kernel k, stride s, pad p:
+ * ceil(N*OH*OW / 32) panels of C*k*k rows of 32. */
+size_t p7_conv2d_packed_col_floats(const p7_tensor *x, int k, int stride, int pad);
+
+/* Writes the packed col matrix into bp at element offset bp_offset (enqueued only). */
+p7_status p7_conv2d_im2col_packed(const p7_tensor *x, int k, int stride, int pad, cl_mem bp, size_t bp_offset);
+
+#endif

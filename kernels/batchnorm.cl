@@ -1,0 +1,212 @@
+/* BatchNorm2d over NCHW (H*W = hw; [N, C] is hw = 1), plain and BatchEnsemble.
+ *
+ * Built with -DP7_WG=<work-group size, a power of two> and, on fp64 devices,
+ * -DP7_FP64=1. Statistics are reductions by one work-group per channel (or per
+ * (member, channel)): each work-item sums a fixed, strided subset sequentially, then a
+ * fixed tree combines the work-items, so results are bit-reproducible. Offsets are the
+ * element offsets of tensor views. */
+
+#ifdef P7_FP64
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+typedef double acc_t;
+/* double has headroom enough for a plain running sum */
+#define ACC_DECL(v) acc_t v = 0
+#define ACC_ADD(v, x) (v += (acc_t)(x))
+#else
+typedef float acc_t;
+/* Kahan compensation: a work-item may sum ~10^5 floats of one channel */
+#define ACC_DECL(v) float v = 0.0f, v##_c = 0.0f
+#define ACC_ADD(v, x)                    \
+    do {                                 \
+        const float y_ = (x) - v##_c;    \
+        const float t_ = v + y_;         \
+        v##_c = (t_ - v) - y_;           \
+        v = t_;                          \
+    } while (0)
+#endif
+
+/* Every work-item of the group must call this; buf is P7_WG long. */
+static acc_t tree_sum(__local acc_t *buf, acc_t v)
+{
+    const uint lid = get_local_id(0);
+    buf[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = P7_WG / 2; s > 0; s >>= 1) {
+        if (lid < s) buf[lid] += buf[lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const acc_t r = buf[0];
+    barrier(CLK_LOCAL_MEM_FENCE); /* buf may be reused right after */
+    return r;
+}
+
+/* The elements of channel c in rows [0, rows) of a member block, visited in a fixed
+ * per-work-item order, one statement per element (`body` sees the flat element index
+ * `i_` relative to the block's first row).
+ *
+ * P7_BN_PLANES (CPU devices): work-item lid takes whole planes n = lid, lid + P7_WG, ...
+ * and runs through each plane's hw contiguous values, which a CPU streams fastest.
+ * Otherwise (GPUs): neighbouring work-items take neighbouring elements (coalesced);
+ * the flat index i = n * hw + p advances by P7_WG, split into whole rows and a
+ * remainder so the walk needs no division per element. */
+#ifdef P7_BN_PLANES
+#define CHANNEL_WALK(rows, hw, channels, c, body)                                     \
+    for (uint n_ = get_local_id(0); n_ < (rows); n_ += P7_WG) {                      \
+        const ulong base_ = ((ulong)n_ * (channels) + (c)) * (hw);                     \
+        for (uint p_ = 0; p_ < (hw); p_++) {                                          \
+            const ulong i_ = base_ + p_;                                              \
+            body;                                                                     \
+        }                                                                             \
+    }
+#else
+#define CHANNEL_WALK(rows, hw, channels, c, body)                                     \
+    {                                                                                 \
+        const uint step_rows_ = P7_WG / (hw), step_p_ = P7_WG % (hw);                \
+        uint n_ = get_local_id(0) / (hw), p_ = get_local_id(0) % (hw);               \
+        for (; n_ < (rows); n_ += step_rows_, p_ += step_p_, (p_ >= (hw) ? (p_ -= (hw), n_++) : 0)) { \
+            const ulong i_ = ((ulong)n_ * (channels) + (c)) * (hw) + p_;              \
+            body;                                                                     \
+        }                                                                             \
+    }
+#endif
+
+/* Training statistics of channel c = group id. mean and the biased variance (two
+ * passes: the second sums centred squares, which does not cancel catastrophically). */
+__kernel void p7_bn_stats(__global const float *x, const ulong xo, const uint channels, const uint hw,
+                          const uint rows, const float momentum, const float eps, __global float *save_mean,
+                          const ulong smo, __global float *save_invstd, const ulong sio,
+                          __global float *running_mean, const ulong rmo, __global float *running_var,
+                          const ulong rvo, const int has_running)
+{
+    __local acc_t buf[P7_WG];
+    const uint c = get_group_id(0);
+    const ulong count = (ulong)rows * hw;
+
+    /* Summing x - x0 (x0: the channel's first value) keeps a large common offset out of
+     * the float accumulators, where it would cost the mean its low bits. */
+    const float x0 = x[xo + (ulong)c * hw];
+    ACC_DECL(s);
+    CHANNEL_WALK(rows, hw, channels, c, ACC_ADD(s, x[xo + i_] - x0))
+    const acc_t mean = (acc_t)x0 + tree_sum(buf, s) / (acc_t)count;
+
+    ACC_DECL(q);
+    CHANNEL_WALK(rows, hw, channels, c, const acc_t d = (acc_t)x[xo + i_] - mean; ACC_ADD(q, d * d))
+    const acc_t var = tree_sum(buf, q) / (acc_t)count;
+
+    if (get_local_id(0) == 0) {
+        save_mean[smo + c] = (float)mean;
+        save_invstd[sio + c] = (float)((acc_t)1 / sqrt(var + (acc_t)eps));
+        if (has_running) {
+            /* PyTorch keeps the unbiased variance in its running estimate */
+            const acc_t unbiased = var * (acc_t)count / (acc_t)(count - 1);
+            running_mean[rmo + c] = (float)((1 - (acc_t)momentum) * running_mean[rmo + c] + (acc_t)momentum * mean);
+            running_var[rvo + c] = (float)((1 - (acc_t)momentum) * running_var[rvo + c] + (acc_t)momentum * unbiased);
+        }
+    }
+}
+
+/* Evaluation: the running statistics stand in for the batch's. */
+__kernel void p7_bn_eval_stats(__global const float *running_mean, const ulong rmo, __global const float *running_var,
+                               const ulong rvo, const float eps, __global float *save_mean, const ulong smo,
+                               __global float *save_invstd, const ulong sio, const uint channels)
+{
+    const uint c = get_global_id(0);
+    if (c >= channels) return;
+    save_mean[smo + c] = running_mean[rmo + c];
+    save_invstd[sio + c] = (float)((acc_t)1 / sqrt((acc_t)running_var[rvo + c] + (acc_t)eps));
+}
+
+/* y = (x - mean[c]) * invstd[c] * w[m, c] + b[m, c]; global (hw, C, N). */
+__kernel void p7_bn_apply(__global const float *x, const ulong xo, __global const float *mean, const ulong mo,
+                          __global const float *invstd, const ulong io, __global const float *w, const ulong wo,
+                          const int has_w, __global const float *b, const ulong bo, const int has_b,
+                          const uint rows_per_member, __global float *y, const ulong yo)
+{
+    const uint p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);
+    const uint hw = get_global_size(0), channels = get_global_size(1);
+    const uint m = n / rows_per_member;
+    float scale = invstd[io + c];
+    if (has_w) scale *= w[wo + (ulong)m * channels + c];
+    const float shift = has_b ? b[bo + (ulong)m * channels + c] : 0.0f;
+    const ulong i = ((ulong)n * channels + c) * hw + p;
+    y[yo + i] = (x[xo + i] - mean[mo + c]) * scale + shift;
+}
+
+/* Backward reduction for group g = m * C + c over member m's rows (all rows when
+ * groups == 1): sum(dy) and sum(dy * xhat). Writes them to sums[g] and sums[G*C + g]
+ * for the dx pass and, when asked (mode 1 write, 2 add), to dbias and dweight. */
+__kernel void p7_bn_reduce(__global const float *x, const ulong xo, __global const float *dy, const ulong dyo,
+                           __global const float *mean, const ulong mo, __global const float *invstd,
+                           const ulong io, const uint channels, const uint hw, const uint rows_per_group,
+                           const uint groups, __global float *sums, __global float *dw, const ulong dwo,
+                           const int dw_mode, __global float *db, const ulong dbo, const int db_mode)
+{
+    __local acc_t buf[P7_WG];
+    const uint g = get_group_id(0);
+    const uint c = g % channels, m = g / channels;
+    const acc_t mu = mean[mo + c], is = invstd[io + c];
+    /* member m's block starts rows_per_group whole rows in */
+    const ulong block = (ulong)m * rows_per_group * channels * hw;
+
+    ACC_DECL(sd);
+    ACC_DECL(sdx);
+    CHANNEL_WALK(rows_per_group, hw, channels, c, const acc_t d = dy[dyo + block + i_]; ACC_ADD(sd, d);
+                 ACC_ADD(sdx, d * (((acc_t)x[xo + block + i_] - mu) * is)))
+    const acc_t tot_d = tree_sum(buf, sd);
+    const acc_t tot_dx = tree_sum(buf, sdx);
+    if (get_local_id(0) == 0) {
+        sums[g] = (float)tot_d;
+        sums[(ulong)groups * channels + g] = (float)tot_dx;
+        if (db_mode) db[dbo + g] = (float)tot_d + (db_mode == 2 ? db[dbo + g] : 0.0f);
+        if (dw_mode) dw[dwo + g] = (float)tot_dx + (dw_mode == 2 ? dw[dwo + g] : 0.0f);
+    }
+}
+
+/* Per channel, the sums of g = dy * w over all rows: totals[c] = sum_m w[m,c] sum(dy),
+ * totals[C + c] = sum_m w[m,c] sum(dy * xhat). Fixed member order. */
+__kernel void p7_bn_combine(__global const float *sums, __global const float *w, const ulong wo, const int has_w,
+                            const uint groups, const uint channels, __global float *totals, const ulong to)
+{
+    const uint c = get_global_id(0);
+    if (c >= channels) return;
+    acc_t a = 0, b = 0;
+    for (uint m = 0; m < groups; m++) {
+        const acc_t wm = has_w ? (acc_t)w[wo + (ulong)m * channels + c] : (acc_t)1;
+        a += wm * sums[(ulong)m * channels + c];
+        b += wm * sums[(ulong)(groups + m) * channels + c];
+    }
+    totals[to + c] = (float)a;
+    totals[to + channels + c] = (float)b;
+}
+
+/* dx for global (hw, C, N), one kernel per (training, acc) so the element loop has no
+ * data-dependent branches. Training (batch statistics depend on x):
+ *   dx = invstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * w[m, c];
+ * evaluation (constant statistics): dx = g * invstd. */
+#define BN_DX(name, TRAINING, ACC)                                                                                \
+    __kernel void name(__global const float *x, const ulong xo, __global const float *dy, const ulong dyo,       \
+                       __global const float *mean, const ulong mo, __global const float *invstd, const ulong io, \
+                       __global const float *w, const ulong wo, const int has_w, const uint rows_per_member,     \
+                       __global const float *totals, const ulong to, const float inv_count, __global float *dx,  \
+                       const ulong dxo)                                                                           \
+    {                                                                                                             \
+        const uint p = get_global_id(0), c = get_global_id(1), n = get_global_id(2);                              \
+        const uint hw = get_global_size(0), channels = get_global_size(1);                                        \
+        const ulong i = ((ulong)n * channels + c) * hw + p;                                                       \
+        const float wm = has_w ? w[wo + (ulong)(n / rows_per_member) * channels + c] : 1.0f;                       \
+        const float is = invstd[io + c];                                                                          \
+        float v;                                                                                                  \
+        if (TRAINING) {                                                                                           \
+            const float xhat = (x[xo + i] - mean[mo + c]) * is;                                                   \
+            v = is * (dy[dyo + i] * wm - totals[to + c] * inv_count - xhat * (totals[to + channels + c] * inv_count)); \
+        } else {                                                                                                  \
+            v = dy[dyo + i] * (wm * is);                                                                          \
+        }                                                                                                         \
+        if (ACC) v += dx[dxo + i];                                                                                \
+        dx[dxo + i] = v;                                                                                          \
+    }
+
+BN_DX(p7_bn_dx_train, 1, 0)
+BN_DX(p7_bn_dx_train_acc, 1, 1)
+BN_DX(p7_bn_dx_eval, 0, 0)
+BN_DX(p7_bn_dx_eval_acc, 0, 1)

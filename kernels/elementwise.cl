@@ -1,0 +1,127 @@
+/* Elementwise ops and the BatchEnsemble broadcast plumbing.
+ * Offsets are element offsets of tensor views; `acc` selects out = v (0) or out += v (1). */
+
+__kernel void p7_relu_forward(__global const float *x, const ulong xo, __global float *y, const ulong yo,
+                              const ulong n)
+{
+    const size_t i = get_global_id(0);
+    if (i < n) y[yo + i] = fmax(x[xo + i], 0.0f);
+}
+
+/* ReLU's gradient passes where the output is positive (y > 0 <=> x > 0). */
+__kernel void p7_relu_backward(__global const float *y, const ulong yo, __global const float *dy, const ulong dyo,
+                               __global float *dx, const ulong dxo, const ulong n, const int acc)
+{
+    const size_t i = get_global_id(0);
+    if (i >= n) return;
+    const float g = y[yo + i] > 0.0f ? dy[dyo + i] : 0.0f;
+    dx[dxo + i] = acc ? dx[dxo + i] + g : g;
+}
+
+/* op 0: a + b, op 1: a * b */
+__kernel void p7_binary(__global const float *a, const ulong ao, __global const float *b, const ulong bo,
+                        __global float *y, const ulong yo, const ulong n, const int op)
+{
+    const size_t i = get_global_id(0);
+    if (i >= n) return;
+    const float u = a[ao + i], v = b[bo + i];
+    y[yo + i] = op == 0 ? u + v : u * v;
+}
+
+__kernel void p7_axpy(const float alpha, __global const float *x, const ulong xo, __global float *out,
+                      const ulong oo, const ulong n, const int acc)
+{
+    const size_t i = get_global_id(0);
+    if (i >= n) return;
+    const float v = alpha * x[xo + i];
+    out[oo + i] = acc ? out[oo + i] + v : v;
+}
+
+/* x [N, C, HW], v [M, C]; row r is member r / rows_per_member. op 0: mul, op 1: add. */
+__kernel void p7_channel_broadcast(__global const float *x, const ulong xo, __global const float *v, const ulong vo,
+                                   __global float *y, const ulong yo, const ulong n, const uint channels,
+                                   const uint hw, const uint rows_per_member, const int op)
+{
+    const size_t i = get_global_id(0);
+    if (i >= n) return;
+    const size_t plane = i / hw;
+    const uint c = (uint)(plane % channels);
+    const uint m = (uint)(plane / channels) / rows_per_member;
+    const float s = v[vo + (size_t)m * channels + c];
+    y[yo + i] = op == 0 ? x[xo + i] * s : x[xo + i] + s;
+}
+
+/* dx = dy * v[member, c] */
+__kernel void p7_channel_mul_backward_x(__global const float *dy, const ulong dyo, __global const float *v,
+                                        const ulong vo, __global float *dx, const ulong dxo, const ulong n,
+                                        const uint channels, const uint hw, const uint rows_per_member,
+                                        const int acc)
+{
+    const size_t i = get_global_id(0);
+    if (i >= n) return;
+    const size_t plane = i / hw;
+    const uint c = (uint)(plane % channels);
+    const uint m = (uint)(plane / channels) / rows_per_member;
+    const float g = dy[dyo + i] * v[vo + (size_t)m * channels + c];
+    dx[dxo + i] = acc ? dx[dxo + i] + g : g;
+}
+
+/* dv[m, c] = sum over member m's rows and the hw positions of dy (* x when has_x).
+ * One work-item per (m, c), summing in a fixed order: deterministic. The sums are
+ * short (rows_per_member * hw, at most a few hundred thousand) and there are M*C of
+ * them, enough to fill the device. */
+__kernel void p7_channel_reduce(__global const float *dy, const ulong dyo, __global const float *x, const ulong xo,
+                                const int has_x, __global float *dv, const ulong dvo, const uint members,
+                                const uint channels, const uint hw, const uint rows_per_member, const int acc)
+{
+    const uint mc = get_global_id(0);
+    if (mc >= members * channels) return;
+    const uint m = mc / channels, c = mc % channels;
+    float total = 0.0f;
+    for (uint r = 0; r < rows_per_member; r++) {
+        const size_t base = ((size_t)(m * rows_per_member + r) * channels + c) * hw;
+        float partial = 0.0f;
+        if (has_x)
+            for (uint p = 0; p < hw; p++) partial += dy[dyo + base + p] * x[xo + base + p];
+        else
+            for (uint p = 0; p < hw; p++) partial += dy[dyo + base + p];
+        total += partial;
+    }
+    dv[dvo + mc] = acc ? dv[dvo + mc] + total : total;
+}
+
+/* y [M*B, D] from x [B, D]: y[m*B*D + i] = x[i] */
+__kernel void p7_tile_members(__global const float *x, const ulong xo, __global float *y, const ulong yo,
+                              const ulong member_size, const uint members)
+{
+    const size_t i = get_global_id(0);
+    if (i >= member_size) return;
+    const float v = x[xo + i];
+    for (uint m = 0; m < members; m++) y[yo + m * member_size + i] = v;
+}
+
+/* out[i] = scale * sum over m of x[m*member_size + i]: the backward of tiling
+ * (scale 1) and the forward of the member mean (scale 1/M). */
+__kernel void p7_sum_members(__global const float *x, const ulong xo, __global float *out, const ulong oo,
+                             const ulong member_size, const uint members, const float scale, const int acc)
+{
+    const size_t i = get_global_id(0);
+    if (i >= member_size) return;
+    float s = 0.0f;
+    for (uint m = 0; m < members; m++) s += x[xo + m * member_size + i];
+    s *= scale;
+    out[oo + i] = acc ? out[oo + i] + s : s;
+}
+
+/* out[m*member_size + i] (+)= scale * dy[i]: the backward of the member mean. */
+__kernel void p7_spread_members(__global const float *dy, const ulong dyo, __global float *out, const ulong oo,
+                                const ulong member_size, const uint members, const float scale, const int acc)
+{
+    const size_t i = get_global_id(0);
+    if (i >= member_size) return;
+    const float g = scale * dy[dyo + i];
+    for (uint m = 0; m < members; m++) {
+        const size_t j = oo + m * member_size + i;
+        out[j] = acc ? out[j] + g : g;
+    }
+}

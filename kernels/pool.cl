@@ -1,0 +1,68 @@
+/* Max pooling without padding (core/src/pool.c). idx holds, per output element, the
+ * flat position (ih * W + iw) of the chosen input inside its image plane. */
+
+/* One work-item per (n*C + c, oh) output row. NaN wins, like PyTorch, so a NaN input
+ * shows in the output instead of being pooled away. */
+__kernel void pool_max_forward(__global const float *restrict x, const ulong x_off,
+                               __global float *restrict y, const ulong y_off,
+                               __global int *restrict idx, const uint planes, const uint in_h,
+                               const uint in_w, const uint out_h, const uint out_w, const uint k,
+                               const uint s)
+{
+    const uint i = get_global_id(0);
+    if (i >= planes * out_h) return;
+    const uint oh = i % out_h;
+    const uint nc = i / out_h;
+    const __global float *xp = x + x_off + (ulong)nc * in_h * in_w;
+    const ulong row = (ulong)i * out_w;
+    for (uint ow = 0; ow < out_w; ++ow) {
+        const uint h0 = oh * s, w0 = ow * s;
+        float best = -INFINITY;
+        int best_i = (int)(h0 * in_w + w0);
+        for (uint ky = 0; ky < k; ++ky) {
+            const __global float *r = xp + (h0 + ky) * in_w + w0;
+            for (uint kx = 0; kx < k; ++kx) {
+                const float v = r[kx];
+                if (v > best || isnan(v)) {
+                    best = v;
+                    best_i = (int)((h0 + ky) * in_w + w0 + kx);
+                }
+            }
+        }
+        y[y_off + row + ow] = best;
+        idx[row + ow] = best_i;
+    }
+}
+
+/* The gradient as a gather: one work-item per (n*C + c, h) input row; each pixel sums
+ * dy over the windows that contain it and chose it, in a fixed order (no atomics, so
+ * overlapping windows stay deterministic). acc == 1 adds to dx. */
+__kernel void pool_max_backward(__global const float *restrict dy, const ulong dy_off,
+                                __global const int *restrict idx, __global float *restrict dx,
+                                const ulong dx_off, const int acc, const uint planes,
+                                const uint in_h, const uint in_w, const uint out_h,
+                                const uint out_w, const uint k, const uint s)
+{
+    const uint i = get_global_id(0);
+    if (i >= planes * in_h) return;
+    const uint h = i % in_h;
+    const uint nc = i / in_h;
+    const ulong obase = (ulong)nc * out_h * out_w;
+    __global float *d = dx + dx_off + (ulong)i * in_w;
+    /* Windows oh with oh*s <= h <= oh*s + k - 1. */
+    const uint oh_lo = h >= k ? (h - k) / s + 1 : 0;
+    const uint oh_hi = min(h / s + 1, out_h); /* exclusive */
+    for (uint w = 0; w < in_w; ++w) {
+        const uint ow_lo = w >= k ? (w - k) / s + 1 : 0;
+        const uint ow_hi = min(w / s + 1, out_w);
+        const int me = (int)(h * in_w + w);
+        float g = 0.0f;
+        for (uint oh = oh_lo; oh < oh_hi; ++oh) {
+            for (uint ow = ow_lo; ow < ow_hi; ++ow) {
+                const ulong j = obase + (ulong)oh * out_w + ow;
+                if (idx[j] == me) g += dy[dy_off + j];
+            }
+        }
+        d[w] = acc ? d[w] + g : g;
+    }
+}

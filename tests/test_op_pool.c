@@ -1,0 +1,216 @@
+/* maxpool2d: forward values and argmax indices against a host reference, the gradient
+ * against central finite differences of L = sum(dy_fixed * y) in double precision
+ * (inputs are distinct and far apart, so no step changes an argmax), overlapping
+ * windows (k 3, s 2), odd planes, views at offsets, NaN-prefilled outputs,
+ * accumulation, bit-identical reruns, NaN propagation and shape errors. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "op_kernels.h"
+#include "p7_test_support.h"
+
+typedef struct fixture { p7_device *device; } fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->device = p7_test_open_device(NULL);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    p7_device_close(f->device);
+    free(f);
+    return 0;
+}
+
+/* A view at `offset` of a larger NaN-filled tensor; host may be NULL. */
+static p7_tensor *make(p7_device *device, const int64_t *shape, size_t offset, const float *host)
+{
+    size_t n = (size_t)(shape[0] * shape[1] * shape[2] * shape[3]);
+    int64_t total = (int64_t)(n + offset + 5);
+    p7_tensor *backing, *view;
+    P7_ASSERT_OK(p7_tensor_create(device, 1, &total, &backing));
+    P7_ASSERT_OK(p7_tensor_fill(backing, NAN));
+    P7_ASSERT_OK(p7_tensor_view(backing, offset, 4, shape, &view));
+    p7_tensor_release(backing);
+    if (host) P7_ASSERT_OK(p7_tensor_upload(view, host, n));
+    return view;
+}
+
+static float *download(const p7_tensor *t)
+{
+    size_t n = p7_tensor_numel(t);
+    float *h = malloc(n * sizeof *h);
+    P7_ASSERT_OK(p7_tensor_download(t, h, n));
+    return h;
+}
+
+typedef struct pool_case { int n, c, h, w, k, s; size_t offset; } pool_case;
+
+/* Host forward in double; idx may be NULL. */
+static void pool_ref(const pool_case *pc, const double *x, double *y, int *idx)
+{
+    int oh_n = (pc->h - pc->k) / pc->s + 1, ow_n = (pc->w - pc->k) / pc->s + 1;
+    for (int nc = 0; nc < pc->n * pc->c; nc++)
+        for (int oh = 0; oh < oh_n; oh++)
+            for (int ow = 0; ow < ow_n; ow++) {
+                double best = -INFINITY;
+                int bi = 0;
+                for (int ky = 0; ky < pc->k; ky++)
+                    for (int kx = 0; kx < pc->k; kx++) {
+                        int ih = oh * pc->s + ky, iw = ow * pc->s + kx;
+                        double v = x[((size_t)nc * pc->h + ih) * pc->w + iw];
+                        if (v > best) best = v, bi = ih * pc->w + iw;
+                    }
+                size_t o = ((size_t)nc * oh_n + oh) * ow_n + ow;
+                y[o] = best;
+                if (idx) idx[o] = bi;
+            }
+}
+
+static void run_case(p7_device *device, const pool_case *pc)
+{
+    int oh = (pc->h - pc->k) / pc->s + 1, ow = (pc->w - pc->k) / pc->s + 1;
+    int64_t xs[4] = {pc->n, pc->c, pc->h, pc->w}, ys[4] = {pc->n, pc->c, oh, ow};
+    size_t nx = (size_t)(pc->n * pc->c * pc->h * pc->w), ny = (size_t)(pc->n * pc->c * oh * ow);
+
+    /* distinct values 0.05 apart, in a shuffled order */
+    float *x = malloc(nx * sizeof *x), *dyf = malloc(ny * sizeof *dyf), *r = malloc(nx * sizeof *r);
+    p7_test_fill_uniform(r, nx, 41, 0.0f, 1.0f);
+    for (size_t i = 0; i < nx; i++) x[i] = 0.05f * (float)i - 10.0f;
+    for (size_t i = nx; i > 1; i--) {
+        size_t j = (size_t)(r[i - 1] * (float)i) % i;
+        float t = x[i - 1];
+        x[i - 1] = x[j], x[j] = t;
+    }
+    p7_test_fill_uniform(dyf, ny, 42, -1.0f, 1.0f);
+
+    p7_tensor *tx = make(device, xs, pc->offset, x), *ty = make(device, ys, pc->offset, NULL);
+    p7_tensor *tdy = make(device, ys, pc->offset, dyf), *tdx = make(device, xs, pc->offset, NULL);
+    p7_buffer *idx;
+    P7_ASSERT_OK(p7_buffer_alloc(device, ny * sizeof(int), &idx));
+
+    P7_ASSERT_OK(p7_maxpool2d_forward(tx, pc->k, pc->s, ty, idx));
+    double *xd = malloc(nx * sizeof *xd), *yref = malloc(ny * sizeof *yref);
+    int *iref = malloc(ny * sizeof *iref), *igot = malloc(ny * sizeof *igot);
+    for (size_t i = 0; i < nx; i++) xd[i] = x[i];
+    pool_ref(pc, xd, yref, iref);
+    float *y = download(ty);
+    /* The indices are internal plumbing; read them through the device's queue. */
+    assert_int_equal(clEnqueueReadBuffer(device->queue, p7_buffer_mem(idx), CL_TRUE, 0, ny * sizeof(int), igot, 0,
+                                         NULL, NULL), CL_SUCCESS);
+    for (size_t i = 0; i < ny; i++) {
+        assert_true(y[i] == (float)yref[i]);
+        assert_int_equal(igot[i], iref[i]);
+    }
+
+    /* finite differences of L = sum(dyf * pool(x)) */
+    double *grad = malloc(nx * sizeof *grad), *yt = malloc(ny * sizeof *yt);
+    const double h = 1e-3;
+    for (size_t i = 0; i < nx; i++) {
+        double keep = xd[i], lp = 0.0, lm = 0.0;
+        xd[i] = keep + h;
+        pool_ref(pc, xd, yt, NULL);
+        for (size_t j = 0; j < ny; j++) lp += dyf[j] * yt[j];
+        xd[i] = keep - h;
+        pool_ref(pc, xd, yt, NULL);
+        for (size_t j = 0; j < ny; j++) lm += dyf[j] * yt[j];
+        xd[i] = keep;
+        grad[i] = (lp - lm) / (2.0 * h);
+    }
+    P7_ASSERT_OK(p7_maxpool2d_backward(tdy, idx, pc->k, pc->s, tdx, 0));
+    float *dx = download(tdx);
+    for (size_t i = 0; i < nx; i++) {
+        if (!(fabs(dx[i] - grad[i]) <= 1e-5 * (1.0 + fabs(grad[i])))) {
+            print_error("dx[%zu]: got %.9g, want %.9g\n", i, dx[i], grad[i]);
+            fail();
+        }
+    }
+    /* bit-identical rerun */
+    P7_ASSERT_OK(p7_maxpool2d_backward(tdy, idx, pc->k, pc->s, tdx, 0));
+    float *dx2 = download(tdx);
+    assert_memory_equal(dx, dx2, nx * sizeof *dx);
+    /* accumulate */
+    float *pre = malloc(nx * sizeof *pre);
+    p7_test_fill_uniform(pre, nx, 43, -2.0f, 2.0f);
+    P7_ASSERT_OK(p7_tensor_upload(tdx, pre, nx));
+    P7_ASSERT_OK(p7_maxpool2d_backward(tdy, idx, pc->k, pc->s, tdx, 1));
+    float *acc = download(tdx);
+    for (size_t i = 0; i < nx; i++) assert_float_equal(acc[i], pre[i] + dx[i], 1e-6);
+    /* a NULL dx is a no-op */
+    P7_ASSERT_OK(p7_maxpool2d_backward(tdy, idx, pc->k, pc->s, NULL, 0));
+
+    free(x); free(dyf); free(r); free(xd); free(yref); free(iref); free(igot); free(y);
+    free(grad); free(yt); free(dx); free(dx2); free(pre); free(acc);
+    p7_buffer_free(idx);
+    p7_tensor_release(tx); p7_tensor_release(ty); p7_tensor_release(tdy); p7_tensor_release(tdx);
+}
+
+static void test_cases(void **state)
+{
+    fixture *f = *state;
+    static const pool_case cases[] = {
+        {2, 3, 6, 8, 2, 2, 3},  /* VGG's 2x2 s2 */
+        {2, 3, 7, 5, 2, 2, 0},  /* odd planes: the last row/column is dropped */
+        {2, 2, 7, 7, 3, 2, 1},  /* overlapping windows: pixels chosen twice */
+        {1, 2, 5, 6, 3, 1, 2},
+        {1, 1, 4, 4, 4, 4, 0},  /* global */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(f->device, &cases[i]);
+}
+
+static void test_nan_propagates(void **state)
+{
+    fixture *f = *state;
+    int64_t xs[4] = {1, 1, 2, 2}, ys[4] = {1, 1, 1, 1};
+    float x[4] = {1.0f, NAN, 3.0f, 2.0f}, y;
+    p7_tensor *tx = make(f->device, xs, 0, x), *ty = make(f->device, ys, 0, NULL);
+    p7_buffer *idx;
+    P7_ASSERT_OK(p7_buffer_alloc(f->device, sizeof(int), &idx));
+    P7_ASSERT_OK(p7_maxpool2d_forward(tx, 2, 2, ty, idx));
+    P7_ASSERT_OK(p7_tensor_download(ty, &y, 1));
+    assert_true(isnan(y));
+    p7_buffer_free(idx);
+    p7_tensor_release(tx);
+    p7_tensor_release(ty);
+}
+
+static void test_shape_errors(void **state)
+{
+    fixture *f = *state;
+    int64_t xs[4] = {2, 3, 8, 8}, ys[4] = {2, 3, 4, 4}, ybad[4] = {2, 3, 4, 3};
+    p7_tensor *x = make(f->device, xs, 0, NULL), *y = make(f->device, ys, 0, NULL), *yb = make(f->device, ybad, 0, NULL);
+    p7_buffer *idx, *small;
+    P7_ASSERT_OK(p7_buffer_alloc(f->device, 96 * sizeof(int), &idx));
+    P7_ASSERT_OK(p7_buffer_alloc(f->device, 16, &small));
+    assert_int_equal(p7_maxpool2d_forward(x, 2, 2, yb, idx), P7_ERROR_INVALID_SHAPE);
+    assert_non_null(strstr(p7_last_error(), "maxpool2d"));
+    assert_int_equal(p7_maxpool2d_forward(x, 2, 2, y, small), P7_ERROR_INVALID_SHAPE);
+    assert_int_equal(p7_maxpool2d_backward(yb, idx, 2, 2, x, 0), P7_ERROR_INVALID_SHAPE);
+    assert_non_null(strstr(p7_last_error(), "maxpool2d backward"));
+    assert_int_equal(p7_maxpool2d_forward(x, 0, 2, y, idx), P7_ERROR_INVALID_ARGUMENT);
+    p7_buffer_free(idx);
+    p7_buffer_free(small);
+    p7_tensor_release(x); p7_tensor_release(y); p7_tensor_release(yb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cases),
+        cmocka_unit_test(test_nan_propagates),
+        cmocka_unit_test(test_shape_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
