@@ -33,12 +33,12 @@ static void load_fixtures(void)
     FILE *f = fopen(path, "rb");
     if (!f) fail_msg("cannot open %s (regenerate with /usr/bin/python3 tests/reference/make_golden.py)", path);
     char magic[8];
-    uint32_t count;
+    uint32_t count = 0;
     assert_true(fread(magic, 1, 8, f) == 8 && memcmp(magic, "P7GOLD01", 8) == 0);
     assert_true(read_u32(f, &count) && count <= 64);
     for (uint32_t i = 0; i < count; i++) {
         golden *g = &fixtures[i];
-        uint32_t len, ndim, d;
+        uint32_t len = 0, ndim = 0, d = 0;
         assert_true(read_u32(f, &len) && len < sizeof g->name);
         assert_true(fread(g->name, 1, len, f) == len);
         g->name[len] = '\0';
