@@ -5,14 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "p7/optimizer.h"
 #include "p7/p7.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: p7bench [--device SPEC] [--gemm clblast|p7|auto] [--list-devices]\n"
+            "usage: p7bench [--device SPEC] [--optimizer NAME|PATH] [--gemm clblast|p7|auto] [--list-devices]\n"
             "  --device SPEC   nvidia, amd, intel, gpu, cpu, pocl, P:D, or part of a device name\n"
             "                  (default: $P7_DEVICE, else the first GPU, else the first CPU)\n"
+            "  --optimizer X   optimizer plugin: sgd, adam, ivon (found in the plugins folder beside\n"
+            "                  the program, then $P7_PLUGIN_PATH) or a path such as plugins/libivon.so\n"
             "  --gemm NAME     GEMM backend (default: $P7_GEMM, else p7 on CPUs, CLBlast on GPUs)\n"
             "  --list-devices  print every OpenCL device and exit\n");
 }
@@ -90,10 +93,11 @@ done:
 
 int main(int argc, char **argv)
 {
-    const char *spec = NULL, *gemm = NULL;
+    const char *spec = NULL, *gemm = NULL, *optimizer = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) spec = argv[++i];
         else if (strcmp(argv[i], "--gemm") == 0 && i + 1 < argc) gemm = argv[++i];
+        else if (strcmp(argv[i], "--optimizer") == 0 && i + 1 < argc) optimizer = argv[++i];
         else if (strcmp(argv[i], "--list-devices") == 0) return list_devices();
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(stdout); return 0; }
         else {
@@ -106,6 +110,18 @@ int main(int argc, char **argv)
     if (gemm && p7_gemm_backend_parse(gemm, &opts.gemm) != P7_SUCCESS) {
         fprintf(stderr, "p7bench: --gemm: %s\n", p7_last_error());
         return 2;
+    }
+    /* The plugin is checked before the device is opened, so a wrong name fails fast. */
+    p7_optimizer_plugin *plugin = NULL;
+    if (optimizer && p7_optimizer_plugin_open(optimizer, &plugin) != P7_SUCCESS) {
+        fprintf(stderr, "p7bench: --optimizer %s: %s\n", optimizer, p7_last_error());
+        return 1;
+    }
+    if (plugin) {
+        char help[4096];
+        printf("p7bench: optimizer plugin %s\n%s", p7_optimizer_plugin_path(plugin),
+               p7_optimizer_plugin_help(plugin, help, sizeof help));
+        p7_optimizer_plugin_close(plugin);
     }
     p7_device *device = NULL;
     if (p7_device_open(spec, &opts, &device) != P7_SUCCESS) {

@@ -12,6 +12,7 @@
 #include "p7/nn.h"
 #include "p7/rng.h"
 #include "p7/data.h"
+#include "p7/optimizer.h"
 
 #define P7_VERSION_MAJOR 0
 #define P7_VERSION_MINOR 1
