@@ -1,5 +1,7 @@
-/* p7bench: the studies driver. Today it opens the chosen device, reports it, and runs
- * the GEMM self-check on both backends; the training studies build on it. */
+/* p7bench: the studies driver. Today it opens the chosen device, reports it, runs the
+ * GEMM self-check on both backends, then one training run (model, optimizer plugin,
+ * real CIFAR data or the synthetic fallback) with results in a CSV file. The study
+ * grids (BatchEnsemble, optimizers, parameter sharing) build on this run. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,17 +9,30 @@
 
 #include "p7/optimizer.h"
 #include "p7/p7.h"
+#include "p7bench_train.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: p7bench [--device SPEC] [--optimizer NAME|PATH] [--gemm clblast|p7|auto] [--list-devices]\n"
-            "  --device SPEC   nvidia, amd, intel, gpu, cpu, pocl, P:D, or part of a device name\n"
-            "                  (default: $P7_DEVICE, else the first GPU, else the first CPU)\n"
-            "  --optimizer X   optimizer plugin: sgd, adam, ivon (found in the plugins folder beside\n"
-            "                  the program, then $P7_PLUGIN_PATH) or a path such as plugins/libivon.so\n"
-            "  --gemm NAME     GEMM backend (default: $P7_GEMM, else p7 on CPUs, CLBlast on GPUs)\n"
-            "  --list-devices  print every OpenCL device and exit\n");
+            "usage: p7bench [options]\n"
+            "  --device SPEC      nvidia, amd, intel, gpu, cpu, pocl, P:D, or part of a device name\n"
+            "                     (default: $P7_DEVICE, else the first GPU, else the first CPU)\n"
+            "  --optimizer X      optimizer plugin: sgd, adam, ivon (found in the plugins folder beside\n"
+            "                     the program, then $P7_PLUGIN_PATH) or a path such as plugins/libivon.so\n"
+            "                     (default adam)\n"
+            "  --hparams A        optimizer hyperparameters, e.g. \"lr=0.001,weight_decay=0.0001\"\n"
+            "  --data DIR         data root holding cifar10/ and cifar100/ (default $P7_DATA, else ./data);\n"
+            "                     without real data the built-in synthetic set is used, and every output says so\n"
+            "  --dataset NAME     cifar10 (default) or cifar20 (CIFAR-100 superclasses)\n"
+            "  --model NAME       simple (default), vgg11, vgg11-bn\n"
+            "  --members M        BatchEnsemble members (default 1: a plain network)\n"
+            "  --alpha V --gamma V  BatchEnsemble fast-weight init (v >= 0: sign with P(+1)=v; v < 0: N(1,|v|))\n"
+            "  --epochs E         (default 1)   --batch B (default 128)   --seed S (default 42)\n"
+            "  --limit N          train on at most N images (a quick look)\n"
+            "  --out FILE         results CSV, appended (default results/p7bench.csv)\n"
+            "  --self-check       only the device report and the GEMM self-check\n"
+            "  --gemm NAME        GEMM backend (default: $P7_GEMM, else p7 on CPUs, CLBlast on GPUs)\n"
+            "  --list-devices     print every OpenCL device and exit\n");
 }
 
 static int list_devices(void)
@@ -94,7 +109,29 @@ done:
 int main(int argc, char **argv)
 {
     const char *spec = NULL, *gemm = NULL, *optimizer = NULL;
+    int self_check_only = 0;
+    p7bench_train_options t = {.dataset = "cifar10", .model = "simple", .optimizer = "adam",
+                               .out_csv = "results/p7bench.csv", .members = 1, .alpha_init = 0.5f,
+                               .gamma_init = 0.5f, .epochs = 1, .batch = 128, .seed = 42};
     for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = 1;
+        if (strcmp(a, "--device") == 0 && v) spec = v;
+        else if (strcmp(a, "--hparams") == 0 && v) t.hparams = v;
+        else if (strcmp(a, "--data") == 0 && v) t.data_dir = v;
+        else if (strcmp(a, "--dataset") == 0 && v) t.dataset = v;
+        else if (strcmp(a, "--model") == 0 && v) t.model = v;
+        else if (strcmp(a, "--members") == 0 && v) t.members = atoi(v);
+        else if (strcmp(a, "--alpha") == 0 && v) t.alpha_init = (float)atof(v);
+        else if (strcmp(a, "--gamma") == 0 && v) t.gamma_init = (float)atof(v);
+        else if (strcmp(a, "--epochs") == 0 && v) t.epochs = atoi(v);
+        else if (strcmp(a, "--batch") == 0 && v) t.batch = atoi(v);
+        else if (strcmp(a, "--seed") == 0 && v) t.seed = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--limit") == 0 && v) t.limit = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--out") == 0 && v) t.out_csv = v;
+        else takes = 0;
+        if (takes) { i++; continue; }
+        if (strcmp(a, "--self-check") == 0) { self_check_only = 1; continue; }
         if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) spec = argv[++i];
         else if (strcmp(argv[i], "--gemm") == 0 && i + 1 < argc) gemm = argv[++i];
         else if (strcmp(argv[i], "--optimizer") == 0 && i + 1 < argc) optimizer = argv[++i];
@@ -106,6 +143,19 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (strcmp(t.dataset, "cifar10") != 0 && strcmp(t.dataset, "cifar20") != 0) {
+        fprintf(stderr, "p7bench: --dataset '%s': expected cifar10 or cifar20\n", t.dataset);
+        return 2;
+    }
+    if (strcmp(t.model, "simple") != 0 && strcmp(t.model, "vgg11") != 0 && strcmp(t.model, "vgg11-bn") != 0) {
+        fprintf(stderr, "p7bench: --model '%s': expected simple, vgg11 or vgg11-bn\n", t.model);
+        return 2;
+    }
+    if (t.members < 1 || t.epochs < 1 || t.batch < 1) {
+        fprintf(stderr, "p7bench: --members, --epochs and --batch must be positive integers\n");
+        return 2;
+    }
+    if (optimizer) t.optimizer = optimizer;
     p7_device_options opts = {0};
     if (gemm && p7_gemm_backend_parse(gemm, &opts.gemm) != P7_SUCCESS) {
         fprintf(stderr, "p7bench: --gemm: %s\n", p7_last_error());
@@ -140,6 +190,7 @@ int main(int argc, char **argv)
         ok &= gemm_check(device, backends[bi], 0, 0, 33, 7, 1000);     /* odd sizes */
     }
     printf("p7bench: GEMM self-check %s\n", ok ? "passed" : "FAILED");
+    if (ok && !self_check_only) ok = p7bench_train(device, &t) == 0;
     p7_device_close(device);
     return ok ? 0 : 1;
 }

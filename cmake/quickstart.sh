@@ -15,6 +15,9 @@ packages=(build-essential cmake pkg-config ocl-icd-opencl-dev opencl-headers poc
 ensure_packages() {
     local missing=()
     for p in "${packages[@]}"; do
+        # A tool may come from elsewhere (e.g. npm bundled with NodeSource's nodejs,
+        # which conflicts with Debian's npm package): a working command is enough.
+        case "$p" in npm|curl) command -v "$p" >/dev/null 2>&1 && continue ;; esac
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
