@@ -1,6 +1,5 @@
 /* conv2d pieces that are not ops (internal): the im2col that writes the p7 GEMM's
- * packed B panels directly. Tests and bench/p7-conv use it; p7_conv2d_forward will once
- * the GEMM backend accepts a pre-packed B operand. */
+ * packed B panels directly, used by p7_conv2d_forward with p7's GEMM on small planes. */
 #ifndef P7_CONV2D_INTERNAL_H
 #define P7_CONV2D_INTERNAL_H
 
@@ -8,6 +7,9 @@
 
 /* Width of a B panel in the p7 GEMM (NR in kernels/gemm_p7.cl). */
 #define P7_CONV_PANEL 32
+
+/* Output planes up to this many pixels use the packed im2col in the forward pass. */
+#define P7_CONV_PACKED_MAX_PLANE 16
 
 /* Floats needed for the packed col matrix of x [N,C,H,W] with kernel k, stride s, pad p:
  * ceil(N*OH*OW / 32) panels of C*k*k rows of 32. */

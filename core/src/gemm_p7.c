@@ -61,6 +61,34 @@ static p7_status pack(p7_device *device, const p7_gemm_desc *d, int copy, int wi
     return p7_launch(device, kernel, 2, global, local, label);
 }
 
+/* The micro-kernel over K blocks, on A panels at ap/ap_off and B panels at bp/bp_off. */
+static p7_status run_tiles(p7_device *device, const p7_gemm_desc *d, cl_mem ap, size_t ap_offset, cl_mem bp,
+                           size_t bp_offset, cl_mem c, size_t m_panels, size_t n_panels)
+{
+    cl_kernel tile;
+    P7_TRY(p7_kernel_get(device, "gemm_p7.cl", "", "gemm_p7_tile", &tile));
+    const size_t blocks = (d->k + P7_GEMM_KC_MAX - 1) / P7_GEMM_KC_MAX;
+    const size_t kc = (d->k + blocks - 1) / blocks; /* equal blocks, none tiny */
+    cl_uint m32 = (cl_uint)d->m, n32 = (cl_uint)d->n, k32 = (cl_uint)d->k;
+    cl_int n_fastest = d->k < P7_GEMM_SHALLOW_K;
+    cl_ulong ap_off = ap_offset, bp_off = bp_offset, c_off = d->c_offset, ldc = d->ldc;
+    float alpha = d->alpha;
+    size_t global[2] = {n_fastest ? n_panels : m_panels, n_fastest ? m_panels : n_panels};
+    const size_t local[2] = {1, 1};
+    for (size_t k0 = 0; k0 < d->k; k0 += kc) {
+        cl_uint k_begin = (cl_uint)k0;
+        cl_uint k_len = (cl_uint)(d->k - k0 < kc ? d->k - k0 : kc);
+        /* Later blocks accumulate onto what the earlier ones wrote. */
+        float beta = k0 == 0 ? d->beta : 1.0f;
+        P7_TRY(p7_set_args(tile, "gemm_p7.tile", 15, P7_ARG(m32), P7_ARG(n32), P7_ARG(k32), P7_ARG(k_begin),
+                           P7_ARG(k_len), P7_ARG(n_fastest), P7_ARG(ap), P7_ARG(ap_off), P7_ARG(bp),
+                           P7_ARG(bp_off), P7_ARG(c), P7_ARG(c_off), P7_ARG(ldc), P7_ARG(alpha),
+                           P7_ARG(beta)));
+        P7_TRY(p7_launch(device, tile, 2, global, local, "gemm_p7.tile"));
+    }
+    return P7_SUCCESS;
+}
+
 p7_status p7_gemm_p7_run(p7_device *device, const p7_gemm_desc *d, cl_mem a, cl_mem b, cl_mem c)
 {
     /* The kernels count rows, columns and depth in 32-bit integers (element offsets
@@ -93,26 +121,21 @@ p7_status p7_gemm_p7_run(p7_device *device, const p7_gemm_desc *d, cl_mem a, cl_
     P7_TRY(pack(device, d, !d->trans_b, P7_GEMM_NR, (cl_uint)d->n, b, d->b_offset, d->ldb, n_panels, ws,
                 b_offset, "gemm_p7.pack_b"));
 
-    cl_kernel tile;
-    P7_TRY(p7_kernel_get(device, "gemm_p7.cl", "", "gemm_p7_tile", &tile));
-    const size_t blocks = (d->k + P7_GEMM_KC_MAX - 1) / P7_GEMM_KC_MAX;
-    const size_t kc = (d->k + blocks - 1) / blocks; /* equal blocks, none tiny */
-    cl_uint m32 = (cl_uint)d->m, n32 = (cl_uint)d->n, k32 = (cl_uint)d->k;
-    cl_int n_fastest = d->k < P7_GEMM_SHALLOW_K;
-    cl_ulong ap_off = 0, bp_off = b_offset, c_off = d->c_offset, ldc = d->ldc;
-    float alpha = d->alpha;
-    size_t global[2] = {n_fastest ? n_panels : m_panels, n_fastest ? m_panels : n_panels};
-    const size_t local[2] = {1, 1};
-    for (size_t k0 = 0; k0 < d->k; k0 += kc) {
-        cl_uint k_begin = (cl_uint)k0;
-        cl_uint k_len = (cl_uint)(d->k - k0 < kc ? d->k - k0 : kc);
-        /* Later blocks accumulate onto what the earlier ones wrote. */
-        float beta = k0 == 0 ? d->beta : 1.0f;
-        P7_TRY(p7_set_args(tile, "gemm_p7.tile", 15, P7_ARG(m32), P7_ARG(n32), P7_ARG(k32), P7_ARG(k_begin),
-                           P7_ARG(k_len), P7_ARG(n_fastest), P7_ARG(ws), P7_ARG(ap_off), P7_ARG(ws),
-                           P7_ARG(bp_off), P7_ARG(c), P7_ARG(c_off), P7_ARG(ldc), P7_ARG(alpha),
-                           P7_ARG(beta)));
-        P7_TRY(p7_launch(device, tile, 2, global, local, "gemm_p7.tile"));
-    }
-    return P7_SUCCESS;
+    return run_tiles(device, d, ws, 0, ws, b_offset, c, m_panels, n_panels);
+}
+
+p7_status p7_gemm_p7_run_packed_b(p7_device *device, const p7_gemm_desc *d, cl_mem a, cl_mem bp, size_t bp_offset,
+                                  cl_mem c)
+{
+    if (d->m > UINT_MAX - P7_GEMM_NR || d->n > UINT_MAX - P7_GEMM_NR || d->k > UINT_MAX - P7_GEMM_NR)
+        return p7_fail(P7_ERROR_UNSUPPORTED,
+                       "p7_gemm (p7 backend, m=%zu n=%zu k=%zu): sizes above 2^32 - 32 are not supported",
+                       d->m, d->n, d->k);
+    const size_t m_panels = (d->m + P7_GEMM_MR - 1) / P7_GEMM_MR;
+    const size_t n_panels = (d->n + P7_GEMM_NR - 1) / P7_GEMM_NR;
+    cl_mem ws;
+    P7_TRY(p7_device_workspace(device, &device->gemm_workspace, m_panels * P7_GEMM_MR * d->k * sizeof(float), &ws));
+    P7_TRY(pack(device, d, d->trans_a, P7_GEMM_MR, (cl_uint)d->m, a, d->a_offset, d->lda, m_panels, ws, 0,
+                "gemm_p7.pack_a"));
+    return run_tiles(device, d, ws, 0, bp, bp_offset, c, m_panels, n_panels);
 }
