@@ -66,3 +66,76 @@ __kernel void pool_max_backward(__global const float *restrict dy, const ulong d
         d[w] = acc ? d[w] + g : g;
     }
 }
+
+/* The 2x2, stride 2 case (every VGG pool), one work-item per element so the
+ * compiler vectorises across work-items: the generic kernels above walk whole rows
+ * with run-time window loops, which PoCL cannot vectorise. Same arguments, same
+ * results (first maximum in row-major window order, NaN wins). */
+__kernel void pool_max2_forward(__global const float *restrict x, const ulong x_off,
+                                __global float *restrict y, const ulong y_off,
+                                __global int *restrict idx, const uint planes, const uint in_h,
+                                const uint in_w, const uint out_h, const uint out_w, const uint k,
+                                const uint s)
+{
+    const uint i = get_global_id(0);
+    if (i >= planes * out_h * out_w) return;
+    const uint ow = i % out_w, rest = i / out_w;
+    const uint oh = rest % out_h, nc = rest / out_h;
+    const uint p0 = (2 * oh) * in_w + 2 * ow;
+    const __global float *xp = x + x_off + (ulong)nc * in_h * in_w + p0;
+    const float v0 = xp[0], v1 = xp[1], v2 = xp[in_w], v3 = xp[in_w + 1];
+    /* select chains, no branches: later elements win only when strictly greater, or NaN */
+    float best = v0;
+    uint at = 0;
+    const int t1 = v1 > best || isnan(v1);
+    best = t1 ? v1 : best;
+    at = t1 ? 1u : at;
+    const int t2 = v2 > best || isnan(v2);
+    best = t2 ? v2 : best;
+    at = t2 ? in_w : at;
+    const int t3 = v3 > best || isnan(v3);
+    best = t3 ? v3 : best;
+    at = t3 ? in_w + 1 : at;
+    y[y_off + i] = best;
+    idx[i] = (int)(p0 + at);
+}
+
+/* One work-item per output element writes its whole 2x2 window: the windows do
+ * not overlap, so this is deterministic without atomics, and the reads of dy and
+ * idx are contiguous (a per-input gather reads them scattered, which PoCL cannot
+ * vectorise). With odd planes the item at the last column / row also writes the
+ * pixels no window covers (gradient 0). */
+inline void p7_put(__global float *d, const ulong at, const float g, const int acc)
+{
+    d[at] = acc ? d[at] + g : g;
+}
+
+__kernel void pool_max2_backward(__global const float *restrict dy, const ulong dy_off,
+                                 __global const int *restrict idx, __global float *restrict dx,
+                                 const ulong dx_off, const int acc, const uint planes,
+                                 const uint in_h, const uint in_w, const uint out_h,
+                                 const uint out_w, const uint k, const uint s)
+{
+    const uint i = get_global_id(0);
+    if (i >= planes * out_h * out_w) return;
+    const uint ow = i % out_w, rest = i / out_w;
+    const uint oh = rest % out_h, nc = rest / out_h;
+    const float g = dy[dy_off + i];
+    const uint chosen = (uint)idx[i];
+    const uint p0 = (2 * oh) * in_w + 2 * ow;
+    __global float *d = dx + dx_off + (ulong)nc * in_h * in_w;
+    p7_put(d, p0, chosen == p0 ? g : 0.0f, acc);
+    p7_put(d, p0 + 1, chosen == p0 + 1 ? g : 0.0f, acc);
+    p7_put(d, p0 + in_w, chosen == p0 + in_w ? g : 0.0f, acc);
+    p7_put(d, p0 + in_w + 1, chosen == p0 + in_w + 1 ? g : 0.0f, acc);
+    const int last_col = (in_w & 1) && ow == out_w - 1, last_row = (in_h & 1) && oh == out_h - 1;
+    if (last_col) {
+        p7_put(d, p0 + 2, 0.0f, acc);
+        p7_put(d, p0 + in_w + 2, 0.0f, acc);
+    }
+    if (last_row) {
+        p7_put(d, p0 + 2 * in_w, 0.0f, acc);
+        p7_put(d, p0 + 2 * in_w + 1, 0.0f, acc);
+        if (last_col) p7_put(d, p0 + 2 * in_w + 2, 0.0f, acc);
+    }
+}
