@@ -27,14 +27,6 @@ static p7_tensor *tensor_from(int ndim, const int64_t *shape, const float *value
     return t;
 }
 
-static float *download(const p7_tensor *t)
-{
-    float *h = malloc(p7_tensor_numel(t) * sizeof *h);
-    assert_non_null(h);
-    P7_ASSERT_OK(p7_tensor_download(t, h, p7_tensor_numel(t)));
-    return h;
-}
-
 static void assert_close(const float *a, const float *b, size_t n, double tol, const char *what)
 {
     for (size_t i = 0; i < n; i++) {
@@ -79,16 +71,16 @@ static void test_shared_conv_sums_contributions(void **state)
 
     p7_tensor *w = tensor_from(4, ws, wv, 1);
     run_three_convs(x, w, w, w, r, tape);
-    float *shared = download(p7_tensor_grad(w)), *dx_shared = download(p7_tensor_grad(x));
+    float *shared = p7_test_download(p7_tensor_grad(w)), *dx_shared = p7_test_download(p7_tensor_grad(x));
 
     p7_tensor *c1 = tensor_from(4, ws, wv, 1), *c2 = tensor_from(4, ws, wv, 1), *c3 = tensor_from(4, ws, wv, 1);
     p7_tensor_zero_grad(x);
     run_three_convs(x, c1, c2, c3, r, tape);
-    float *g1 = download(p7_tensor_grad(c1)), *g2 = download(p7_tensor_grad(c2)), *g3 = download(p7_tensor_grad(c3));
+    float *g1 = p7_test_download(p7_tensor_grad(c1)), *g2 = p7_test_download(p7_tensor_grad(c2)), *g3 = p7_test_download(p7_tensor_grad(c3));
     float sum[144];
     for (int i = 0; i < 144; i++) sum[i] = g1[i] + g2[i] + g3[i];
     assert_close(shared, sum, 144, 1e-5, "shared conv gradient");
-    float *dx_copies = download(p7_tensor_grad(x));
+    float *dx_copies = p7_test_download(p7_tensor_grad(x));
     assert_close(dx_shared, dx_copies, 288, 1e-6, "input gradient");
     /* each use contributes: no single copy's gradient equals the total */
     double diff = 0;
@@ -97,7 +89,7 @@ static void test_shared_conv_sums_contributions(void **state)
 
     /* gradients accumulate across backward passes until zero_grad */
     run_three_convs(x, w, w, w, r, tape);
-    float *twice = download(p7_tensor_grad(w));
+    float *twice = p7_test_download(p7_tensor_grad(w));
     for (int i = 0; i < 144; i++) sum[i] = 2.0f * shared[i];
     assert_close(twice, sum, 144, 1e-5, "accumulated gradient");
     p7_tensor_zero_grad(w);
@@ -162,7 +154,7 @@ static void test_be_conv_equals_separate_members(void **state)
     P7_ASSERT_OK(p7_conv2d(NULL, h1, w, NULL, 1, 1, &h2));
     P7_ASSERT_OK(p7_channel_mul(NULL, h2, gamma, M, &h3));
     P7_ASSERT_OK(p7_channel_add(NULL, h3, bias, M, &y));
-    float *be = download(y);
+    float *be = p7_test_download(y);
 
     const int64_t bs1[1] = {O};
     for (int m = 0; m < M; m++) {
@@ -172,7 +164,7 @@ static void test_be_conv_equals_separate_members(void **state)
                 for (int k = 0; k < 9; k++) wm[(o * C + i) * 9 + k] = wv[(o * C + i) * 9 + k] * gv[m * O + o] * av[m * C + i];
         p7_tensor *wt = tensor_from(4, ws, wm, 0), *bt = tensor_from(1, bs1, bv + m * O, 0), *ym;
         P7_ASSERT_OK(p7_conv2d(NULL, x, wt, bt, 1, 1, &ym));
-        float *plain = download(ym);
+        float *plain = p7_test_download(ym);
         assert_close(be + (size_t)m * B * O * H * H, plain, (size_t)B * O * H * H, 1e-5, "BE member output");
         free(plain);
         p7_tensor_release(wt);
@@ -205,10 +197,10 @@ static void test_be_m1_equals_plain(void **state)
     const char *name;
     p7_tensor *wb = p7_model_param(be, 0, &name), *wp = p7_model_param(plain, 0, NULL);
     assert_string_equal(name, "conv.weight");
-    float *wv = download(wb);
+    float *wv = p7_test_download(wb);
     P7_ASSERT_OK(p7_tensor_upload(wp, wv, p7_tensor_numel(wp)));
     P7_ASSERT_OK(p7_tensor_fill(p7_model_param(plain, 1, NULL), 0.0f));
-    float *alpha = download(p7_model_param(be, 1, NULL));
+    float *alpha = p7_test_download(p7_model_param(be, 1, NULL));
     for (int i = 0; i < 3; i++) assert_true(alpha[i] == 1.0f);
 
     const int64_t xs[4] = {2, 3, 5, 5};
@@ -224,8 +216,8 @@ static void test_be_m1_equals_plain(void **state)
         P7_ASSERT_OK(p7_model_forward(models[k], tape, x, 1, &y));
         P7_ASSERT_OK(p7_mean(tape, y, &loss));
         P7_ASSERT_OK(p7_tape_backward(tape, loss));
-        outs[k] = download(y);
-        grads[k] = download(p7_tensor_grad(p7_model_param(models[k], 0, NULL)));
+        outs[k] = p7_test_download(y);
+        grads[k] = p7_test_download(p7_tensor_grad(p7_model_param(models[k], 0, NULL)));
         p7_tensor_release(y);
         p7_tensor_release(loss);
     }

@@ -58,14 +58,6 @@ static p7_tensor *make(p7_device *device, int ndim, const int64_t *shape, size_t
     return view;
 }
 
-static float *download(const p7_tensor *t)
-{
-    size_t n = p7_tensor_numel(t);
-    float *h = malloc(n * sizeof *h);
-    P7_ASSERT_OK(p7_tensor_download(t, h, n));
-    return h;
-}
-
 typedef struct conv_case {
     int n, c, h, w, o, k, s, p;
     int bias;
@@ -172,7 +164,7 @@ static void run_case(p7_device *device, const conv_case *cc)
                      to_double(dyf, ny), malloc(ny * sizeof(double)), ny};
     double *yref = malloc(ny * sizeof *yref);
     conv_ref(cc, pr.x, pr.w, pr.b, yref);
-    float *y = download(ty);
+    float *y = p7_test_download(ty);
     expect_close("y", y, yref, NULL, ny, 1e-5);
 
     /* finite-difference gradients */
@@ -193,7 +185,7 @@ static void run_case(p7_device *device, const conv_case *cc)
     p7_tensor *tdx = make(device, 4, xs, cc->offset, NULL), *tdw = make(device, 4, ws, cc->offset, NULL);
     p7_tensor *tdb = make(device, 1, bs, cc->offset, NULL);
     P7_ASSERT_OK(p7_conv2d_backward(tx, tw, tdy, cc->s, cc->p, tdx, 0, tdw, 0, tdb, 0));
-    float *dx = download(tdx), *dw = download(tdw), *db = download(tdb);
+    float *dx = p7_test_download(tdx), *dw = p7_test_download(tdw), *db = p7_test_download(tdb);
     expect_close("dx", dx, gx, NULL, nx, 2e-5);
     expect_close("dw", dw, gw, NULL, nw, 2e-5);
     expect_close("db", db, gb, NULL, nb, 2e-5);
@@ -201,7 +193,7 @@ static void run_case(p7_device *device, const conv_case *cc)
     /* a rerun is bit-identical */
     P7_ASSERT_OK(p7_conv2d_backward(tx, tw, tdy, cc->s, cc->p, tdx, 0, tdw, 0, tdb, 0));
     P7_ASSERT_OK(p7_conv2d_forward(tx, tw, tb, cc->s, cc->p, ty));
-    float *dx2 = download(tdx), *dw2 = download(tdw), *db2 = download(tdb), *y2 = download(ty);
+    float *dx2 = p7_test_download(tdx), *dw2 = p7_test_download(tdw), *db2 = p7_test_download(tdb), *y2 = p7_test_download(ty);
     assert_memory_equal(dx, dx2, nx * sizeof *dx);
     assert_memory_equal(dw, dw2, nw * sizeof *dw);
     assert_memory_equal(db, db2, nb * sizeof *db);
@@ -217,7 +209,7 @@ static void run_case(p7_device *device, const conv_case *cc)
     P7_ASSERT_OK(p7_tensor_upload(tdb, pb, nb));
     P7_ASSERT_OK(p7_conv2d_backward(tx, tw, tdy, cc->s, cc->p, tdx, 1, tdw, 1, tdb, 1));
     double *dpx = to_double(px, nx), *dpw = to_double(pw, nw), *dpb = to_double(pb, nb);
-    float *ax = download(tdx), *aw = download(tdw), *ab = download(tdb);
+    float *ax = p7_test_download(tdx), *aw = p7_test_download(tdw), *ab = p7_test_download(tdb);
     expect_close("dx (accumulated)", ax, gx, dpx, nx, 2e-5);
     expect_close("dw (accumulated)", aw, gw, dpw, nw, 2e-5);
     expect_close("db (accumulated)", ab, gb, dpb, nb, 2e-5);
@@ -229,7 +221,7 @@ static void run_case(p7_device *device, const conv_case *cc)
         p7_tensor *ob = which == 2 ? make(device, 1, bs, cc->offset, NULL) : NULL;
         P7_ASSERT_OK(p7_conv2d_backward(tx, tw, tdy, cc->s, cc->p, ox, 0, ow_, 0, ob, 0));
         p7_tensor *t = ox ? ox : ow_ ? ow_ : ob;
-        float *g = download(t);
+        float *g = p7_test_download(t);
         expect_close(which == 0 ? "dx alone" : which == 1 ? "dw alone" : "db alone", g,
                      which == 0 ? gx : which == 1 ? gw : gb, NULL, p7_tensor_numel(t), 2e-5);
         free(g);
@@ -312,7 +304,7 @@ static void test_vgg_layer(void **state)
     p7_tensor *tdw = make(f->device, 4, ws, 0, NULL), *tdb = make(f->device, 1, bs, 0, NULL);
     P7_ASSERT_OK(p7_conv2d_forward(tx, tw, tb, 1, 1, ty));
     P7_ASSERT_OK(p7_conv2d_backward(tx, tw, tdy, 1, 1, tdx, 0, tdw, 0, tdb, 0));
-    float *y = download(ty), *dx = download(tdx), *dw = download(tdw), *db = download(tdb);
+    float *y = p7_test_download(ty), *dx = p7_test_download(tdx), *dw = p7_test_download(tdw), *db = p7_test_download(tdb);
 
 #define X(n, c, h, w_) x[(((size_t)(n) * C + (c)) * H + (h)) * W + (w_)]
 #define WT(o, c, ky, kx) w[(((size_t)(o) * C + (c)) * K + (ky)) * K + (kx)]

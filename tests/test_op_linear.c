@@ -47,14 +47,6 @@ static p7_tensor *make(p7_device *device, int ndim, const int64_t *shape, size_t
     return view;
 }
 
-static float *download(const p7_tensor *t)
-{
-    size_t n = p7_tensor_numel(t);
-    float *h = malloc(n * sizeof *h);
-    P7_ASSERT_OK(p7_tensor_download(t, h, n));
-    return h;
-}
-
 typedef struct lin { int n, in, out; const double *x, *w, *b, *dyf; } lin;
 
 static double forward_ref(const lin *l, const double *x, const double *w, const double *b, double *y)
@@ -108,7 +100,7 @@ static void run_case(p7_device *device, int n, int in, int out, size_t offset, i
     lin l = {n, in, out, xd, wd, bd, dyd};
     forward_ref(&l, xd, wd, bias ? bd : NULL, yref);
     P7_ASSERT_OK(p7_linear_forward(tx, tw, tb, ty));
-    float *y = download(ty);
+    float *y = p7_test_download(ty);
     check("y", y, yref, NULL, ny);
 
     /* finite differences */
@@ -129,13 +121,13 @@ static void run_case(p7_device *device, int n, int in, int out, size_t offset, i
     p7_tensor *tdx = four_d ? make(device, 4, xs4, offset, NULL) : make(device, 2, xs, offset, NULL);
     p7_tensor *tdw = make(device, 2, ws, offset, NULL), *tdb = make(device, 1, bs, offset, NULL);
     P7_ASSERT_OK(p7_linear_backward(tx, tw, tdy, tdx, 0, tdw, 0, tdb, 0));
-    float *dx = download(tdx), *dw = download(tdw), *db = download(tdb);
+    float *dx = p7_test_download(tdx), *dw = p7_test_download(tdw), *db = p7_test_download(tdb);
     check("dx", dx, gx, NULL, nx);
     check("dw", dw, gw, NULL, nw);
     check("db", db, gb, NULL, (size_t)out);
 
     P7_ASSERT_OK(p7_linear_backward(tx, tw, tdy, tdx, 0, tdw, 0, tdb, 0));
-    float *dx2 = download(tdx), *dw2 = download(tdw), *db2 = download(tdb);
+    float *dx2 = p7_test_download(tdx), *dw2 = p7_test_download(tdw), *db2 = p7_test_download(tdb);
     assert_memory_equal(dx, dx2, nx * sizeof *dx);
     assert_memory_equal(dw, dw2, nw * sizeof *dw);
     assert_memory_equal(db, db2, (size_t)out * sizeof *db);
@@ -148,7 +140,7 @@ static void run_case(p7_device *device, int n, int in, int out, size_t offset, i
     P7_ASSERT_OK(p7_tensor_upload(tdw, pw, nw));
     P7_ASSERT_OK(p7_tensor_upload(tdb, pb, (size_t)out));
     P7_ASSERT_OK(p7_linear_backward(tx, tw, tdy, tdx, 1, tdw, 1, tdb, 1));
-    float *ax = download(tdx), *aw = download(tdw), *ab = download(tdb);
+    float *ax = p7_test_download(tdx), *aw = p7_test_download(tdw), *ab = p7_test_download(tdb);
     check("dx (accumulated)", ax, gx, px, nx);
     check("dw (accumulated)", aw, gw, pw, nw);
     check("db (accumulated)", ab, gb, pb, (size_t)out);
@@ -156,7 +148,7 @@ static void run_case(p7_device *device, int n, int in, int out, size_t offset, i
     /* only dw requested: dx and db stay untouched */
     P7_ASSERT_OK(p7_tensor_fill(tdx, NAN));
     P7_ASSERT_OK(p7_linear_backward(tx, tw, tdy, NULL, 0, tdw, 0, NULL, 0));
-    float *ow = download(tdw);
+    float *ow = p7_test_download(tdw);
     check("dw alone", ow, gw, NULL, nw);
 
     free(x); free(w); free(b); free(dyf); free(xd); free(wd); free(bd); free(dyd); free(yref); free(y);

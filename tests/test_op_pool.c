@@ -48,14 +48,6 @@ static p7_tensor *make(p7_device *device, const int64_t *shape, size_t offset, c
     return view;
 }
 
-static float *download(const p7_tensor *t)
-{
-    size_t n = p7_tensor_numel(t);
-    float *h = malloc(n * sizeof *h);
-    P7_ASSERT_OK(p7_tensor_download(t, h, n));
-    return h;
-}
-
 typedef struct pool_case { int n, c, h, w, k, s; size_t offset; } pool_case;
 
 /* Host forward in double; idx may be NULL. */
@@ -106,7 +98,7 @@ static void run_case(p7_device *device, const pool_case *pc)
     int *iref = malloc(ny * sizeof *iref), *igot = malloc(ny * sizeof *igot);
     for (size_t i = 0; i < nx; i++) xd[i] = x[i];
     pool_ref(pc, xd, yref, iref);
-    float *y = download(ty);
+    float *y = p7_test_download(ty);
     /* The indices are internal plumbing; read them through the device's queue. */
     assert_int_equal(clEnqueueReadBuffer(device->queue, p7_buffer_mem(idx), CL_TRUE, 0, ny * sizeof(int), igot, 0,
                                          NULL, NULL), CL_SUCCESS);
@@ -130,7 +122,7 @@ static void run_case(p7_device *device, const pool_case *pc)
         grad[i] = (lp - lm) / (2.0 * h);
     }
     P7_ASSERT_OK(p7_maxpool2d_backward(tdy, idx, pc->k, pc->s, tdx, 0));
-    float *dx = download(tdx);
+    float *dx = p7_test_download(tdx);
     for (size_t i = 0; i < nx; i++) {
         if (!(fabs(dx[i] - grad[i]) <= 1e-5 * (1.0 + fabs(grad[i])))) {
             print_error("dx[%zu]: got %.9g, want %.9g\n", i, dx[i], grad[i]);
@@ -139,14 +131,14 @@ static void run_case(p7_device *device, const pool_case *pc)
     }
     /* bit-identical rerun */
     P7_ASSERT_OK(p7_maxpool2d_backward(tdy, idx, pc->k, pc->s, tdx, 0));
-    float *dx2 = download(tdx);
+    float *dx2 = p7_test_download(tdx);
     assert_memory_equal(dx, dx2, nx * sizeof *dx);
     /* accumulate */
     float *pre = malloc(nx * sizeof *pre);
     p7_test_fill_uniform(pre, nx, 43, -2.0f, 2.0f);
     P7_ASSERT_OK(p7_tensor_upload(tdx, pre, nx));
     P7_ASSERT_OK(p7_maxpool2d_backward(tdy, idx, pc->k, pc->s, tdx, 1));
-    float *acc = download(tdx);
+    float *acc = p7_test_download(tdx);
     for (size_t i = 0; i < nx; i++) assert_float_equal(acc[i], pre[i] + dx[i], 1e-6);
     /* a NULL dx is a no-op */
     P7_ASSERT_OK(p7_maxpool2d_backward(tdy, idx, pc->k, pc->s, NULL, 0));

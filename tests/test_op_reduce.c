@@ -29,40 +29,13 @@ static int teardown(void **state)
     return 0;
 }
 
-static p7_tensor *upload(p7_device *d, int ndim, const int64_t *shape, const float *host)
-{
-    p7_tensor *t = NULL;
-    P7_ASSERT_OK(p7_tensor_create(d, ndim, shape, &t));
-    P7_ASSERT_OK(p7_tensor_upload(t, host, p7_tensor_numel(t)));
-    return t;
-}
-
-static p7_tensor *upload_nan(p7_device *d, int ndim, const int64_t *shape)
-{
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
-    float *h = malloc(n * sizeof *h);
-    p7_test_fill_nan(h, n);
-    p7_tensor *t = upload(d, ndim, shape, h);
-    free(h);
-    return t;
-}
-
-static float *download(const p7_tensor *t)
-{
-    size_t n = p7_tensor_numel(t);
-    float *h = malloc(n * sizeof *h);
-    P7_ASSERT_OK(p7_tensor_download(t, h, n));
-    return h;
-}
-
 static void check_sum(p7_device *d, size_t n, float scale, uint64_t seed)
 {
     /* x is a view at element 5 of a larger tensor */
     float *big = malloc((n + 9) * sizeof *big);
     p7_test_fill_uniform(big, n + 9, seed, -1.0f, 1.0f);
     const int64_t bs[1] = {(int64_t)n + 9}, xs[1] = {(int64_t)n}, one[1] = {1};
-    p7_tensor *pool = upload(d, 1, bs, big), *tx, *ty = upload_nan(d, 1, one);
+    p7_tensor *pool = p7_test_tensor(d, 1, bs, big), *tx, *ty = p7_test_tensor(d, 1, one, NULL);
     P7_ASSERT_OK(p7_tensor_view(pool, 5, 1, xs, &tx));
     P7_ASSERT_OK(p7_sum_forward(tx, scale, ty));
     double ref = 0.0, mag = 0.0;
@@ -107,9 +80,9 @@ static void test_sum_backward(void **state)
     p7_test_fill_uniform(x, n, 330, -2.0f, 2.0f);
     p7_test_fill_uniform(pre, n, 331, -2.0f, 2.0f);
     const int64_t xs[2] = {37, 1}, one[1] = {1};
-    p7_tensor *tdy = upload(d, 1, one, &w), *tdx = upload_nan(d, 2, xs);
+    p7_tensor *tdy = p7_test_tensor(d, 1, one, &w), *tdx = p7_test_tensor(d, 2, xs, NULL);
     P7_ASSERT_OK(p7_sum_backward(tdy, scale, tdx, 0));
-    float *g = download(tdx);
+    float *g = p7_test_download(tdx);
     for (size_t i = 0; i < n; i++) {
         double xd[37], lp = 0.0, lm = 0.0;
         for (size_t j = 0; j < n; j++) xd[j] = x[j];
@@ -122,7 +95,7 @@ static void test_sum_backward(void **state)
     }
     P7_ASSERT_OK(p7_tensor_upload(tdx, pre, n));
     P7_ASSERT_OK(p7_sum_backward(tdy, scale, tdx, 1));
-    float *a = download(tdx);
+    float *a = p7_test_download(tdx);
     for (size_t i = 0; i < n; i++) assert_true(a[i] == pre[i] + g[i]);
     P7_ASSERT_OK(p7_sum_backward(tdy, scale, NULL, 0));
     free(g);
@@ -150,16 +123,16 @@ static void check_clip(p7_device *d, float max_norm, int expect_clip)
             for (int i = 0; i < 10; i++) raw[i] = 100.0f + (float)i;
             memcpy(raw + 4, host[t], 3 * sizeof(float));
             const int64_t ps[1] = {10};
-            pool = upload(d, 1, ps, raw);
+            pool = p7_test_tensor(d, 1, ps, raw);
             P7_ASSERT_OK(p7_tensor_view(pool, 4, 1, s, &grads[4]));
         } else {
-            grads[t] = upload(d, 1, s, host[t]);
+            grads[t] = p7_test_tensor(d, 1, s, host[t]);
         }
     }
     grads[3] = NULL; /* a parameter that received no gradient */
     const double norm = sqrt(sq);
     const int64_t one[1] = {1};
-    p7_tensor *tn = upload_nan(d, 1, one);
+    p7_tensor *tn = p7_test_tensor(d, 1, one, NULL);
     P7_ASSERT_OK(p7_clip_grad_norm(grads, 5, max_norm, tn));
     float got_norm;
     P7_ASSERT_OK(p7_tensor_download(tn, &got_norm, 1));
@@ -168,7 +141,7 @@ static void check_clip(p7_device *d, float max_norm, int expect_clip)
     assert_int_equal(coef < 1.0, expect_clip);
     for (int t = 0; t < 4; t++) {
         p7_tensor *g = grads[t == 3 ? 4 : t];
-        float *got = download(g);
+        float *got = p7_test_download(g);
         for (size_t i = 0; i < sizes[t]; i++) {
             if (expect_clip) {
                 const double want = host[t][i] * coef;
@@ -203,14 +176,14 @@ static void test_clip_empty(void **state)
 {
     p7_device *d = *state;
     const int64_t one[1] = {1};
-    p7_tensor *tn = upload_nan(d, 1, one);
+    p7_tensor *tn = p7_test_tensor(d, 1, one, NULL);
     P7_ASSERT_OK(p7_clip_grad_norm(NULL, 0, 1.0f, tn));
     float v;
     P7_ASSERT_OK(p7_tensor_download(tn, &v, 1));
     assert_true(v == 0.0f);
     assert_int_equal(p7_clip_grad_norm(NULL, 0, 0.0f, tn), P7_ERROR_INVALID_ARGUMENT);
     const int64_t two[1] = {2};
-    p7_tensor *t2 = upload_nan(d, 1, two);
+    p7_tensor *t2 = p7_test_tensor(d, 1, two, NULL);
     assert_int_equal(p7_clip_grad_norm(&t2, 1, 1.0f, t2), P7_ERROR_INVALID_SHAPE);
     assert_non_null(strstr(p7_last_error(), "clip_grad_norm"));
     assert_non_null(strstr(p7_last_error(), "[2]"));
@@ -229,7 +202,7 @@ static void test_deterministic(void **state)
     const int64_t xs[1] = {(int64_t)n}, one[1] = {1};
     float out[2][3];
     for (int r = 0; r < 2; r++) {
-        p7_tensor *tx = upload(d, 1, xs, x), *ty = upload_nan(d, 1, one), *tn = upload_nan(d, 1, one);
+        p7_tensor *tx = p7_test_tensor(d, 1, xs, x), *ty = p7_test_tensor(d, 1, one, NULL), *tn = p7_test_tensor(d, 1, one, NULL);
         P7_ASSERT_OK(p7_sum_forward(tx, 1.0f, ty));
         P7_ASSERT_OK(p7_clip_grad_norm(&tx, 1, 0.5f, tn));
         P7_ASSERT_OK(p7_tensor_download(ty, &out[r][0], 1));

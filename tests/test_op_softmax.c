@@ -32,33 +32,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static p7_tensor *upload(p7_device *d, int ndim, const int64_t *shape, const float *host)
-{
-    p7_tensor *t = NULL;
-    P7_ASSERT_OK(p7_tensor_create(d, ndim, shape, &t));
-    P7_ASSERT_OK(p7_tensor_upload(t, host, p7_tensor_numel(t)));
-    return t;
-}
-
-static p7_tensor *upload_nan(p7_device *d, int ndim, const int64_t *shape)
-{
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
-    float *h = malloc(n * sizeof *h);
-    p7_test_fill_nan(h, n);
-    p7_tensor *t = upload(d, ndim, shape, h);
-    free(h);
-    return t;
-}
-
-static float *download(const p7_tensor *t)
-{
-    size_t n = p7_tensor_numel(t);
-    float *h = malloc(n * sizeof *h);
-    P7_ASSERT_OK(p7_tensor_download(t, h, n));
-    return h;
-}
-
 /* Labels as the data pipeline hands them over: int32 in a cl_mem, at an offset. */
 static p7_buffer *upload_labels(p7_device *d, const int *labels, size_t n)
 {
@@ -141,12 +114,12 @@ static void test_forward(void **state)
         const int64_t xs[2] = {n, k};
         double *xd = malloc(nx * sizeof *xd), *y = malloc(nx * sizeof *y);
         for (size_t i = 0; i < nx; i++) xd[i] = x[i];
-        p7_tensor *tx = upload(d, 2, xs, x);
+        p7_tensor *tx = p7_test_tensor(d, 2, xs, x);
         for (int log_out = 0; log_out < 2; log_out++) {
-            p7_tensor *ty = upload_nan(d, 2, xs);
+            p7_tensor *ty = p7_test_tensor(d, 2, xs, NULL);
             P7_ASSERT_OK(log_out ? p7_log_softmax_forward(tx, ty) : p7_softmax_forward(tx, ty));
             host_softmax(xd, n, k, log_out, y);
-            float *g = download(ty);
+            float *g = p7_test_download(ty);
             if (log_out) {
                 assert_close("log_softmax", g, y, nx, FWD_TOL);
             } else {
@@ -171,11 +144,11 @@ static void check_backward(p7_device *d, int n, int k, int log_out, uint64_t see
     p7_test_fill_uniform(dy, nx, seed + 1, -1.0f, 1.0f);
     p7_test_fill_uniform(pre, nx, seed + 2, -5.0f, 5.0f);
     const int64_t xs[2] = {n, k};
-    p7_tensor *tx = upload(d, 2, xs, x), *tdy = upload(d, 2, xs, dy), *ty = upload_nan(d, 2, xs);
-    p7_tensor *tdx = upload_nan(d, 2, xs);
+    p7_tensor *tx = p7_test_tensor(d, 2, xs, x), *tdy = p7_test_tensor(d, 2, xs, dy), *ty = p7_test_tensor(d, 2, xs, NULL);
+    p7_tensor *tdx = p7_test_tensor(d, 2, xs, NULL);
     P7_ASSERT_OK(log_out ? p7_log_softmax_forward(tx, ty) : p7_softmax_forward(tx, ty));
     P7_ASSERT_OK(log_out ? p7_log_softmax_backward(ty, tdy, tdx, 0) : p7_softmax_backward(ty, tdy, tdx, 0));
-    float *g = download(tdx);
+    float *g = p7_test_download(tdx);
 
     double *xd = malloc(nx * sizeof *xd), *dyd = malloc(nx * sizeof *dyd), *fd = malloc(nx * sizeof *fd);
     for (size_t i = 0; i < nx; i++) { xd[i] = x[i]; dyd[i] = dy[i]; }
@@ -193,7 +166,7 @@ static void check_backward(p7_device *d, int n, int k, int log_out, uint64_t see
     /* accumulate=1 adds to known contents */
     P7_ASSERT_OK(p7_tensor_upload(tdx, pre, nx));
     P7_ASSERT_OK(log_out ? p7_log_softmax_backward(ty, tdy, tdx, 1) : p7_softmax_backward(ty, tdy, tdx, 1));
-    float *a = download(tdx);
+    float *a = p7_test_download(tdx);
     for (size_t i = 0; i < nx; i++) assert_true(fabsf(a[i] - (pre[i] + g[i])) <= 1e-6f * (1 + fabsf(a[i])));
     /* a NULL gradient output is a no-op */
     P7_ASSERT_OK(log_out ? p7_log_softmax_backward(ty, tdy, NULL, 0) : p7_softmax_backward(ty, tdy, NULL, 0));
@@ -233,8 +206,8 @@ static void check_cross_entropy(p7_device *d, int n, int k, uint64_t seed)
     p7_buffer *lb = upload_labels(d, labels, (size_t)n + 3);
     const int64_t xs[2] = {n, k}, one[1] = {1};
     const float dloss_value = 0.75f;
-    p7_tensor *tx = upload(d, 2, xs, x), *tp = upload_nan(d, 2, xs), *tl = upload_nan(d, 1, one);
-    p7_tensor *tdl = upload(d, 1, one, &dloss_value), *tdx = upload_nan(d, 2, xs);
+    p7_tensor *tx = p7_test_tensor(d, 2, xs, x), *tp = p7_test_tensor(d, 2, xs, NULL), *tl = p7_test_tensor(d, 1, one, NULL);
+    p7_tensor *tdl = p7_test_tensor(d, 1, one, &dloss_value), *tdx = p7_test_tensor(d, 2, xs, NULL);
     P7_ASSERT_OK(p7_cross_entropy_forward(tx, p7_buffer_mem(lb), 3, tp, tl));
     P7_ASSERT_OK(p7_cross_entropy_backward(tp, p7_buffer_mem(lb), 3, tdl, tdx, 0));
 
@@ -242,7 +215,7 @@ static void check_cross_entropy(p7_device *d, int n, int k, uint64_t seed)
     for (size_t i = 0; i < nx; i++) xd[i] = x[i];
     host_softmax(xd, n, k, 0, probs);
     const double loss = host_cross_entropy(xd, n, k, labels + 3);
-    float *gl = download(tl), *gp = download(tp), *g = download(tdx);
+    float *gl = p7_test_download(tl), *gp = p7_test_download(tp), *g = p7_test_download(tdx);
     assert_close("cross_entropy loss", gl, &loss, 1, FWD_TOL);
     for (size_t i = 0; i < nx; i++) assert_true(fabs(gp[i] - probs[i]) <= FWD_TOL * fmax(probs[i], 1e-3));
     for (size_t i = 0; i < nx; i++) {
@@ -258,7 +231,7 @@ static void check_cross_entropy(p7_device *d, int n, int k, uint64_t seed)
 
     P7_ASSERT_OK(p7_tensor_upload(tdx, pre, nx));
     P7_ASSERT_OK(p7_cross_entropy_backward(tp, p7_buffer_mem(lb), 3, tdl, tdx, 1));
-    float *a = download(tdx);
+    float *a = p7_test_download(tdx);
     for (size_t i = 0; i < nx; i++) assert_true(fabsf(a[i] - (pre[i] + g[i])) <= 1e-6f * (1 + fabsf(a[i])));
 
     free(a);
@@ -294,12 +267,12 @@ static void test_cross_entropy_many_rows(void **state)
     for (int r = 0; r < n; r++) labels[r] = (r * 3) % k;
     p7_buffer *lb = upload_labels(d, labels, (size_t)n);
     const int64_t xs[2] = {n, k}, one[1] = {1};
-    p7_tensor *tx = upload(d, 2, xs, x), *tp = upload_nan(d, 2, xs), *tl = upload_nan(d, 1, one);
+    p7_tensor *tx = p7_test_tensor(d, 2, xs, x), *tp = p7_test_tensor(d, 2, xs, NULL), *tl = p7_test_tensor(d, 1, one, NULL);
     P7_ASSERT_OK(p7_cross_entropy_forward(tx, p7_buffer_mem(lb), 0, tp, tl));
     double *xd = malloc(nx * sizeof *xd);
     for (size_t i = 0; i < nx; i++) xd[i] = x[i];
     const double loss = host_cross_entropy(xd, n, k, labels);
-    float *gl = download(tl);
+    float *gl = p7_test_download(tl);
     assert_close("cross_entropy loss (700 rows)", gl, &loss, 1, FWD_TOL);
     free(gl);
     free(xd);
@@ -322,16 +295,16 @@ static void test_bad_label_gives_nan(void **state)
     const int cases[2][4] = {{0, 1, 5, 2}, {0, -1, 3, 4}};
     for (int c = 0; c < 2; c++) {
         p7_buffer *lb = upload_labels(d, cases[c], 4);
-        p7_tensor *tx = upload(d, 2, xs, x), *tp = upload_nan(d, 2, xs), *tl;
+        p7_tensor *tx = p7_test_tensor(d, 2, xs, x), *tp = p7_test_tensor(d, 2, xs, NULL), *tl;
         const float zero = 0.0f, dl = 1.0f;
-        tl = upload(d, 1, one, &zero);
+        tl = p7_test_tensor(d, 1, one, &zero);
         P7_ASSERT_OK(p7_cross_entropy_forward(tx, p7_buffer_mem(lb), 0, tp, tl));
         float loss;
         P7_ASSERT_OK(p7_tensor_download(tl, &loss, 1));
         assert_true(isnan(loss));
-        p7_tensor *tdl = upload(d, 1, one, &dl), *tdx = upload(d, 2, xs, x);
+        p7_tensor *tdl = p7_test_tensor(d, 1, one, &dl), *tdx = p7_test_tensor(d, 2, xs, x);
         P7_ASSERT_OK(p7_cross_entropy_backward(tp, p7_buffer_mem(lb), 0, tdl, tdx, 0));
-        float *g = download(tdx);
+        float *g = p7_test_download(tdx);
         const int bad_row = c == 0 ? 2 : 1;
         for (int j = 0; j < k; j++) assert_true(isnan(g[bad_row * k + j]));
         for (int j = 0; j < k; j++) assert_false(isnan(g[0 * k + j]));
@@ -356,7 +329,7 @@ static void test_views_and_float_path(void **state)
     const int64_t bs[1] = {400}, xs[2] = {n, k};
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) setenv("P7_NO_FP64", "1", 1);
-        p7_tensor *pool = upload(d, 1, bs, big), *tx, *ty;
+        p7_tensor *pool = p7_test_tensor(d, 1, bs, big), *tx, *ty;
         P7_ASSERT_OK(p7_tensor_view(pool, 7, 2, xs, &tx));
         P7_ASSERT_OK(p7_tensor_view(pool, 200, 2, xs, &ty));
         P7_ASSERT_OK(p7_log_softmax_forward(tx, ty));
@@ -386,15 +359,15 @@ static void test_deterministic(void **state)
     for (int r = 0; r < n; r++) labels[r] = (r * 37) % k;
     p7_buffer *lb = upload_labels(d, labels, (size_t)n);
     const int64_t xs[2] = {n, k}, one[1] = {1};
-    p7_tensor *tx = upload(d, 2, xs, x);
+    p7_tensor *tx = p7_test_tensor(d, 2, xs, x);
     float *out[2][3];
     for (int r = 0; r < 2; r++) {
-        p7_tensor *ty = upload_nan(d, 2, xs), *tp = upload_nan(d, 2, xs), *tl = upload_nan(d, 1, one);
+        p7_tensor *ty = p7_test_tensor(d, 2, xs, NULL), *tp = p7_test_tensor(d, 2, xs, NULL), *tl = p7_test_tensor(d, 1, one, NULL);
         P7_ASSERT_OK(p7_softmax_forward(tx, ty));
         P7_ASSERT_OK(p7_cross_entropy_forward(tx, p7_buffer_mem(lb), 0, tp, tl));
-        out[r][0] = download(ty);
-        out[r][1] = download(tp);
-        out[r][2] = download(tl);
+        out[r][0] = p7_test_download(ty);
+        out[r][1] = p7_test_download(tp);
+        out[r][2] = p7_test_download(tl);
         p7_tensor_release(ty);
         p7_tensor_release(tp);
         p7_tensor_release(tl);

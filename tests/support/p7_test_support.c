@@ -58,3 +58,28 @@ void p7_test_gemm_reference(int trans_a, int trans_b, size_t m, size_t n, size_t
         }
     }
 }
+
+p7_tensor *p7_test_tensor(p7_device *device, int ndim, const int64_t *shape, const float *host)
+{
+    p7_tensor *t = NULL;
+    p7_test_assert_ok(p7_tensor_create(device, ndim, shape, &t), "p7_tensor_create", __FILE__, __LINE__);
+    size_t n = p7_tensor_numel(t);
+    float *nan = NULL;
+    if (!host) {
+        nan = malloc(n * sizeof *nan);
+        if (!nan) fail_msg("out of host memory");
+        p7_test_fill_nan(nan, n);
+    }
+    p7_test_assert_ok(p7_tensor_upload(t, host ? host : nan, n), "p7_tensor_upload", __FILE__, __LINE__);
+    free(nan);
+    return t;
+}
+
+float *p7_test_download(const p7_tensor *tensor)
+{
+    size_t n = p7_tensor_numel(tensor);
+    float *h = malloc((n ? n : 1) * sizeof *h);
+    if (!h) fail_msg("out of host memory");
+    p7_test_assert_ok(p7_tensor_download(tensor, h, n), "p7_tensor_download", __FILE__, __LINE__);
+    return h;
+}

@@ -21,6 +21,13 @@ void p7_test_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi)
 /* A host buffer or device tensor full of quiet NaNs, so skipped writes show. */
 void p7_test_fill_nan(float *x, size_t n);
 
+/* A new tensor holding `host` (numel floats), or quiet NaNs when host is NULL. Fails
+ * the test on error. */
+p7_tensor *p7_test_tensor(p7_device *device, int ndim, const int64_t *shape, const float *host);
+
+/* The tensor's values in a malloc'd array (free it). Fails the test on error. */
+float *p7_test_download(const p7_tensor *tensor);
+
 /* Row-major float64 reference: C = alpha*op(A)*op(B) + beta*C (beta==0 ignores C). */
 void p7_test_gemm_reference(int trans_a, int trans_b, size_t m, size_t n, size_t k, double alpha,
                             const float *a, size_t lda, const float *b, size_t ldb, double beta,
