@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "op_kernels.h"
 #include "p7_test_support.h"
 
 static p7_device *device;
@@ -194,6 +195,76 @@ static void test_batchensemble_plumbing(void **state)
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) check_problem(&ps[i], 40 + i);
 }
 
+static void assert_all_finite(const p7_tensor *t, const char *what)
+{
+    float *v = p7_test_download(t);
+    for (size_t i = 0; i < p7_tensor_numel(t); i++)
+        if (!(v[i] == v[i])) fail_msg("%s: element %zu was not written (NaN prefill survived)", what, i);
+    free(v);
+}
+
+/* Every kernel-level forward and backward writes every element of its output when
+ * asked to overwrite (accumulate = 0): outputs start as NaN, inputs are finite. */
+static void test_outputs_fully_written(void **state)
+{
+    (void)state;
+    const int M = 2;
+    const int64_t xs[4] = {4, 3, 5, 5}, vs[2] = {M, 3}, ts[4] = {8, 3, 5, 5};
+    float xv[300], vv[6];
+    p7_test_fill_uniform(xv, 300, 70, -1.0f, 1.0f);
+    p7_test_fill_uniform(vv, 6, 71, -1.0f, 1.0f);
+    p7_tensor *x = p7_test_tensor(device, 4, xs, xv), *v = p7_test_tensor(device, 2, vs, vv), *out;
+
+    out = p7_test_tensor(device, 4, xs, NULL);
+    P7_ASSERT_OK(p7_relu_forward(x, out));
+    assert_all_finite(out, "relu forward");
+    p7_tensor *dx = p7_test_tensor(device, 4, xs, NULL);
+    P7_ASSERT_OK(p7_relu_backward(out, x, dx, 0));
+    assert_all_finite(dx, "relu backward");
+    p7_tensor_release(dx);
+    p7_tensor_release(out);
+
+    out = p7_test_tensor(device, 4, xs, NULL);
+    P7_ASSERT_OK(p7_add_forward(x, x, out));
+    assert_all_finite(out, "add");
+    P7_ASSERT_OK(p7_tensor_fill(out, NAN));
+    P7_ASSERT_OK(p7_mul_forward(x, x, out));
+    assert_all_finite(out, "mul");
+    P7_ASSERT_OK(p7_tensor_fill(out, NAN));
+    P7_ASSERT_OK(p7_axpy(2.0f, x, out, 0));
+    assert_all_finite(out, "axpy");
+    P7_ASSERT_OK(p7_tensor_fill(out, NAN));
+    P7_ASSERT_OK(p7_channel_mul_forward(x, v, M, out));
+    assert_all_finite(out, "channel_mul");
+    P7_ASSERT_OK(p7_tensor_fill(out, NAN));
+    P7_ASSERT_OK(p7_channel_add_forward(x, v, M, out));
+    assert_all_finite(out, "channel_add");
+    P7_ASSERT_OK(p7_tensor_fill(out, NAN));
+    P7_ASSERT_OK(p7_channel_mul_backward_x(x, v, M, out, 0));
+    assert_all_finite(out, "channel_mul backward x");
+    p7_tensor *dv = p7_test_tensor(device, 2, vs, NULL);
+    P7_ASSERT_OK(p7_channel_reduce_backward(x, x, M, dv, 0));
+    assert_all_finite(dv, "channel backward v");
+    p7_tensor_release(dv);
+
+    p7_tensor *tiled = p7_test_tensor(device, 4, ts, NULL);
+    P7_ASSERT_OK(p7_tile_members_forward(x, M, tiled));
+    assert_all_finite(tiled, "tile_members");
+    P7_ASSERT_OK(p7_tensor_fill(out, NAN));
+    P7_ASSERT_OK(p7_tile_members_backward(tiled, M, out, 0));
+    assert_all_finite(out, "tile_members backward");
+    P7_ASSERT_OK(p7_tensor_fill(out, NAN));
+    P7_ASSERT_OK(p7_member_mean_forward(tiled, M, out));
+    assert_all_finite(out, "member_mean");
+    P7_ASSERT_OK(p7_tensor_fill(tiled, NAN));
+    P7_ASSERT_OK(p7_member_mean_backward(x, M, tiled, 0));
+    assert_all_finite(tiled, "member_mean backward");
+    p7_tensor_release(tiled);
+    p7_tensor_release(out);
+    p7_tensor_release(x);
+    p7_tensor_release(v);
+}
+
 static void test_shape_errors(void **state)
 {
     (void)state;
@@ -218,6 +289,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unary_and_binary),
         cmocka_unit_test(test_batchensemble_plumbing),
+        cmocka_unit_test(test_outputs_fully_written),
         cmocka_unit_test(test_shape_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
