@@ -6,14 +6,13 @@
  * fixed tree combines the work-items, so results are bit-reproducible. Offsets are the
  * element offsets of tensor views. */
 
+#include "reduce_tree.clh"
+
 #ifdef P7_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double acc_t;
 /* double has headroom enough for a plain running sum */
 #define ACC_DECL(v) acc_t v = 0
 #define ACC_ADD(v, x) (v += (acc_t)(x))
 #else
-typedef float acc_t;
 /* Kahan compensation: a work-item may sum ~10^5 floats of one channel */
 #define ACC_DECL(v) float v = 0.0f, v##_c = 0.0f
 #define ACC_ADD(v, x)                    \
@@ -24,21 +23,6 @@ typedef float acc_t;
         v = t_;                          \
     } while (0)
 #endif
-
-/* Every work-item of the group must call this; buf is P7_WG long. */
-static acc_t tree_sum(__local acc_t *buf, acc_t v)
-{
-    const uint lid = get_local_id(0);
-    buf[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = P7_WG / 2; s > 0; s >>= 1) {
-        if (lid < s) buf[lid] += buf[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const acc_t r = buf[0];
-    barrier(CLK_LOCAL_MEM_FENCE); /* buf may be reused right after */
-    return r;
-}
 
 /* The elements of channel c in rows [0, rows) of a member block, visited in a fixed
  * per-work-item order, one statement per element (`body` sees the flat element index

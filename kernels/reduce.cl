@@ -6,26 +6,7 @@
  * partials. The chunking depends only on the element count, so results are
  * bit-reproducible. Offsets are the element offsets of tensor views. */
 
-#ifdef P7_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double acc_t;
-#else
-typedef float acc_t;
-#endif
-
-static acc_t tree_sum(__local acc_t *buf, acc_t v)
-{
-    const uint lid = get_local_id(0);
-    buf[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = P7_WG / 2; s > 0; s >>= 1) {
-        if (lid < s) buf[lid] += buf[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const acc_t r = buf[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
+#include "reduce_tree.clh"
 
 /* squares 0: sum of x; 1: sum of x*x. Writes partials[po + group]. */
 __kernel void p7_reduce_partial(__global const float *x, const ulong xo, const ulong n, const ulong chunk,

@@ -5,26 +5,7 @@
  * and sums come from a fixed-order tree, so results are bit-reproducible. Offsets are
  * the element offsets of tensor views. */
 
-#ifdef P7_FP64
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double acc_t;
-#else
-typedef float acc_t;
-#endif
-
-static acc_t tree_sum(__local acc_t *buf, acc_t v)
-{
-    const uint lid = get_local_id(0);
-    buf[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = P7_WG / 2; s > 0; s >>= 1) {
-        if (lid < s) buf[lid] += buf[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const acc_t r = buf[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    return r;
-}
+#include "reduce_tree.clh"
 
 /* NaN-propagating max: a NaN logit must poison its row, as it would in exp-sum. */
 static float nan_max(float a, float b) { return (isnan(a) || a > b) ? a : b; }

@@ -13,6 +13,49 @@ static const char *find_embedded(const char *file)
     return NULL;
 }
 
+/* Embedded sources have no include path, so `#include "name.clh"` lines naming an
+ * embedded file are replaced by its text here (one level: headers include nothing).
+ * Returns a malloc'd copy, or NULL when out of memory; *missing names an unknown one. */
+static char *splice_includes(const char *source, const char **missing)
+{
+    static const char directive[] = "#include \"";
+    size_t cap = strlen(source) + 1, len = 0;
+    for (const char *p = source; (p = strstr(p, directive)) != NULL; p++) {
+        const char *name = p + sizeof directive - 1, *end = strchr(name, '"');
+        if (!end) break;
+        for (size_t i = 0; i < p7_kernel_source_count; i++)
+            if (strlen(p7_kernel_sources[i].file) == (size_t)(end - name) &&
+                strncmp(p7_kernel_sources[i].file, name, (size_t)(end - name)) == 0)
+                cap += strlen(p7_kernel_sources[i].text);
+    }
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    const char *p = source;
+    for (;;) {
+        const char *d = strstr(p, directive);
+        const char *name = d ? d + sizeof directive - 1 : NULL, *end = name ? strchr(name, '"') : NULL;
+        if (!d || !end) {
+            memcpy(out + len, p, strlen(p) + 1);
+            return out;
+        }
+        memcpy(out + len, p, (size_t)(d - p));
+        len += (size_t)(d - p);
+        const char *text = NULL;
+        for (size_t i = 0; i < p7_kernel_source_count && !text; i++)
+            if (strlen(p7_kernel_sources[i].file) == (size_t)(end - name) &&
+                strncmp(p7_kernel_sources[i].file, name, (size_t)(end - name)) == 0)
+                text = p7_kernel_sources[i].text;
+        if (!text) {
+            *missing = name;
+            free(out);
+            return NULL;
+        }
+        memcpy(out + len, text, strlen(text));
+        len += strlen(text);
+        p = end + 1;
+    }
+}
+
 static char *join_key(const char *a, const char *b, const char *c)
 {
     size_t n = strlen(a) + strlen(b) + (c ? strlen(c) : 0) + 3;
@@ -78,8 +121,18 @@ p7_status p7_program_get(p7_device *device, const char *file, const char *option
 
     char name[256];
     snprintf(name, sizeof name, "kernels/%s", file);
+    const char *missing = NULL;
+    char *spliced = splice_includes(source, &missing);
+    if (!spliced) {
+        if (missing)
+            return p7_fail(P7_ERROR_KERNEL_NOT_FOUND, "kernels/%s includes %.*s, which is not embedded in this libp7",
+                           file, (int)(strchr(missing, '"') - missing), missing);
+        return p7_fail(P7_ERROR_OUT_OF_MEMORY, "p7_program_get: out of host memory");
+    }
     cl_program program;
-    P7_TRY(p7_program_build_source(device, name, source, options, &program));
+    p7_status st = p7_program_build_source(device, name, spliced, options, &program);
+    free(spliced);
+    if (st != P7_SUCCESS) return st;
 
     p7_program_entry *e = calloc(1, sizeof *e);
     size_t n = strlen(file) + strlen(options) + 2;
