@@ -2,6 +2,7 @@
  * GEMM self-check on both backends, then one training run (model, optimizer plugin,
  * real CIFAR data or the synthetic fallback) with results in a CSV file. The study
  * grids (BatchEnsemble, optimizers, parameter sharing) build on this run. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,33 @@ static int list_devices(void)
                infos[i].vendor, infos[i].platform_name, infos[i].driver_version);
     free(infos);
     return 0;
+}
+
+/* Whole-string numbers only: "--epochs 2x" is an error, not 2. */
+static int parse_int(const char *option, const char *text, long long min, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end || v < min) {
+        fprintf(stderr, "p7bench: %s '%s': expected an integer >= %lld\n", option, text, min);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static int parse_float(const char *option, const char *text, float *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || v != v) {
+        fprintf(stderr, "p7bench: %s '%s': expected a number\n", option, text);
+        return 0;
+    }
+    *out = (float)v;
+    return 1;
 }
 
 static unsigned long long lcg = 12345;
@@ -116,18 +144,19 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1;
+        long long n;
         if (strcmp(a, "--device") == 0 && v) spec = v;
         else if (strcmp(a, "--hparams") == 0 && v) t.hparams = v;
         else if (strcmp(a, "--data") == 0 && v) t.data_dir = v;
         else if (strcmp(a, "--dataset") == 0 && v) t.dataset = v;
         else if (strcmp(a, "--model") == 0 && v) t.model = v;
-        else if (strcmp(a, "--members") == 0 && v) t.members = atoi(v);
-        else if (strcmp(a, "--alpha") == 0 && v) t.alpha_init = (float)atof(v);
-        else if (strcmp(a, "--gamma") == 0 && v) t.gamma_init = (float)atof(v);
-        else if (strcmp(a, "--epochs") == 0 && v) t.epochs = atoi(v);
-        else if (strcmp(a, "--batch") == 0 && v) t.batch = atoi(v);
-        else if (strcmp(a, "--seed") == 0 && v) t.seed = strtoull(v, NULL, 10);
-        else if (strcmp(a, "--limit") == 0 && v) t.limit = strtoull(v, NULL, 10);
+        else if (strcmp(a, "--members") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.members = (int)n; }
+        else if (strcmp(a, "--alpha") == 0 && v) { if (!parse_float(a, v, &t.alpha_init)) return 2; }
+        else if (strcmp(a, "--gamma") == 0 && v) { if (!parse_float(a, v, &t.gamma_init)) return 2; }
+        else if (strcmp(a, "--epochs") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.epochs = (int)n; }
+        else if (strcmp(a, "--batch") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.batch = (int)n; }
+        else if (strcmp(a, "--seed") == 0 && v) { if (!parse_int(a, v, 0, &n)) return 2; t.seed = (uint64_t)n; }
+        else if (strcmp(a, "--limit") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.limit = (size_t)n; }
         else if (strcmp(a, "--out") == 0 && v) t.out_csv = v;
         else takes = 0;
         if (takes) { i++; continue; }
@@ -151,8 +180,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "p7bench: --model '%s': expected simple, vgg11 or vgg11-bn\n", t.model);
         return 2;
     }
-    if (t.members < 1 || t.epochs < 1 || t.batch < 1) {
-        fprintf(stderr, "p7bench: --members, --epochs and --batch must be positive integers\n");
+    if ((long long)t.members * t.batch > 65536) {
+        fprintf(stderr, "p7bench: --members %d x --batch %d rows per step is more than 65536\n", t.members, t.batch);
         return 2;
     }
     if (optimizer) t.optimizer = optimizer;
