@@ -241,8 +241,8 @@ __kernel void conv_col2im_flat(__global const float *restrict col, __global floa
  * so the forward GEMM could skip its own pass over col (write col, read col, write
  * panels becomes one write). One work-item per (panel q, channel c): it writes the
  * K*K*PANEL floats of that channel's taps, one contiguous block, and decodes each of
- * its PANEL pixels once for all taps. Waiting for a GEMM entry point that accepts
- * pre-packed B (see core/src/conv2d_internal.h). */
+ * its PANEL pixels once for all taps. Stride-1 "same" convolutions use the vector
+ * kernel conv_im2col_packed_same below instead. */
 #ifndef CONV_PANEL
 #define CONV_PANEL 32
 #endif
@@ -282,3 +282,253 @@ __kernel void conv_im2col_packed(__global const float *restrict x, const ulong x
         }
     }
 }
+
+/* ---- Stride-1 "same" convolutions (2P = K - 1, so OH = H and OW = W) ----
+ * There an output pixel's offset in its plane equals its input pixel's, so a tap reads
+ * x[n][c] at pix + (ky - P) * W + (kx - P): 16 consecutive output pixels of one image
+ * are one contiguous run of x, whatever the row width. Each run becomes one vector
+ * load with the padding lanes masked to zero, instead of 16 branchy scalar gathers
+ * (which held the naive packed im2col to a few GB/s). The host uses these when the
+ * plane is a multiple of 16 pixels, so a run never crosses images, or a power of two
+ * below 16 with N*P % 16 == 0, so a run holds whole planes of 16 / P images (2x2
+ * layers: each tap is a 16-lane gather there, still branch-free). */
+#if CONV_S == 1 && 2 * CONV_P == CONV_K - 1
+
+/* The tap at row shift dy, column shift dx for the 16 pixels pix0 + lane of the plane
+ * xc, whose rows and columns are ohv and owv; lanes outside the image are zero. The
+ * run is one vector load, masked, whenever it lies inside xc[lo, hi), the extent of
+ * the whole tensor: on planes of a few rows most taps leave the plane, and only the
+ * tensor's first and last planes need the lane-by-lane gather (from the lane's own
+ * pixel where masked, so every address read is valid). */
+static float16 conv_same_tap16(const __global float *xc, const int pix0, const int16 ohv, const int16 owv,
+                               const int dy, const int dx, const int in_h, const int in_w, const long lo,
+                               const long hi)
+{
+    const int16 ih = ohv + dy, iw = owv + dx;
+    const int16 ok = (ih >= 0) & (ih < in_h) & (iw >= 0) & (iw < in_w);
+    const int start = pix0 + dy * in_w + dx;
+    float16 v;
+    if (start >= lo && start + 16 <= hi) {
+        v = vload16(0, xc + start);
+    } else {
+        const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        const int16 at = select((int16)(pix0) + lane, (int16)(start) + lane, ok);
+        v = (float16)(xc[at.s0], xc[at.s1], xc[at.s2], xc[at.s3], xc[at.s4], xc[at.s5], xc[at.s6], xc[at.s7],
+                      xc[at.s8], xc[at.s9], xc[at.sa], xc[at.sb], xc[at.sc], xc[at.sd], xc[at.se], xc[at.sf]);
+    }
+    return select((float16)(0.0f), v, ok);
+}
+
+/* The same tap for 16 pixels that span several images of a plane smaller than 16
+ * pixels: off holds each lane's own pixel, relative to xc, so the loads are gathers
+ * (from the lane's own pixel where masked, a valid address). */
+static float16 conv_small_tap16(const __global float *xc, const int16 off, const int16 ohv, const int16 owv,
+                                const int dy, const int dx, const int in_h, const int in_w)
+{
+    const int16 ih = ohv + dy, iw = owv + dx;
+    const int16 ok = (ih >= 0) & (ih < in_h) & (iw >= 0) & (iw < in_w);
+    const int16 at = select(off, off + (dy * in_w + dx), ok);
+    const float16 v = (float16)(xc[at.s0], xc[at.s1], xc[at.s2], xc[at.s3], xc[at.s4], xc[at.s5], xc[at.s6],
+                                xc[at.s7], xc[at.s8], xc[at.s9], xc[at.sa], xc[at.sb], xc[at.sc], xc[at.sd],
+                                xc[at.se], xc[at.sf]);
+    return select((float16)(0.0f), v, ok);
+}
+
+/* Each lane's pixel in x for 16 pixels starting a plane, when the plane is a power of
+ * two below 16: lane / plane images on (image stride channels * plane), lane mod plane
+ * into the plane. */
+static int16 conv_small_offsets16(const uint plane, const uint channels)
+{
+    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int sh = 31 - (int)clz(plane);
+    return (lane >> sh) * (int)(channels * plane) + (lane & (int)(plane - 1));
+}
+
+/* Rows and columns of the 16 pixels pix0 + lane of a plane of 16 or more pixels, or
+ * of the pixels lane mod plane when the plane is smaller (a power of two that
+ * repeats across the run: consecutive images). The division goes through float and
+ * one correction step: vector integer division is scalarised, and 16 divisions per
+ * work-item measured as a third of the col2im time. Exact while pixels < 2^22, which
+ * the host checks. */
+static void conv_same_coords16(const int pix0, const int in_w, const int plane, int16 *ohv, int16 *owv)
+{
+    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int16 p = plane >= 16 ? (int16)(pix0) + lane : lane & (plane - 1);
+    int16 q = convert_int16_rtz(convert_float16(p) * (1.0f / (float)in_w));
+    int16 r = p - q * in_w;
+    q = select(q, q + 1, r >= in_w);
+    r = select(r, r - in_w, r >= in_w);
+    q = select(q, q - 1, r < 0);
+    r = select(r, r + in_w, r < 0);
+    *ohv = q;
+    *owv = r;
+}
+
+/* conv_im2col_packed for stride-1 "same" convolutions (the host needs plane % 16 == 0,
+ * or 16 % plane == 0 and N*P % 16 == 0): one work-item per (channel c, panel q)
+ * writes, per tap, the panel row as two 16-pixel runs. Channels vary fastest, so
+ * consecutive work-items write consecutive blocks of the panel. */
+__kernel void conv_im2col_packed_same(__global const float *restrict x, const ulong x_off,
+                                      __global float *restrict bp, const ulong bp_off, const uint n_img,
+                                      const uint channels, const uint in_h, const uint in_w)
+{
+    const uint c = get_global_id(0);
+    const uint q = get_global_id(1);
+    const uint plane = in_h * in_w;
+    const uint np = n_img * plane;
+    if (q * CONV_PANEL >= np || c >= channels) return;
+    const ulong ckk = (ulong)channels * CONV_KK;
+    __global float *dst = bp + bp_off + ((ulong)q * ckk + (ulong)c * CONV_KK) * CONV_PANEL;
+    for (uint h = 0; h < CONV_PANEL; h += 16) {
+        const uint j0 = q * CONV_PANEL + h;
+        __global float *d = dst + h;
+        if (j0 >= np) {
+#pragma unroll
+            for (int t = 0; t < CONV_KK; ++t) vstore16((float16)(0.0f), 0, d + t * CONV_PANEL);
+            continue;
+        }
+        const uint n = j0 / plane;
+        const int pix0 = (int)(j0 - n * plane);
+        const long before = ((long)n * channels + c) * plane, after = (long)channels * np - before;
+        const __global float *xc = x + x_off + before;
+        int16 ohv, owv;
+        conv_same_coords16(pix0, (int)in_w, (int)plane, &ohv, &owv);
+        if (plane < 16) {
+            const int16 off = conv_small_offsets16(plane, channels);
+#pragma unroll
+            for (int ky = 0; ky < CONV_K; ++ky) {
+#pragma unroll
+                for (int kx = 0; kx < CONV_K; ++kx)
+                    vstore16(conv_small_tap16(xc, off, ohv, owv, ky - CONV_P, kx - CONV_P, (int)in_h, (int)in_w), 0,
+                             d + (ky * CONV_K + kx) * CONV_PANEL);
+            }
+            continue;
+        }
+#pragma unroll
+        for (int ky = 0; ky < CONV_K; ++ky) {
+#pragma unroll
+            for (int kx = 0; kx < CONV_K; ++kx)
+                vstore16(conv_same_tap16(xc, pix0, ohv, owv, ky - CONV_P, kx - CONV_P, (int)in_h, (int)in_w,
+                                         -before, after),
+                         0, d + (ky * CONV_K + kx) * CONV_PANEL);
+        }
+    }
+}
+
+/* col^T packed as the B operand of the weight-gradient GEMM dW = T * col^T, whose
+ * depth is the pixel and whose columns are the taps:
+ *   bp[(q*NP + j)*PANEL + jj] = col[q*PANEL + jj][j], zero for taps past C*K*K,
+ * so neither col nor a transposing pack pass over it is needed. One work-item per
+ * (16 pixels, panel q): eight taps at a time are loaded as 16-pixel runs and
+ * transposed in registers into 16 rows of 8 (component selection compiles to
+ * shuffles), the same scheme as gemm_p7_pack_gather in kernels/gemm_p7.cl. Planes
+ * smaller than 16 pixels gather each run from 16 / plane images. */
+#define CONV_T8(kk, g)                                                                      \
+    vstore8((float8)(v0.s##kk, v1.s##kk, v2.s##kk, v3.s##kk, v4.s##kk, v5.s##kk, v6.s##kk, v7.s##kk), 0, \
+            d + 0x##kk * CONV_PANEL + (g));
+__kernel void conv_im2col_packed_t(__global const float *restrict x, const ulong x_off,
+                                   __global float *restrict bp, const ulong bp_off, const uint n_img,
+                                   const uint channels, const uint in_h, const uint in_w)
+{
+    const uint j0 = get_global_id(0) * 16;
+    const uint q = get_global_id(1);
+    const uint plane = in_h * in_w;
+    const uint np = n_img * plane;
+    const uint ckk = channels * CONV_KK;
+    if (j0 >= np || q * CONV_PANEL >= ckk) return;
+    const uint n = j0 / plane;
+    const int pix0 = (int)(j0 - n * plane);
+    const long before = (long)n * channels * plane, total = (long)channels * np;
+    const __global float *xn = x + x_off + before;
+    __global float *d = bp + bp_off + ((ulong)q * np + j0) * CONV_PANEL;
+    int16 ohv, owv;
+    conv_same_coords16(pix0, (int)in_w, (int)plane, &ohv, &owv);
+    const int small = plane < 16;
+    const int16 off = small ? conv_small_offsets16(plane, channels) : (int16)(0);
+    /* The tap q*PANEL as (channel, ky, kx), stepped one tap at a time below. */
+    uint t = q * CONV_PANEL;
+    uint c = t / CONV_KK;
+    int ky = (int)(t - c * CONV_KK) / CONV_K;
+    int kx = (int)(t - c * CONV_KK) - ky * CONV_K;
+#define CONV_TAP(v)                                                                                  \
+    const float16 v = t >= ckk ? (float16)(0.0f)                                                   \
+                      : small  ? conv_small_tap16(xn + (ulong)c * plane, off, ohv, owv, ky - CONV_P,   \
+                                                  kx - CONV_P, (int)in_h, (int)in_w)                 \
+                               : conv_same_tap16(xn + (ulong)c * plane, pix0, ohv, owv, ky - CONV_P,   \
+                                                 kx - CONV_P, (int)in_h, (int)in_w,                  \
+                                                 -(before + (long)c * plane),                        \
+                                                 total - before - (long)c * plane);                  \
+    ++t;                                                                                             \
+    if (++kx == CONV_K) {                                                                            \
+        kx = 0;                                                                                      \
+        if (++ky == CONV_K) {                                                                        \
+            ky = 0;                                                                                  \
+            ++c;                                                                                     \
+        }                                                                                            \
+    }
+    for (uint g = 0; g < CONV_PANEL; g += 8) {
+        CONV_TAP(v0) CONV_TAP(v1) CONV_TAP(v2) CONV_TAP(v3) CONV_TAP(v4) CONV_TAP(v5) CONV_TAP(v6) CONV_TAP(v7)
+        CONV_T8(0, g) CONV_T8(1, g) CONV_T8(2, g) CONV_T8(3, g) CONV_T8(4, g) CONV_T8(5, g) CONV_T8(6, g)
+        CONV_T8(7, g) CONV_T8(8, g) CONV_T8(9, g) CONV_T8(a, g) CONV_T8(b, g) CONV_T8(c, g) CONV_T8(d, g)
+        CONV_T8(e, g) CONV_T8(f, g)
+    }
+#undef CONV_TAP
+}
+#undef CONV_T8
+
+/* conv_col2im for stride-1 "same" convolutions: input pixel pix takes tap (ky, kx)
+ * from output pixel pix - (ky - P) * W - (kx - P) of the same image, so each tap of
+ * 16 consecutive col columns is a contiguous run of that tap's col row, read with the
+ * same masked vector loads as the packed im2col. One work-item per 16 columns of one
+ * channel, which is 16 pixels of one plane, or whole planes of several images when
+ * the plane is smaller (the host needs plane % 16 == 0 or 16 % plane == 0, and
+ * N*P % 16 == 0). Taps are added in a fixed order (deterministic). Work-items run in
+ * (c, column) order so that consecutive ones walk along the same K*K col rows: in
+ * (n, c) order each 64-byte read landed K*K rows away from the last and the loads
+ * ran at a third of the speed on small planes.
+ * acc == 0 overwrites dx, acc == 1 adds to it. */
+__kernel void conv_col2im_same(__global const float *restrict col, __global float *restrict dx,
+                               const ulong dx_off, const int acc, const uint n_img, const uint channels,
+                               const uint in_h, const uint in_w)
+{
+    const uint i = get_global_id(0);
+    const uint plane = in_h * in_w;
+    const uint np = n_img * plane;
+    const uint blocks = np / 16;
+    if (i >= channels * blocks) return;
+    const uint c = i / blocks;
+    const uint j0 = (i - c * blocks) * 16;
+    const uint n = j0 / plane;
+    const int pix0 = (int)(j0 - n * plane);
+    /* The runs start at the plane, or at the block when it holds several planes. */
+    const int whole = plane >= 16;
+    const long base = (long)c * CONV_KK * np + j0 - (whole ? pix0 : 0), total = (long)CONV_KK * channels * np;
+    const __global float *cb = col + base;
+    const int at0 = whole ? pix0 : 0;
+    int16 ohv, owv;
+    conv_same_coords16(pix0, (int)in_w, (int)plane, &ohv, &owv);
+    float16 a = (float16)(0.0f);
+#pragma unroll
+    for (int ky = 0; ky < CONV_K; ++ky) {
+#pragma unroll
+        for (int kx = 0; kx < CONV_K; ++kx)
+            a += conv_same_tap16(cb + (ulong)(ky * CONV_K + kx) * np, at0, ohv, owv, CONV_P - ky, CONV_P - kx,
+                                 (int)in_h, (int)in_w, -(base + (long)(ky * CONV_K + kx) * np),
+                                 total - base - (long)(ky * CONV_K + kx) * np);
+    }
+    if (whole) {
+        __global float *d = dx + dx_off + ((ulong)n * channels + c) * plane + pix0;
+        if (acc) a += vload16(0, d);
+        vstore16(a, 0, d);
+        return;
+    }
+    float t[16];
+    vstore16(a, 0, t);
+    for (uint l = 0; l < 16; ++l) {
+        const uint m = l / plane;
+        __global float *d = dx + dx_off + ((ulong)(n + m) * channels + c) * plane + (l - m * plane);
+        *d = acc ? *d + t[l] : t[l];
+    }
+}
+
+#endif

@@ -252,6 +252,15 @@ static void test_small_cases(void **state)
         {2, 3, 4, 4, 4, 3, 1, 1, 1, 2},  /* narrow rows: the per-pixel col2im */
         {2, 3, 5, 3, 4, 3, 2, 1, 1, 1},
         {2, 2, 2, 2, 3, 3, 1, 1, 1, 0},  /* VGG's last layers: 2x2 planes */
+        {4, 3, 2, 2, 5, 3, 1, 1, 1, 3},
+        {8, 2, 2, 4, 3, 3, 1, 1, 1, 1},
+        {16, 2, 1, 1, 3, 3, 1, 1, 0, 2},
+        {32, 3, 1, 2, 3, 3, 1, 1, 1, 2},
+        {2, 2, 4, 8, 3, 3, 1, 1, 1, 0},
+        {1, 3, 4, 4, 2, 1, 1, 0, 1, 1},
+        {2, 2, 8, 2, 3, 5, 1, 2, 1, 1},
+        {3, 5, 16, 16, 4, 3, 1, 1, 1, 7},
+        {5, 4, 4, 4, 6, 3, 1, 1, 1, 7},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(f->device, &cases[i]);
 }
@@ -430,6 +439,12 @@ static void test_im2col_packed(void **state)
     check_packed(f->device, 2, 3, 6, 7, 3, 1, 1); /* 84 columns: a ragged last panel */
     check_packed(f->device, 3, 2, 5, 5, 3, 2, 0);
     check_packed(f->device, 2, 4, 8, 8, 3, 1, 1); /* whole panels */
+    check_packed(f->device, 4, 3, 2, 2, 3, 1, 1);
+    check_packed(f->device, 3, 2, 4, 8, 3, 1, 1);
+    check_packed(f->device, 5, 2, 4, 4, 3, 1, 1);
+    check_packed(f->device, 8, 3, 2, 4, 3, 1, 1);
+    check_packed(f->device, 16, 2, 1, 1, 3, 1, 1);
+    check_packed(f->device, 2, 2, 8, 2, 5, 1, 2);
 }
 
 int main(void)

@@ -28,6 +28,14 @@ _Static_assert(P7_CONV_PANEL == P7_GEMM_P7_PANEL, "packed im2col must match the 
 /* Input rows up to this width use the per-pixel col2im (see p7_conv2d_backward). */
 #define P7_CONV_FLAT_COL2IM_MAX_W 4
 
+/* Work-group sizes of conv_col2im_same and conv_im2col_packed_same (along channels).
+ * Each work-item already moves whole vectors; sizes 1-16 measured within noise. */
+#define P7_CONV_SAME_LOCAL 16
+#define P7_CONV_SAME_LOCAL_C 4
+
+/* The "same" kernels divide pixel indices in float, exact up to 2^22 (kernels/conv2d.cl). */
+#define P7_CONV_SAME_MAX_PLANE ((size_t)1 << 22)
+
 typedef struct conv_dims {
     size_t n, c, h, w, o, k, oh, ow, plane, np, ckk;
     int stride, pad;
@@ -131,6 +139,32 @@ static p7_status im2col(p7_device *device, const conv_dims *d, const p7_tensor *
     return launch_rows(device, k, d->n * d->c * d->oh, "conv2d.im2col");
 }
 
+/* Stride-1 "same" convolution whose pixels split into runs of 16 that are either
+ * inside one plane or whole planes of several images: the "same" kernels then move
+ * each tap of a run as one vector (kernels/conv2d.cl). */
+static int same16(const conv_dims *d)
+{
+    return d->stride == 1 && 2 * (size_t)d->pad + 1 == d->k && d->plane <= P7_CONV_SAME_MAX_PLANE &&
+           (d->plane % 16 == 0 || (16 % d->plane == 0 && d->np % 16 == 0));
+}
+
+static size_t packed_panels(size_t n) { return (n + P7_CONV_PANEL - 1) / P7_CONV_PANEL; }
+
+/* col^T packed as the dW GEMM's B panels (conv_im2col_packed_t), into bp from offset 0. */
+static p7_status im2col_packed_t(p7_device *device, const conv_dims *d, const p7_tensor *x, cl_mem bp)
+{
+    cl_kernel k;
+    P7_TRY(conv_kernel(device, d, "conv_im2col_packed_t", &k));
+    cl_mem xm = p7_tensor_mem(x);
+    cl_ulong xo = p7_tensor_offset(x), bo = 0;
+    cl_uint n = (cl_uint)d->n, c = (cl_uint)d->c, h = (cl_uint)d->h, w = (cl_uint)d->w;
+    P7_TRY(p7_set_args(k, "conv2d.im2col_packed_t", 8, P7_ARG(xm), P7_ARG(xo), P7_ARG(bp), P7_ARG(bo), P7_ARG(n),
+                       P7_ARG(c), P7_ARG(h), P7_ARG(w)));
+    size_t local[2] = {P7_CONV_SAME_LOCAL_C, 1};
+    size_t global[2] = {round_up(d->np / 16, P7_CONV_SAME_LOCAL_C), packed_panels(d->ckk)};
+    return p7_launch(device, k, 2, global, local, "conv2d.im2col_packed_t");
+}
+
 static p7_status alloc_floats(p7_device *device, size_t count, p7_buffer **out)
 {
     return p7_buffer_alloc(device, count * sizeof(float), out);
@@ -144,9 +178,11 @@ p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_ten
     p7_device *device = p7_tensor_device(x);
 
     /* With p7's GEMM, im2col can write the GEMM's packed B panels directly and save
-     * the pack pass. On small output planes (the 4x4 and 2x2 VGG layers) that wins;
-     * on larger planes the plain im2col + pack measured faster (bench/p7-conv). */
-    const int packed = p7_device_gemm_backend(device) == P7_GEMM_P7 && d.plane <= P7_CONV_PACKED_MAX_PLANE;
+     * the pack pass. The stride-1 "same" kernel (every VGG layer) moves vectors and
+     * beats im2col + pack on every plane size (bench/p7-conv: L2 ~4 ms against
+     * 5.8 + 8.9 ms); the scalar general kernel wins only on small planes. */
+    const int packed = p7_device_gemm_backend(device) == P7_GEMM_P7 &&
+                       (d.plane <= P7_CONV_PACKED_MAX_PLANE || same16(&d));
     p7_buffer *col = NULL, *t = NULL;
     p7_status st = packed ? alloc_floats(device, p7_conv2d_packed_col_floats(x, (int)d.k, stride, pad), &col)
                           : alloc_floats(device, d.ckk * d.np, &col);
@@ -219,9 +255,16 @@ p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_te
     }
     if (!dx && !dw && !db) return P7_SUCCESS;
 
+    /* With p7's GEMM on "same" planes, dW's B operand (col^T) is written packed
+     * straight from x: no col, and no transposing pack pass over it (that pack ran
+     * at ~8 GB/s and was most of gemm_p7.pack_b). The col buffer still holds dcol. */
+    const int packed_t = dw && p7_device_gemm_backend(device) == P7_GEMM_P7 && same16(&d);
+    size_t col_floats = d.ckk * d.np;
+    if (packed_t && packed_panels(d.ckk) * P7_CONV_PANEL * d.np > col_floats)
+        col_floats = packed_panels(d.ckk) * P7_CONV_PANEL * d.np;
     p7_buffer *t = NULL, *col = NULL;
     p7_status st = alloc_floats(device, d.o * d.np, &t);
-    if (st == P7_SUCCESS && (dx || dw)) st = alloc_floats(device, d.ckk * d.np, &col);
+    if (st == P7_SUCCESS && (dx || dw)) st = alloc_floats(device, col_floats, &col);
     if (st != P7_SUCCESS) goto done;
     cl_mem tm = p7_buffer_mem(t);
     cl_uint n = (cl_uint)d.n, o = (cl_uint)d.o, plane = (cl_uint)d.plane;
@@ -253,12 +296,16 @@ p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_te
 
     if (dw) {
         cl_mem colm = p7_buffer_mem(col);
-        st = im2col(device, &d, x, colm);
-        if (st != P7_SUCCESS) goto done;
         /* dW[O, CKK] (+)= T[O, NP] * col[CKK, NP]^T */
         p7_gemm_desc g = p7_gemm_desc_packed(0, 1, d.o, d.ckk, d.np, 1.0f, dw_accumulate ? 1.0f : 0.0f);
         g.c_offset = p7_tensor_offset(dw);
-        st = p7_gemm(device, &g, tm, colm, p7_tensor_mem(dw));
+        if (packed_t) {
+            st = im2col_packed_t(device, &d, x, colm);
+            if (st == P7_SUCCESS) st = p7_gemm_p7_run_packed_b(device, &g, tm, colm, 0, p7_tensor_mem(dw));
+        } else {
+            st = im2col(device, &d, x, colm);
+            if (st == P7_SUCCESS) st = p7_gemm(device, &g, tm, colm, p7_tensor_mem(dw));
+        }
         if (st != P7_SUCCESS) goto done;
     }
 
@@ -270,18 +317,24 @@ p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_te
         g.a_offset = p7_tensor_offset(w);
         st = p7_gemm(device, &g, p7_tensor_mem(w), tm, colm);
         if (st != P7_SUCCESS) goto done;
-        /* Rows of a few pixels leave the row gather mostly loop overhead; there one
+        /* "Same" convolutions gather 16 pixels per tap as one vector. Otherwise, rows
+         * of a few pixels leave the row gather mostly loop overhead; there one
          * work-item per pixel measured up to 1.6x faster (L7/L8 at 2x2). */
-        int flat = d.w <= P7_CONV_FLAT_COL2IM_MAX_W;
-        st = conv_kernel(device, &d, flat ? "conv_col2im_flat" : "conv_col2im", &k);
+        int same = same16(&d);
+        int flat = !same && d.w <= P7_CONV_FLAT_COL2IM_MAX_W;
+        st = conv_kernel(device, &d, same ? "conv_col2im_same" : flat ? "conv_col2im_flat" : "conv_col2im", &k);
         if (st != P7_SUCCESS) goto done;
         cl_mem dxm = p7_tensor_mem(dx);
         cl_ulong dxo = p7_tensor_offset(dx);
         cl_int acc = dx_accumulate != 0;
         cl_uint c = (cl_uint)d.c, h = (cl_uint)d.h, wd = (cl_uint)d.w, oh = (cl_uint)d.oh, ow = (cl_uint)d.ow;
-        st = p7_set_args(k, "conv2d.col2im", 10, P7_ARG(colm), P7_ARG(dxm), P7_ARG(dxo), P7_ARG(acc), P7_ARG(n),
-                         P7_ARG(c), P7_ARG(h), P7_ARG(wd), P7_ARG(oh), P7_ARG(ow));
-        if (st == P7_SUCCESS && flat) {
+        /* conv_col2im_same takes no output sizes: they equal the input's. */
+        st = p7_set_args(k, "conv2d.col2im", same ? 8 : 10, P7_ARG(colm), P7_ARG(dxm), P7_ARG(dxo), P7_ARG(acc),
+                         P7_ARG(n), P7_ARG(c), P7_ARG(h), P7_ARG(wd), P7_ARG(oh), P7_ARG(ow));
+        if (st == P7_SUCCESS && same) {
+            size_t local = P7_CONV_SAME_LOCAL, global = round_up(d.c * (d.np / 16), local);
+            st = p7_launch(device, k, 1, &global, &local, "conv2d.col2im");
+        } else if (st == P7_SUCCESS && flat) {
             size_t local = 64, global = round_up(d.n * d.c * d.h * d.w, 64);
             st = p7_launch(device, k, 1, &global, &local, "conv2d.col2im");
         } else if (st == P7_SUCCESS) st = launch_rows(device, k, d.n * d.c * d.h, "conv2d.col2im");
@@ -336,6 +389,17 @@ p7_status p7_conv2d_im2col_packed(const p7_tensor *x, int k, int stride, int pad
     packed_dims(x, k, stride, pad, &d);
     p7_device *device = p7_tensor_device(x);
     cl_kernel kern;
+    if (same16(&d)) {
+        P7_TRY(conv_kernel(device, &d, "conv_im2col_packed_same", &kern));
+        cl_mem xm = p7_tensor_mem(x);
+        cl_ulong xo = p7_tensor_offset(x), bo = bp_offset;
+        cl_uint n = (cl_uint)d.n, c = (cl_uint)d.c, h = (cl_uint)d.h, w = (cl_uint)d.w;
+        P7_TRY(p7_set_args(kern, "conv2d.im2col_packed", 8, P7_ARG(xm), P7_ARG(xo), P7_ARG(bp), P7_ARG(bo),
+                           P7_ARG(n), P7_ARG(c), P7_ARG(h), P7_ARG(w)));
+        size_t local[2] = {P7_CONV_SAME_LOCAL_C, 1};
+        size_t global[2] = {round_up(d.c, P7_CONV_SAME_LOCAL_C), packed_panels(d.np)};
+        return p7_launch(device, kern, 2, global, local, "conv2d.im2col_packed");
+    }
     P7_TRY(conv_kernel(device, &d, "conv_im2col_packed", &kern));
     cl_mem xm = p7_tensor_mem(x);
     cl_ulong xo = p7_tensor_offset(x), bo = bp_offset;
