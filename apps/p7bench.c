@@ -136,6 +136,9 @@ done:
 
 int main(int argc, char **argv)
 {
+    /* Line-buffered even into a pipe or log, so the report and the per-epoch lines on
+     * stderr stay in order. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     const char *spec = NULL, *gemm = NULL, *optimizer = NULL;
     int self_check_only = 0;
     p7bench_train_options t = {.dataset = "cifar10", .model = "simple", .optimizer = "adam",
