@@ -314,6 +314,29 @@ void p7_model_zero_grad(p7_model *m)
     for (size_t i = 0; i < m->param_count; i++) p7_tensor_zero_grad(m->params[i].tensor);
 }
 
+size_t p7_model_buffer_count(const p7_model *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; m && i < m->layer_count; i++) n += m->layers[i].running_mean ? 2 : 0;
+    return n;
+}
+
+p7_tensor *p7_model_buffer(const p7_model *m, size_t index, const char **name)
+{
+    static _Thread_local char label[64 + 16];
+    for (size_t i = 0; m && i < m->layer_count; i++) {
+        const layer *l = &m->layers[i];
+        if (!l->running_mean) continue;
+        if (index < 2) {
+            snprintf(label, sizeof label, "%s.%s", l->name, index == 0 ? "running_mean" : "running_var");
+            if (name) *name = label;
+            return index == 0 ? l->running_mean : l->running_var;
+        }
+        index -= 2;
+    }
+    return NULL;
+}
+
 p7_tensor *p7_model_find_buffer(const p7_model *m, const char *name)
 {
     if (!m || !name) return NULL;

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "p7/autograd.h"
 #include "p7/tensor.h"
@@ -91,9 +92,26 @@ int p7_model_members(const p7_model *model);
 size_t p7_model_param_count(const p7_model *model);
 p7_tensor *p7_model_param(const p7_model *model, size_t index, const char **name);
 
-/* Non-parameter state by name (BatchNorm's "bn1.running_mean", "bn1.running_var"),
- * or NULL. Checkpoints save these with the parameters. */
+/* Non-parameter state (BatchNorm's "bn1.running_mean", "bn1.running_var"): by index
+ * 0 .. count-1, or by name (NULL when absent). Checkpoints save these with the
+ * parameters. */
+size_t p7_model_buffer_count(const p7_model *model);
+p7_tensor *p7_model_buffer(const p7_model *model, size_t index, const char **name);
 p7_tensor *p7_model_find_buffer(const p7_model *model, const char *name);
+
+/* ---- model state files (nn_state.c) ----
+ * Every parameter and buffer by name, shape and float32 values, after a magic number
+ * ("P7MODEL"), a byte-order mark and a format version, so a file written on one device
+ * loads on any other. Save writes a temporary file and renames it, so an interrupted
+ * save never leaves a torn checkpoint. Load is strict and all-or-nothing: the file must
+ * hold exactly the model's tensors with the model's shapes, and nothing in the model
+ * changes unless every check passes. Errors name the file, the tensor and the shapes. */
+p7_status p7_model_save(const p7_model *model, const char *path);
+p7_status p7_model_load(p7_model *model, const char *path);
+/* The same on an open stream (to combine model, optimizer and run state in one file);
+ * `name` labels the stream in error messages. */
+p7_status p7_model_save_stream(const p7_model *model, FILE *f, const char *name);
+p7_status p7_model_load_stream(p7_model *model, FILE *f, const char *name);
 
 typedef struct p7_param_counts {
     uint64_t unique;   /* elements, every parameter tensor once */
