@@ -3,6 +3,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -42,11 +45,79 @@ static void test_embedded_kernels_build(void **state)
     p7_device_close(device);
 }
 
+/* Entries in the cache folder (files ending in .bin). */
+static int cache_entries(const char *dir, char *first, size_t size)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len > 4 && strcmp(e->d_name + len - 4, ".bin") == 0) {
+            if (n++ == 0) snprintf(first, size, "%s/%s", dir, e->d_name);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* The on-disk binary cache (forced on): a build stores an entry, a new device loads
+ * it and the kernel runs; a corrupt entry falls back to building from source. */
+static void test_program_cache(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/p7-kcache-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    setenv("P7_CACHE_DIR", dir, 1);
+    p7_device_options opts = {.kernel_cache = 1};
+    const char *source = "__kernel void p7_cache_probe(__global float *x) { x[get_global_id(0)] = 7.0f; }\n";
+    char entry[512] = "";
+
+    for (int round = 0; round < 3; round++) {
+        if (round == 2) { /* corrupt the entry: the build must still succeed */
+            FILE *f = fopen(entry, "r+b");
+            assert_non_null(f);
+            fseek(f, 20, SEEK_SET);
+            fputs("garbage garbage garbage", f);
+            fclose(f);
+        }
+        p7_device *device = p7_test_open_device(&opts);
+        cl_program program;
+        P7_ASSERT_OK(p7_program_build_source(device, "probe.cl", source, "", &program));
+        assert_int_equal(cache_entries(dir, entry, sizeof entry), 1);
+        /* round 0 builds and stores; round 1 loads; round 2 finds garbage and rebuilds */
+        assert_int_equal(device->program_cache_hits, round == 1 ? 1u : 0u);
+        cl_int err;
+        cl_kernel k = clCreateKernel(program, "p7_cache_probe", &err);
+        assert_int_equal(err, CL_SUCCESS);
+        const int64_t shape[1] = {64};
+        p7_tensor *t;
+        P7_ASSERT_OK(p7_tensor_create(device, 1, shape, &t));
+        cl_mem m = p7_tensor_mem(t);
+        P7_ASSERT_OK(p7_set_args(k, "probe", 1, P7_ARG(m)));
+        size_t global = 64;
+        P7_ASSERT_OK(p7_launch(device, k, 1, &global, NULL, "probe"));
+        float out[64];
+        P7_ASSERT_OK(p7_tensor_download(t, out, 64));
+        for (int i = 0; i < 64; i++) assert_true(out[i] == 7.0f);
+        p7_tensor_release(t);
+        clReleaseKernel(k);
+        clReleaseProgram(program);
+        p7_device_close(device);
+    }
+    unsetenv("P7_CACHE_DIR");
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_syntax_error_returns_log),
         cmocka_unit_test(test_embedded_kernels_build),
+        cmocka_unit_test(test_program_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

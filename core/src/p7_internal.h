@@ -117,6 +117,7 @@ struct p7_device {
     cl_command_queue queue;
     int profiling;
     int kernel_cache;            /* resolved: 1 on, 0 off */
+    unsigned program_cache_hits; /* programs built from the disk cache (tests read it) */
     char cache_dir[1024];
     p7_gemm_backend gemm_backend;
     int is_pocl;

@@ -89,7 +89,10 @@ p7_status p7_program_build_source(p7_device *device, const char *name, const cha
     if (!device || !source || !out)
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_program_build_source: NULL argument");
     if (!options) options = "";
-    if (device->kernel_cache && p7_program_cache_load(device, source, options, out)) return P7_SUCCESS;
+    if (device->kernel_cache && p7_program_cache_load(device, source, options, out)) {
+        device->program_cache_hits++;
+        return P7_SUCCESS;
+    }
 
     cl_int err;
     cl_program program = clCreateProgramWithSource(device->context, 1, &source, NULL, &err);
