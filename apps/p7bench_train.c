@@ -134,6 +134,7 @@ int p7bench_train(p7_device *device, const p7bench_train_options *o)
     p7_optimizer *opt = NULL;
     p7_tape *tape = NULL;
     p7_pipeline *pipe = NULL;
+    p7_buffer *tiled = NULL; /* BatchEnsemble's tiled labels */
     FILE *csv = NULL;
     int rc = 1;
     if (load_data(o, &all, &test)) return 1;
@@ -170,17 +171,14 @@ int p7bench_train(p7_device *device, const p7bench_train_options *o)
             p7_batch b;
             TRY(p7_pipeline_next(pipe, &b));
             if (b.count == 0) break;
-            /* BatchEnsemble trains on the M-times tiled batch: labels tiled the same way */
-            p7_buffer *tiled = NULL;
+            /* BatchEnsemble trains on the M-times tiled batch: labels tiled the same way,
+             * by device-side copies into one buffer kept for the run (no host sync). */
             cl_mem labels = b.labels;
             if (members > 1) {
-                int32_t *l = malloc(b.count * (size_t)members * sizeof *l);
-                if (!l) goto fail;
-                for (int m = 0; m < members; m++) memcpy(l + (size_t)m * b.count, b.labels_host, b.count * sizeof *l);
-                p7_status st = p7_buffer_alloc(device, b.count * (size_t)members * sizeof *l, &tiled);
-                if (st == P7_SUCCESS) st = p7_buffer_upload(tiled, l, b.count * (size_t)members * sizeof *l);
-                free(l);
-                TRY(st);
+                size_t bytes = b.count * sizeof(int32_t);
+                if (!tiled) TRY(p7_buffer_alloc(device, (size_t)o->batch * (size_t)members * sizeof(int32_t), &tiled));
+                for (int m = 0; m < members; m++)
+                    TRY(p7_buffer_copy(device, b.labels, 0, tiled, (size_t)m * bytes, bytes));
                 labels = p7_buffer_mem(tiled);
             }
             for (unsigned s = 0; s < p7_optimizer_mc_samples(opt); s++) {
@@ -204,7 +202,6 @@ int p7bench_train(p7_device *device, const p7bench_train_options *o)
                 p7_tensor_release(loss);
             }
             TRY(p7_optimizer_step(opt));
-            p7_buffer_free(tiled);
             fprintf(stderr, "\r  epoch %d/%d  batch %zu/%zu", epoch, o->epochs, bi + 1, batches);
         }
         float train_loss = 0;
@@ -228,6 +225,7 @@ int p7bench_train(p7_device *device, const p7bench_train_options *o)
     rc = 0;
 fail:
     if (csv) fclose(csv);
+    p7_buffer_free(tiled);
     p7_pipeline_destroy(pipe);
     p7_tape_destroy(tape);
     p7_optimizer_destroy(opt);

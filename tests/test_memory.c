@@ -123,6 +123,28 @@ static void test_bigger_than_one_buffer(void **state)
     p7_device_close(device);
 }
 
+static void test_buffer_copy(void **state)
+{
+    (void)state;
+    p7_device *device = p7_test_open_device(NULL);
+    p7_buffer *src, *dst;
+    int32_t in[8] = {1, 2, 3, 4, 5, 6, 7, 8}, out[16];
+    P7_ASSERT_OK(p7_buffer_alloc(device, sizeof in, &src));
+    P7_ASSERT_OK(p7_buffer_alloc(device, sizeof out, &dst));
+    P7_ASSERT_OK(p7_buffer_upload(src, in, sizeof in));
+    /* tile twice, the way BatchEnsemble tiles its labels */
+    P7_ASSERT_OK(p7_buffer_copy(device, p7_buffer_mem(src), 0, dst, 0, sizeof in));
+    P7_ASSERT_OK(p7_buffer_copy(device, p7_buffer_mem(src), 0, dst, sizeof in, sizeof in));
+    P7_ASSERT_OK(p7_buffer_download(dst, out, sizeof out));
+    for (int i = 0; i < 16; i++) assert_int_equal(out[i], in[i % 8]);
+    size_t cap = p7_buffer_size(dst);
+    assert_int_equal(p7_buffer_copy(device, p7_buffer_mem(src), 0, dst, cap - 4, 8), P7_ERROR_INVALID_ARGUMENT);
+    assert_non_null(strstr(p7_last_error(), "do not fit"));
+    p7_buffer_free(src);
+    p7_buffer_free(dst);
+    p7_device_close(device);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -130,6 +152,7 @@ int main(void)
         cmocka_unit_test(test_reuse_and_peak),
         cmocka_unit_test(test_flush_cache_and_retry),
         cmocka_unit_test(test_bigger_than_one_buffer),
+        cmocka_unit_test(test_buffer_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

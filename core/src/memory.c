@@ -168,6 +168,19 @@ p7_status p7_buffer_download(const p7_buffer *buffer, void *host, size_t bytes)
     return P7_SUCCESS;
 }
 
+p7_status p7_buffer_copy(p7_device *device, cl_mem src, size_t src_offset, p7_buffer *dst, size_t dst_offset,
+                         size_t bytes)
+{
+    if (!device || !src || !dst) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_buffer_copy: NULL argument");
+    if (dst_offset > dst->size || bytes > dst->size - dst_offset)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_buffer_copy: %zu bytes at offset %zu do not fit a block of %zu",
+                       bytes, dst_offset, dst->size);
+    if (bytes == 0) return P7_SUCCESS;
+    P7_CL_TRY(clEnqueueCopyBuffer(device->queue, src, dst->mem, src_offset, dst_offset, bytes, 0, NULL, NULL),
+              "p7_buffer_copy: clEnqueueCopyBuffer");
+    return P7_SUCCESS;
+}
+
 cl_mem p7_buffer_mem(const p7_buffer *buffer) { return buffer ? buffer->mem : NULL; }
 size_t p7_buffer_size(const p7_buffer *buffer) { return buffer ? buffer->size : 0; }
 

@@ -45,6 +45,11 @@ void p7_buffer_free(p7_buffer *buffer);
 p7_status p7_buffer_upload(p7_buffer *buffer, const void *host, size_t bytes);
 p7_status p7_buffer_download(const p7_buffer *buffer, void *host, size_t bytes);
 
+/* Enqueue a device-side copy of `bytes` from `src` (at byte src_offset) into `dst` (at
+ * byte dst_offset). Does not wait: the host is not involved. */
+p7_status p7_buffer_copy(p7_device *device, cl_mem src, size_t src_offset, p7_buffer *dst, size_t dst_offset,
+                         size_t bytes);
+
 cl_mem p7_buffer_mem(const p7_buffer *buffer);
 size_t p7_buffer_size(const p7_buffer *buffer); /* usable bytes (the size class) */
 
