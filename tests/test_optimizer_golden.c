@@ -134,16 +134,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Tests load the plugins from the build tree: $P7_BUILD_DIR/plugins/lib<name>.so. */
-static const char *plugin(const char *name)
-{
-    static char path[4096];
-    const char *dir = getenv("P7_BUILD_DIR");
-    if (!dir) return name;
-    snprintf(path, sizeof path, "%s/plugins/lib%s.so", dir, name);
-    return path;
-}
-
 static p7_tensor *param_2x3(const float *values)
 {
     int64_t shape[2] = {2, 3};
@@ -178,7 +168,7 @@ static p7_optimizer *make(const char *name, const char *hparams, p7_tensor *p)
     p7_optimizer_options o = {0};
     o.hparams = hparams;
     p7_optimizer *opt;
-    P7_ASSERT_OK(p7_optimizer_create(device, plugin(name), &p, 1, &o, &opt));
+    P7_ASSERT_OK(p7_optimizer_create(device, p7_test_plugin(name), &p, 1, &o, &opt));
     return opt;
 }
 

@@ -35,15 +35,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static const char *plugin(const char *name)
-{
-    static char path[4096];
-    const char *dir = getenv("P7_BUILD_DIR");
-    if (!dir) return name;
-    snprintf(path, sizeof path, "%s/plugins/lib%s.so", dir, name);
-    return path;
-}
-
 typedef struct task {
     p7_model *model;
     p7_tensor *x;
@@ -122,7 +113,7 @@ static void train(const char *name, const char *hparams, int steps)
     o.hparams = hparams;
     o.seed = 5;
     p7_optimizer *opt;
-    P7_ASSERT_OK(p7_optimizer_create_for_model(t.model, plugin(name), &o, &opt));
+    P7_ASSERT_OK(p7_optimizer_create_for_model(t.model, p7_test_plugin(name), &o, &opt));
     p7_tape *tape;
     P7_ASSERT_OK(p7_tape_create(device, &tape));
     float before = loss_at_mean(&t);

@@ -83,3 +83,12 @@ float *p7_test_download(const p7_tensor *tensor)
     p7_test_assert_ok(p7_tensor_download(tensor, h, n), "p7_tensor_download", __FILE__, __LINE__);
     return h;
 }
+
+const char *p7_test_plugin(const char *name)
+{
+    static char path[4096];
+    const char *dir = getenv("P7_BUILD_DIR");
+    if (!dir) return name;
+    snprintf(path, sizeof path, "%s/plugins/lib%s.so", dir, name);
+    return path;
+}

@@ -28,6 +28,10 @@ p7_tensor *p7_test_tensor(p7_device *device, int ndim, const int64_t *shape, con
 /* The tensor's values in a malloc'd array (free it). Fails the test on error. */
 float *p7_test_download(const p7_tensor *tensor);
 
+/* The build tree's plugin file for a short name: $P7_BUILD_DIR/plugins/lib<name>.so
+ * (ctest sets P7_BUILD_DIR); the bare name when it is unset. Valid until the next call. */
+const char *p7_test_plugin(const char *name);
+
 /* Row-major float64 reference: C = alpha*op(A)*op(B) + beta*C (beta==0 ignores C). */
 void p7_test_gemm_reference(int trans_a, int trans_b, size_t m, size_t n, size_t k, double alpha,
                             const float *a, size_t lda, const float *b, size_t ldb, double beta,
