@@ -101,6 +101,44 @@ static void test_spec_no_match_lists_devices(void **state)
     assert_int_equal(p7_device_select("1:", infos, 4, &index), P7_ERROR_DEVICE_NOT_FOUND); /* not an index spec */
 }
 
+/* "amd" on a machine whose only AMD device is the CPU under PoCL: selected, and said. */
+static void test_vendor_fallback_to_cpu_is_noted(void **state)
+{
+    (void)state;
+    p7_device_info infos[4];
+    lab_machine(infos);
+    char note[512];
+    size_t index = select_ok("amd", infos, 1);
+    assert_int_equal(index, 0);
+    p7_device_spec_note("amd", &infos[index], note, sizeof note);
+    assert_non_null(strstr(note, "no AMD GPU"));
+    assert_non_null(strstr(note, "CPU device 0:0"));
+    assert_non_null(strstr(note, "pthread-skylake"));
+    /* Nothing to say when the vendor's GPU was found, or for specs that are not vendor words. */
+    index = select_ok("amd", infos, 4);
+    assert_string_equal(p7_device_spec_note("amd", &infos[index], note, sizeof note), "");
+    assert_string_equal(p7_device_spec_note("cpu", &infos[0], note, sizeof note), "");
+    assert_string_equal(p7_device_spec_note(NULL, &infos[0], note, sizeof note), "");
+    assert_string_equal(p7_device_spec_note("EPYC", &infos[0], note, sizeof note), "");
+}
+
+/* A spec of thousands of characters must not push the reason out of the message. */
+static void test_long_spec_keeps_the_reason(void **state)
+{
+    (void)state;
+    p7_device_info infos[4];
+    lab_machine(infos);
+    char spec[6000];
+    memset(spec, 'x', sizeof spec - 1);
+    spec[sizeof spec - 1] = '\0';
+    size_t index;
+    assert_int_equal(p7_device_select(spec, infos, 4, &index), P7_ERROR_DEVICE_NOT_FOUND);
+    const char *msg = p7_last_error();
+    assert_non_null(strstr(msg, "matches no OpenCL device"));
+    assert_non_null(strstr(msg, "gfx1030"));
+    assert_true(strlen(msg) < 2000);
+}
+
 static void test_no_device_says_how_to_install_pocl(void **state)
 {
     (void)state;
@@ -182,6 +220,8 @@ int main(void)
         cmocka_unit_test(test_spec_indices_and_names),
         cmocka_unit_test(test_default_without_gpu_is_cpu),
         cmocka_unit_test(test_spec_no_match_lists_devices),
+        cmocka_unit_test(test_vendor_fallback_to_cpu_is_noted),
+        cmocka_unit_test(test_long_spec_keeps_the_reason),
         cmocka_unit_test(test_no_device_says_how_to_install_pocl),
         cmocka_unit_test(test_open_real_device),
         cmocka_unit_test(test_open_unknown_spec_fails),

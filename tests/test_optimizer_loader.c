@@ -141,6 +141,42 @@ static void test_short_names(void **s)
     unsetenv("P7_PLUGIN_PATH");
 }
 
+/* The text is checked against the schema alone, before any device work: repeated names,
+ * words that are not booleans, and values of any length keep the reason in the message. */
+static void test_check_hparams_without_an_instance(void **s)
+{
+    (void)s;
+    p7_optimizer_plugin *p = NULL;
+    P7_ASSERT_OK(p7_optimizer_plugin_open("sgd", &p));
+    P7_ASSERT_OK(p7_optimizer_plugin_check_hparams(p, NULL));
+    P7_ASSERT_OK(p7_optimizer_plugin_check_hparams(p, "lr=0.1, momentum=0.9, nesterov=on"));
+    EXPECT_FAIL(p7_optimizer_plugin_check_hparams(p, "lr=0.1,momentum=0.9,lr=0.01"), P7_ERROR_PLUGIN,
+                "lr is given twice");
+    EXPECT_FAIL(p7_optimizer_plugin_check_hparams(p, "nesterov=maybe"), P7_ERROR_PLUGIN,
+                "'maybe' is not a boolean: expected true/false, yes/no, on/off or 1/0");
+    EXPECT_FAIL(p7_optimizer_plugin_check_hparams(p, "lr=-1"), P7_ERROR_PLUGIN, "lr = -1 is out of range");
+    EXPECT_FAIL(p7_optimizer_plugin_check_hparams(p, "lrr=1"), P7_ERROR_PLUGIN, "no hyperparameter 'lrr'");
+    char text[6000] = "lr=";
+    memset(text + 3, '7', sizeof text - 5);
+    text[sizeof text - 2] = 'x';
+    text[sizeof text - 1] = '\0';
+    EXPECT_FAIL(p7_optimizer_plugin_check_hparams(p, text), P7_ERROR_PLUGIN, "' is not a number");
+    memset(text, 'k', sizeof text - 3);
+    memcpy(text + sizeof text - 3, "=1", 3);
+    EXPECT_FAIL(p7_optimizer_plugin_check_hparams(p, text), P7_ERROR_PLUGIN, "'; valid: lr, momentum");
+    EXPECT_FAIL(p7_optimizer_plugin_check_hparams(NULL, "lr=1"), P7_ERROR_INVALID_ARGUMENT, "NULL plugin");
+    p7_optimizer_plugin_close(p);
+
+    /* an instance refuses repeated names too */
+    p7_tensor *t = vec(3, 1.0f);
+    p7_optimizer *opt = NULL;
+    p7_optimizer_options o = {0};
+    o.hparams = "lr=0.1,lr=0.2";
+    EXPECT_FAIL(p7_optimizer_create(device, "adam", &t, 1, &o, &opt), P7_ERROR_PLUGIN, "lr is given twice");
+    assert_null(opt);
+    p7_tensor_release(t);
+}
+
 static void test_hparams(void **s)
 {
     (void)s;
@@ -395,6 +431,7 @@ int main(void)
         cmocka_unit_test(test_abi_mismatch),
         cmocka_unit_test(test_short_names),
         cmocka_unit_test(test_hparams),
+        cmocka_unit_test(test_check_hparams_without_an_instance),
         cmocka_unit_test(test_ivon_protocol_errors),
         cmocka_unit_test(test_create_arguments),
         cmocka_unit_test(test_groups),

@@ -126,6 +126,7 @@ p7_status p7_device_open(const char *spec, const p7_device_options *options, p7_
     if (!device) { free(infos); return p7_fail(P7_ERROR_OUT_OF_MEMORY, "p7_device_open: out of host memory"); }
     device->info = infos[index];
     free(infos);
+    p7_device_spec_note(spec, &device->info, device->spec_note, sizeof device->spec_note);
 
     st = find_cl_ids(&device->info, &device->platform, &device->id);
     if (st != P7_SUCCESS) { free(device); return st; }
@@ -205,6 +206,8 @@ const p7_device_info *p7_device_get_info(const p7_device *device)
 {
     return device ? &device->info : NULL;
 }
+
+const char *p7_device_note(const p7_device *device) { return device ? device->spec_note : ""; }
 
 const char *p7_device_describe(const p7_device *device)
 {

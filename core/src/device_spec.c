@@ -137,9 +137,25 @@ p7_status p7_device_select(const char *spec, const p7_device_info *infos, size_t
     char msg[3072];
     snprintf(msg, sizeof msg,
              "device spec '%s' matches no OpenCL device (a spec is nvidia, amd, intel, gpu, cpu, "
-             "pocl, P:D, or part of a device name). Devices present:", spec);
+             "pocl, P:D, or part of a device name). Devices present:", p7_abbrev(spec));
     append_device_list(msg, sizeof msg, infos, count);
     return p7_fail(P7_ERROR_DEVICE_NOT_FOUND, "%s", msg);
+}
+
+const char *p7_device_spec_note(const char *spec, const p7_device_info *chosen, char *buf, size_t size)
+{
+    if (!buf || !size) return buf;
+    buf[0] = '\0';
+    /* A vendor word asks for that vendor's GPU; when there is none the vendor's other
+     * device (PoCL on an AMD or Intel CPU) is taken, which a user must be told. */
+    if (!spec || !chosen || !is_vendor_word(spec) || chosen->kind == P7_DEVICE_KIND_GPU) return buf;
+    char upper[8];
+    size_t n = strlen(spec);
+    for (size_t i = 0; i <= n; i++) upper[i] = (char)toupper((unsigned char)spec[i]);
+    snprintf(buf, size, "device spec '%s' found no %s GPU; using the %s %s device %u:%u '%s' (%s)", spec, upper,
+             upper, kind_name(chosen->kind), chosen->platform_index, chosen->device_index, chosen->name,
+             chosen->platform_name);
+    return buf;
 }
 
 static void info_string(cl_device_id dev, cl_device_info what, char *out, size_t size)

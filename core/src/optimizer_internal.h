@@ -20,7 +20,8 @@ p7_status p7_opt_unknown_hparam(const p7_opt_plugin *vt, const char *name);
 p7_status p7_opt_hparam_check(const p7_opt_plugin *vt, int index, double value);
 
 /* Parses "a=1, b=true" into calls of fn(ctx, index, value), validating names and values.
- * `set` (may be NULL) receives one flag per schema entry that the text assigned. */
+ * `set` (may be NULL) receives one flag per schema entry that the text assigned. fn may
+ * be NULL: then the text is only validated. A name given twice is an error. */
 typedef p7_status (*p7_opt_assign_fn)(void *ctx, int index, double value);
 p7_status p7_opt_parse_assignments(const p7_opt_plugin *vt, const char *text, p7_opt_assign_fn fn,
                                    void *ctx, unsigned char *set);

@@ -55,7 +55,8 @@ static p7_status resolve(const char *spec, char *path, size_t size)
 {
     if (!is_short_name(spec)) {
         if (access(spec, F_OK) != 0)
-            return p7_fail(P7_ERROR_PLUGIN, "optimizer plugin %s: no such file (%s)", spec, strerror(errno));
+            return p7_fail(P7_ERROR_PLUGIN, "optimizer plugin %s: no such file (%s)", p7_abbrev(spec),
+                           strerror(errno));
         snprintf(path, size, "%s", spec);
         return P7_SUCCESS;
     }
@@ -97,7 +98,7 @@ static p7_status resolve(const char *spec, char *path, size_t size)
     return p7_fail(P7_ERROR_PLUGIN,
                    "optimizer plugin '%s' not found; looked for:%s\n"
                    "(pass a path such as plugins/lib%s.so, or add its folder to P7_PLUGIN_PATH)",
-                   spec, looked, spec);
+                   p7_abbrev(spec), looked, p7_abbrev(spec));
 }
 
 static p7_status check_table(const p7_opt_plugin *vt, const char *path)
@@ -153,7 +154,7 @@ p7_status p7_optimizer_plugin_open(const char *name_or_path, p7_optimizer_plugin
     p->handle = dlopen(p->path, RTLD_NOW | RTLD_LOCAL);
     if (!p->handle) {
         const char *why = dlerror();
-        st = p7_fail(P7_ERROR_PLUGIN, "optimizer plugin %s could not be loaded: %s", p->path,
+        st = p7_fail(P7_ERROR_PLUGIN, "optimizer plugin %s could not be loaded: %s", p7_abbrev(p->path),
                      why ? why : "unknown dlopen error");
         free(p);
         return st;
@@ -164,7 +165,7 @@ p7_status p7_optimizer_plugin_open(const char *name_or_path, p7_optimizer_plugin
         st = p7_fail(P7_ERROR_PLUGIN,
                      "%s is not a p7 optimizer plugin: it does not export %s "
                      "(define it with P7_OPT_EXPORT, see docs/plugins.md)",
-                     p->path, P7_OPT_ENTRY_SYMBOL);
+                     p7_abbrev(p->path), P7_OPT_ENTRY_SYMBOL);
         dlclose(p->handle);
         free(p);
         return st;
@@ -173,7 +174,7 @@ p7_status p7_optimizer_plugin_open(const char *name_or_path, p7_optimizer_plugin
     p7_opt_entry_fn entry;
     memcpy(&entry, &sym, sizeof entry);
     p->vt = entry(P7_OPT_ABI_MAJOR, P7_OPT_ABI_MINOR);
-    st = check_table(p->vt, p->path);
+    st = check_table(p->vt, p7_abbrev(p->path));
     if (st != P7_SUCCESS) {
         dlclose(p->handle);
         free(p);
@@ -247,6 +248,12 @@ const char *p7_optimizer_plugin_help(const p7_optimizer_plugin *plugin, char *bu
     return buf;
 }
 
+p7_status p7_optimizer_plugin_check_hparams(const p7_optimizer_plugin *plugin, const char *hparams)
+{
+    if (!plugin) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_optimizer_plugin_check_hparams: NULL plugin");
+    return p7_opt_parse_assignments(plugin->vt, hparams, NULL, NULL, NULL);
+}
+
 int p7_opt_hparam_find(const p7_opt_plugin *vt, const char *name)
 {
     for (uint32_t i = 0; i < vt->hparam_count; i++)
@@ -260,7 +267,7 @@ p7_status p7_opt_unknown_hparam(const p7_opt_plugin *vt, const char *name)
     size_t used = 0;
     for (uint32_t i = 0; i < vt->hparam_count; i++)
         append(list, sizeof list, &used, "%s%s", i ? ", " : "", vt->hparams[i].name);
-    return p7_fail(P7_ERROR_PLUGIN, "optimizer %s has no hyperparameter '%s'; valid: %s", vt->name, name,
+    return p7_fail(P7_ERROR_PLUGIN, "optimizer %s has no hyperparameter '%s'; valid: %s", vt->name, p7_abbrev(name),
                    vt->hparam_count ? list : "(none)");
 }
 
@@ -310,7 +317,12 @@ p7_status p7_opt_parse_assignments(const p7_opt_plugin *vt, const char *text, p7
 {
     if (!text) return P7_SUCCESS;
     char *copy = strdup(text);
-    if (!copy) return p7_fail(P7_ERROR_OUT_OF_MEMORY, "optimizer: out of host memory");
+    unsigned char *seen = calloc(vt->hparam_count ? vt->hparam_count : 1, 1);
+    if (!copy || !seen) {
+        free(copy);
+        free(seen);
+        return p7_fail(P7_ERROR_OUT_OF_MEMORY, "optimizer: out of host memory");
+    }
     p7_status st = P7_SUCCESS;
     char *save = NULL;
     for (char *item = strtok_r(copy, ",", &save); item && st == P7_SUCCESS; item = strtok_r(NULL, ",", &save)) {
@@ -318,7 +330,7 @@ p7_status p7_opt_parse_assignments(const p7_opt_plugin *vt, const char *text, p7
         if (!*item) continue;
         char *eq = strchr(item, '=');
         if (!eq) {
-            st = p7_fail(P7_ERROR_PLUGIN, "optimizer %s: '%s' is not name=value", vt->name, item);
+            st = p7_fail(P7_ERROR_PLUGIN, "optimizer %s: '%s' is not name=value", vt->name, p7_abbrev(item));
             break;
         }
         *eq = '\0';
@@ -328,15 +340,28 @@ p7_status p7_opt_parse_assignments(const p7_opt_plugin *vt, const char *text, p7
             st = p7_opt_unknown_hparam(vt, name);
             break;
         }
+        /* "lr=0.1,lr=0.01" is a typo more often than an intent: which one did the user mean? */
+        if (seen[index]) {
+            st = p7_fail(P7_ERROR_PLUGIN, "optimizer %s: %s is given twice in '%s'", vt->name, name, p7_abbrev(text));
+            break;
+        }
+        seen[index] = 1;
         double value;
         if (!parse_value(value_text, &value)) {
-            st = p7_fail(P7_ERROR_PLUGIN, "optimizer %s: %s = '%s' is not a number", vt->name, name, value_text);
+            if (vt->hparams[index].kind == P7_OPT_BOOL)
+                st = p7_fail(P7_ERROR_PLUGIN,
+                             "optimizer %s: %s = '%s' is not a boolean: expected true/false, yes/no, on/off or 1/0",
+                             vt->name, name, p7_abbrev(value_text));
+            else
+                st = p7_fail(P7_ERROR_PLUGIN, "optimizer %s: %s = '%s' is not a number", vt->name, name,
+                             p7_abbrev(value_text));
             break;
         }
         st = p7_opt_hparam_check(vt, index, value);
-        if (st == P7_SUCCESS) st = fn(ctx, index, value);
+        if (st == P7_SUCCESS && fn) st = fn(ctx, index, value);
         if (st == P7_SUCCESS && set) set[index] = 1;
     }
+    free(seen);
     free(copy);
     return st;
 }

@@ -27,6 +27,12 @@
  * `return p7_fail(P7_ERROR_INVALID_SHAPE, "gemm: ...", ...);` */
 p7_status p7_fail(p7_status status, const char *fmt, ...) P7_PRINTF(2, 3);
 
+/* A user-supplied string (path, spec, hyperparameter text) as it goes into a message:
+ * over 160 bytes it keeps its head and tail around "...", so the reason that follows it
+ * is never cut off by the message buffer. Returns one of 4 thread-local buffers in turn,
+ * so up to 4 can appear in one p7_fail. NULL gives "(null)". */
+const char *p7_abbrev(const char *text);
+
 /* For an OpenCL call that returned `err`: names the call and the code. */
 p7_status p7_fail_cl(cl_int err, const char *what);
 
@@ -122,6 +128,7 @@ struct p7_device {
     p7_gemm_backend gemm_backend;
     int is_pocl;
     char description[512];
+    char spec_note[512];         /* p7_device_spec_note of the opening spec */
 
     p7_program_entry *programs;
     p7_kernel_entry *kernels;

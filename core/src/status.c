@@ -21,6 +21,22 @@ p7_status p7_fail_cl(cl_int err, const char *what)
                    p7_status_string((p7_status)err));
 }
 
+const char *p7_abbrev(const char *text)
+{
+    enum { KEEP = 160, HEAD = 100, TAIL = 57 };
+    static _Thread_local char buffers[4][KEEP + 1];
+    static _Thread_local unsigned next;
+    if (!text) return "(null)";
+    size_t n = strlen(text);
+    if (n <= KEEP) return text;
+    char *out = buffers[next++ % 4];
+    memcpy(out, text, HEAD);
+    memcpy(out + HEAD, "...", 3);
+    memcpy(out + HEAD + 3, text + n - TAIL, TAIL);
+    out[KEEP] = '\0';
+    return out;
+}
+
 const char *p7_last_error(void) { return p7_error_message; }
 
 void p7_clear_error(void) { p7_error_message[0] = '\0'; }

@@ -75,6 +75,11 @@ p7_status p7_device_list(p7_device_info *infos, size_t capacity, size_t *count);
 p7_status p7_device_select(const char *spec, const p7_device_info *infos, size_t count,
                            size_t *index);
 
+/* What a user should be told about how `spec` was resolved to `chosen`: today, that a
+ * vendor word ("amd") found no GPU of that vendor and fell back to its CPU device. Pure;
+ * writes "" when there is nothing to say. Always NUL-terminated; returns buf. */
+const char *p7_device_spec_note(const char *spec, const p7_device_info *chosen, char *buf, size_t size);
+
 /* Open the device that `spec` selects. `options` may be NULL. */
 p7_status p7_device_open(const char *spec, const p7_device_options *options, p7_device **out);
 
@@ -110,6 +115,10 @@ p7_status p7_profile_collect(p7_device *device, p7_profile_row *rows, size_t cap
 
 /* One line for logs: platform, device, driver version, GEMM backend. */
 const char *p7_device_describe(const p7_device *device);
+
+/* The p7_device_spec_note of the spec this device was opened with ("" when none):
+ * apps print it, since the library does not. */
+const char *p7_device_note(const p7_device *device);
 
 #ifdef __cplusplus
 }

@@ -64,6 +64,11 @@ const char *p7_optimizer_plugin_path(const p7_optimizer_plugin *plugin); /* the 
 /* Multi-line help: name, version, description, then one line per hyperparameter with its
  * default, range and doc. Always NUL-terminated; returns buf. */
 const char *p7_optimizer_plugin_help(const p7_optimizer_plugin *plugin, char *buf, size_t size);
+/* Validates "name=value,..." text (as p7_optimizer_options.hparams) against the plugin's
+ * schema without creating anything: unknown or repeated names, values that are not
+ * numbers (or boolean words), values out of range. Apps call it before opening a device,
+ * so a typo fails in milliseconds. NULL text is valid (all defaults). */
+p7_status p7_optimizer_plugin_check_hparams(const p7_optimizer_plugin *plugin, const char *hparams);
 
 /* ---- an optimizer over parameters ---- */
 
