@@ -23,17 +23,25 @@ static void usage(FILE *out)
             "                     (default adam)\n"
             "  --hparams A        optimizer hyperparameters, e.g. \"lr=0.001,weight_decay=0.0001\"\n"
             "  --data DIR         data root holding cifar10/ and cifar100/ (default $P7_DATA, else ./data);\n"
-            "                     without real data the built-in synthetic set is used, and every output says so\n"
-            "  --dataset NAME     cifar10 (default) or cifar20 (CIFAR-100 superclasses)\n"
+            "                     when neither --data nor --dataset is given and the default folder has no\n"
+            "                     CIFAR-10, the built-in synthetic set is used, and every output says so\n"
+            "  --dataset NAME     cifar10 (default), cifar20 (CIFAR-100 superclasses) or synthetic\n"
             "  --model NAME       simple (default), vgg11, vgg11-bn\n"
             "  --members M        BatchEnsemble members (default 1: a plain network)\n"
-            "  --alpha V --gamma V  BatchEnsemble fast-weight init (v >= 0: sign with P(+1)=v; v < 0: N(1,|v|))\n"
+            "  --alpha V --gamma V  BatchEnsemble fast-weight init, needs --members 2 or more\n"
+            "                     (0 <= v <= 1: random signs with P(+1) = v; v < 0: N(1, |v|); default 0.5)\n"
             "  --epochs E         (default 1)   --batch B (default 128)   --seed S (default 42)\n"
             "  --limit N          train on at most N images (a quick look)\n"
-            "  --out FILE         results CSV, appended (default results/p7bench.csv)\n"
+            "  --out FILE         results CSV, appended (default results/p7bench.csv); a file with other\n"
+            "                     columns is refused, never appended to\n"
+            "  --max-loss X       a mean training loss above X, or NaN/inf, stops the run as diverged\n"
+            "                     (exit code 3, status 'diverged' in the CSV; default 10000)\n"
             "  --self-check       only the device report and the GEMM self-check\n"
             "  --gemm NAME        GEMM backend (default: $P7_GEMM, else p7 on CPUs, CLBlast on GPUs)\n"
-            "  --list-devices     print every OpenCL device and exit\n");
+            "  --list-devices     print every OpenCL device and exit\n"
+            "exit codes: 0 done, 1 error, 2 bad arguments, 3 training diverged\n"
+            "Every argument, the optimizer's hyperparameters, the data folder and the results file are\n"
+            "checked before the device opens.\n");
 }
 
 static int list_devices(void)
@@ -69,13 +77,29 @@ static int parse_int(const char *option, const char *text, long long min, long l
     return 1;
 }
 
-static int parse_float(const char *option, const char *text, float *out)
+static int parse_double(const char *option, const char *text, double *out)
 {
     char *end;
     errno = 0;
     double v = strtod(text, &end);
-    if (errno || end == text || *end || v != v) {
-        fprintf(stderr, "p7bench: %s '%s': expected a number\n", option, text);
+    if (errno || end == text || *end || !isfinite(v)) {
+        fprintf(stderr, "p7bench: %s '%s': expected a finite number\n", option, text);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* BatchEnsemble's fast-weight init value (p7_tensor_fill_sign and its normal form). */
+static int parse_fast_weight_init(const char *option, const char *text, float *out)
+{
+    double v;
+    if (!parse_double(option, text, &v)) return 0;
+    if (v > 1.0) {
+        fprintf(stderr,
+                "p7bench: %s %s: expected a value <= 1 (0 <= v <= 1: random signs with P(+1) = v; "
+                "v < 0: N(1, |v|))\n",
+                option, text);
         return 0;
     }
     *out = (float)v;
@@ -139,78 +163,102 @@ int main(int argc, char **argv)
     /* Line-buffered even into a pipe or log, so the report and the per-epoch lines on
      * stderr stay in order. */
     setvbuf(stdout, NULL, _IOLBF, 0);
-    const char *spec = NULL, *gemm = NULL, *optimizer = NULL;
+    const char *spec = NULL, *gemm = NULL, *fast_weight_option = NULL;
     int self_check_only = 0;
     p7bench_train_options t = {.dataset = "cifar10", .model = "simple", .optimizer = "adam",
                                .out_csv = "results/p7bench.csv", .members = 1, .alpha_init = 0.5f,
-                               .gamma_init = 0.5f, .epochs = 1, .batch = 128, .seed = 42};
+                               .gamma_init = 0.5f, .epochs = 1, .batch = 128, .seed = 42, .max_loss = 1e4};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1;
         long long n;
         if (strcmp(a, "--device") == 0 && v) spec = v;
+        else if (strcmp(a, "--gemm") == 0 && v) gemm = v;
+        else if (strcmp(a, "--optimizer") == 0 && v) t.optimizer = v;
         else if (strcmp(a, "--hparams") == 0 && v) t.hparams = v;
         else if (strcmp(a, "--data") == 0 && v) t.data_dir = v;
-        else if (strcmp(a, "--dataset") == 0 && v) t.dataset = v;
+        else if (strcmp(a, "--dataset") == 0 && v) { t.dataset = v; t.dataset_given = 1; }
         else if (strcmp(a, "--model") == 0 && v) t.model = v;
         else if (strcmp(a, "--members") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.members = (int)n; }
-        else if (strcmp(a, "--alpha") == 0 && v) { if (!parse_float(a, v, &t.alpha_init)) return 2; }
-        else if (strcmp(a, "--gamma") == 0 && v) { if (!parse_float(a, v, &t.gamma_init)) return 2; }
+        else if (strcmp(a, "--alpha") == 0 && v) { if (!parse_fast_weight_init(a, v, &t.alpha_init)) return 2; fast_weight_option = a; }
+        else if (strcmp(a, "--gamma") == 0 && v) { if (!parse_fast_weight_init(a, v, &t.gamma_init)) return 2; fast_weight_option = a; }
         else if (strcmp(a, "--epochs") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.epochs = (int)n; }
         else if (strcmp(a, "--batch") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.batch = (int)n; }
         else if (strcmp(a, "--seed") == 0 && v) { if (!parse_int(a, v, 0, &n)) return 2; t.seed = (uint64_t)n; }
         else if (strcmp(a, "--limit") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.limit = (size_t)n; }
         else if (strcmp(a, "--out") == 0 && v) t.out_csv = v;
-        else takes = 0;
+        else if (strcmp(a, "--max-loss") == 0 && v) {
+            if (!parse_double(a, v, &t.max_loss) || t.max_loss <= 0) {
+                fprintf(stderr, "p7bench: --max-loss '%s': expected a positive number\n", v);
+                return 2;
+            }
+        } else takes = 0;
         if (takes) { i++; continue; }
-        if (strcmp(a, "--self-check") == 0) { self_check_only = 1; continue; }
-        if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) spec = argv[++i];
-        else if (strcmp(argv[i], "--gemm") == 0 && i + 1 < argc) gemm = argv[++i];
-        else if (strcmp(argv[i], "--optimizer") == 0 && i + 1 < argc) optimizer = argv[++i];
-        else if (strcmp(argv[i], "--list-devices") == 0) return list_devices();
-        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(stdout); return 0; }
+        if (strcmp(a, "--self-check") == 0) self_check_only = 1;
+        else if (strcmp(a, "--list-devices") == 0) return list_devices();
+        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 0; }
         else {
-            fprintf(stderr, "p7bench: unknown or incomplete option '%s'\n", argv[i]);
+            fprintf(stderr, "p7bench: unknown option, or an option without its value: '%s'\n", a);
             usage(stderr);
             return 2;
         }
     }
-    if (strcmp(t.dataset, "cifar10") != 0 && strcmp(t.dataset, "cifar20") != 0) {
-        fprintf(stderr, "p7bench: --dataset '%s': expected cifar10 or cifar20\n", t.dataset);
+
+    /* Every check that needs no device comes first: a typo costs milliseconds, not a device
+     * start, a GEMM self-check and a data load. */
+    if (strcmp(t.dataset, "cifar10") != 0 && strcmp(t.dataset, "cifar20") != 0 && strcmp(t.dataset, "synthetic") != 0) {
+        fprintf(stderr, "p7bench: --dataset '%s': expected cifar10, cifar20 or synthetic\n", t.dataset);
         return 2;
     }
     if (strcmp(t.model, "simple") != 0 && strcmp(t.model, "vgg11") != 0 && strcmp(t.model, "vgg11-bn") != 0) {
         fprintf(stderr, "p7bench: --model '%s': expected simple, vgg11 or vgg11-bn\n", t.model);
         return 2;
     }
+    if (fast_weight_option && t.members < 2) {
+        fprintf(stderr, "p7bench: %s sets BatchEnsemble's fast weights, which a plain network (--members %d) does not "
+                        "have; give --members 2 or more, or drop %s\n",
+                fast_weight_option, t.members, fast_weight_option);
+        return 2;
+    }
     if ((long long)t.members * t.batch > 65536) {
         fprintf(stderr, "p7bench: --members %d x --batch %d rows per step is more than 65536\n", t.members, t.batch);
         return 2;
     }
-    if (optimizer) t.optimizer = optimizer;
     p7_device_options opts = {0};
     if (gemm && p7_gemm_backend_parse(gemm, &opts.gemm) != P7_SUCCESS) {
         fprintf(stderr, "p7bench: --gemm: %s\n", p7_last_error());
         return 2;
     }
-    /* The plugin is checked before the device is opened, so a wrong name fails fast. */
-    p7_optimizer_plugin *plugin = NULL;
-    if (optimizer && p7_optimizer_plugin_open(optimizer, &plugin) != P7_SUCCESS) {
-        fprintf(stderr, "p7bench: --optimizer %s: %s\n", optimizer, p7_last_error());
-        return 1;
-    }
-    if (plugin) {
+    p7bench_plan plan = {0};
+    if (!self_check_only) {
+        p7_optimizer_plugin *plugin = NULL;
+        if (p7_optimizer_plugin_open(t.optimizer, &plugin) != P7_SUCCESS) {
+            fprintf(stderr, "p7bench: --optimizer: %s\n", p7_last_error());
+            return 1;
+        }
+        if (p7_optimizer_plugin_check_hparams(plugin, t.hparams) != P7_SUCCESS) {
+            fprintf(stderr, "p7bench: --hparams: %s\n", p7_last_error());
+            p7_optimizer_plugin_close(plugin);
+            return 2;
+        }
+        if (p7bench_prepare(&t, &plan) != 0) {
+            p7_optimizer_plugin_close(plugin);
+            return 1;
+        }
         char help[4096];
         printf("p7bench: optimizer plugin %s\n%s", p7_optimizer_plugin_path(plugin),
                p7_optimizer_plugin_help(plugin, help, sizeof help));
         p7_optimizer_plugin_close(plugin);
     }
+
     p7_device *device = NULL;
     if (p7_device_open(spec, &opts, &device) != P7_SUCCESS) {
         fprintf(stderr, "p7bench: %s\n", p7_last_error());
+        p7bench_plan_release(&plan);
         return 1;
     }
     printf("p7bench: device %s\n", p7_device_describe(device));
+    if (*p7_device_note(device)) fprintf(stderr, "p7bench: note: %s\n", p7_device_note(device));
     printf("p7bench: GEMM self-check (VGG11 conv shapes at batch 4, NaN-prefilled output, float64 reference)\n");
     int ok = 1;
     const p7_gemm_backend backends[2] = {p7_device_gemm_backend(device),
@@ -222,7 +270,9 @@ int main(int argc, char **argv)
         ok &= gemm_check(device, backends[bi], 0, 0, 33, 7, 1000);     /* odd sizes */
     }
     printf("p7bench: GEMM self-check %s\n", ok ? "passed" : "FAILED");
-    if (ok && !self_check_only) ok = p7bench_train(device, &t) == 0;
+    int rc = ok ? P7BENCH_OK : P7BENCH_FAILED;
+    if (ok && !self_check_only) rc = p7bench_train(device, &t, &plan);
+    p7bench_plan_release(&plan);
     p7_device_close(device);
-    return ok ? 0 : 1;
+    return rc;
 }

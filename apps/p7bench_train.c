@@ -23,38 +23,90 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Real data when it is there; otherwise the built-in synthetic set, said loudly. */
-static int load_data(const p7bench_train_options *o, p7_dataset *train_all, p7_dataset *test)
+static int is_dir(const char *path)
 {
-    char root[4096], dir[4096];
-    if (p7_data_dir(o->data_dir, root, sizeof root) != P7_SUCCESS) {
-        fprintf(stderr, "p7bench: %s\n", p7_last_error());
-        return 1;
-    }
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static const char csv_header[] = "dataset,model,members,optimizer,hparams,seed,epoch,train_images,train_loss,val_loss,"
+                                 "val_acc,test_loss,test_acc,seconds,status";
+
+int p7bench_prepare(const p7bench_train_options *o, p7bench_plan *plan)
+{
+    memset(plan, 0, sizeof *plan);
     int cifar20 = strcmp(o->dataset, "cifar20") == 0;
-    p7_status st = cifar20 ? p7_cifar100_find(root, dir, sizeof dir) : p7_cifar10_find(root, dir, sizeof dir);
-    if (st == P7_SUCCESS) {
-        st = cifar20 ? p7_cifar100_load(dir, P7_SPLIT_TRAIN, P7_LABELS_CIFAR20, train_all)
-                     : p7_cifar10_load(dir, P7_SPLIT_TRAIN, train_all);
-        if (st == P7_SUCCESS)
-            st = cifar20 ? p7_cifar100_load(dir, P7_SPLIT_TEST, P7_LABELS_CIFAR20, test)
-                         : p7_cifar10_load(dir, P7_SPLIT_TEST, test);
-        if (st != P7_SUCCESS) { /* present but broken: that is an error, not a fallback */
+    if (strcmp(o->dataset, "synthetic") == 0) {
+        if (o->data_dir) {
+            fprintf(stderr, "p7bench: --data names a data folder, but --dataset synthetic reads none; give one of them\n");
+            return 1;
+        }
+        plan->synthetic = 1;
+    } else {
+        char root[4096];
+        const char *env = getenv("P7_DATA");
+        if (p7_data_dir(o->data_dir, root, sizeof root) != P7_SUCCESS) {
             fprintf(stderr, "p7bench: %s\n", p7_last_error());
             return 1;
         }
-        fprintf(stderr, "p7bench: %s from %s: %zu training, %zu test images\n", o->dataset, dir, train_all->count,
-                test->count);
-        return 0;
+        /* A folder the user named must exist; only ./data, the default, may be absent. */
+        if ((o->data_dir || (env && *env)) && !is_dir(root)) {
+            fprintf(stderr, "p7bench: %s: no such folder (%s): %s\n", o->data_dir ? "--data" : "P7_DATA",
+                    strerror(errno), root);
+            return 1;
+        }
+        p7_status st = cifar20 ? p7_cifar100_find(root, plan->data_dir, sizeof plan->data_dir)
+                               : p7_cifar10_find(root, plan->data_dir, sizeof plan->data_dir);
+        if (st != P7_SUCCESS) {
+            if (o->data_dir || o->dataset_given) {
+                fprintf(stderr, "p7bench: %s was asked for, but %s\n(get it with: p7data fetch %s --out %s/%s)\n",
+                        o->dataset, p7_last_error(), cifar20 ? "cifar100" : "cifar10", root,
+                        cifar20 ? "cifar100" : "cifar10");
+                return 1;
+            }
+            fprintf(stderr, "p7bench: no %s under %s (%s)\n", o->dataset, root, p7_last_error());
+            fprintf(stderr,
+                    "p7bench: USING THE BUILT-IN SYNTHETIC DATASET %s, NOT CIFAR: results say so in every line "
+                    "(--dataset or --data makes missing data an error instead)\n",
+                    P7_SYNTHETIC_NAME);
+            plan->synthetic = 1;
+        }
     }
-    fprintf(stderr, "p7bench: no %s under %s (%s)\n", o->dataset, root, p7_last_error());
-    fprintf(stderr, "p7bench: USING THE BUILT-IN SYNTHETIC DATASET %s, NOT CIFAR: results say so in every line\n",
-            P7_SYNTHETIC_NAME);
-    if (p7_synthetic_shapes10(10000, o->seed, P7_SPLIT_TRAIN, train_all) != P7_SUCCESS ||
-        p7_synthetic_shapes10(2000, o->seed, P7_SPLIT_TEST, test) != P7_SUCCESS) {
+    char err[1024];
+    if (p7bench_results_open(o->out_csv, csv_header, &plan->results, err, sizeof err) != 0) {
+        fprintf(stderr, "p7bench: --out: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
+void p7bench_plan_release(p7bench_plan *plan)
+{
+    p7bench_results_close(plan->results);
+    plan->results = NULL;
+}
+
+static int load_data(const p7bench_train_options *o, const p7bench_plan *plan, p7_dataset *train_all,
+                     p7_dataset *test)
+{
+    p7_status st;
+    if (plan->synthetic) {
+        st = p7_synthetic_shapes10(10000, o->seed, P7_SPLIT_TRAIN, train_all);
+        if (st == P7_SUCCESS) st = p7_synthetic_shapes10(2000, o->seed, P7_SPLIT_TEST, test);
+    } else if (strcmp(o->dataset, "cifar20") == 0) {
+        st = p7_cifar100_load(plan->data_dir, P7_SPLIT_TRAIN, P7_LABELS_CIFAR20, train_all);
+        if (st == P7_SUCCESS) st = p7_cifar100_load(plan->data_dir, P7_SPLIT_TEST, P7_LABELS_CIFAR20, test);
+    } else {
+        st = p7_cifar10_load(plan->data_dir, P7_SPLIT_TRAIN, train_all);
+        if (st == P7_SUCCESS) st = p7_cifar10_load(plan->data_dir, P7_SPLIT_TEST, test);
+    }
+    if (st != P7_SUCCESS) { /* present but broken: that is an error, not a fallback */
         fprintf(stderr, "p7bench: %s\n", p7_last_error());
         return 1;
     }
+    if (!plan->synthetic)
+        fprintf(stderr, "p7bench: %s from %s: %zu training, %zu test images\n", o->dataset, plan->data_dir,
+                train_all->count, test->count);
     return 0;
 }
 
@@ -111,23 +163,29 @@ static p7_status evaluate(p7_device *device, p7_model *model, const p7_dataset *
     return st;
 }
 
-static FILE *open_results(const char *path)
+/* CSV text field: quoted, with quotes doubled (RFC 4180), so any --hparams text is one field. */
+static void csv_quote(const char *text, char *out, size_t size)
 {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) {
-        *slash = '\0';
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST) return NULL;
+    size_t used = 0;
+    if (size < 3) return;
+    out[used++] = '"';
+    for (const char *c = text ? text : ""; *c && used + 3 < size; c++) {
+        if (*c == '"') out[used++] = '"';
+        out[used++] = *c;
     }
-    FILE *f = fopen(path, "a");
-    if (f && ftell(f) == 0)
-        fprintf(f, "dataset,model,members,optimizer,hparams,seed,epoch,train_images,train_loss,val_loss,val_acc,"
-                   "test_loss,test_acc,seconds\n");
-    return f;
+    out[used++] = '"';
+    out[used] = '\0';
 }
 
-int p7bench_train(p7_device *device, const p7bench_train_options *o)
+/* How often the training loss is read back to catch a diverging run: every read waits
+ * for the queue, so not every step; a NaN also survives in the epoch's sum, which is read
+ * at the end of every epoch anyway. */
+enum { LOSS_CHECK_EVERY = 25 };
+
+/* Nonzero when the mean loss so far says the run has diverged. */
+static int diverged(double loss, double max_loss) { return !(loss <= max_loss); } /* NaN, +inf */
+
+int p7bench_train(p7_device *device, const p7bench_train_options *o, p7bench_plan *plan)
 {
     p7_dataset all = {0}, train = {0}, val = {0}, test = {0};
     p7_model *model = NULL;
@@ -135,9 +193,10 @@ int p7bench_train(p7_device *device, const p7bench_train_options *o)
     p7_tape *tape = NULL;
     p7_pipeline *pipe = NULL;
     p7_buffer *tiled = NULL; /* BatchEnsemble's tiled labels */
-    FILE *csv = NULL;
-    int rc = 1;
-    if (load_data(o, &all, &test)) return 1;
+    p7_tensor *loss_sum = NULL;
+    int rc = P7BENCH_FAILED;
+    char err[1024];
+    if (load_data(o, plan, &all, &test)) return P7BENCH_FAILED;
     /* the original study's 45,000 / 5,000 split (seed 42), scaled for the synthetic set */
     size_t n_val = all.synthetic ? all.count / 10 : P7_SPLIT_VALIDATION;
     TRY(p7_dataset_split(&all, n_val, P7_SPLIT_SEED, &train, &val));
@@ -153,20 +212,18 @@ int p7bench_train(p7_device *device, const p7bench_train_options *o)
     fprintf(stderr, "p7bench: model %s (members %d, %llu parameters), optimizer %s, batch %d, %d epoch(s), %zu training images\n",
             o->model, o->members, (unsigned long long)counts.unique, p7_optimizer_name(opt), o->batch, o->epochs,
             train.count);
-    csv = open_results(o->out_csv);
-    if (!csv) {
-        fprintf(stderr, "p7bench: cannot write %s: %s\n", o->out_csv, strerror(errno));
-        goto fail;
-    }
 
     p7_pipeline_options po = {.batch_size = (size_t)o->batch, .shuffle = 1, .seed = o->seed,
                               .norm = p7_normalization_cifar10()};
     TRY(p7_pipeline_create(device, &train, &po, &pipe));
     size_t batches = p7_pipeline_batches_per_epoch(pipe);
     const int members = p7_model_members(model);
+    char hparams_field[1024];
+    csv_quote(o->hparams, hparams_field, sizeof hparams_field);
     for (int epoch = 1; epoch <= o->epochs; epoch++) {
         double t0 = now_s();
-        p7_tensor *loss_sum = NULL;
+        size_t steps = 0;
+        float mean_loss = 0;
         for (size_t bi = 0;; bi++) {
             p7_batch b;
             TRY(p7_pipeline_next(pipe, &b));
@@ -202,29 +259,60 @@ int p7bench_train(p7_device *device, const p7bench_train_options *o)
                 p7_tensor_release(loss);
             }
             TRY(p7_optimizer_step(opt));
-            fprintf(stderr, "\r  epoch %d/%d  batch %zu/%zu", epoch, o->epochs, bi + 1, batches);
+            steps++;
+            int last = bi + 1 == batches;
+            if (steps % LOSS_CHECK_EVERY == 0 || last) {
+                float sum_host = 0;
+                TRY(p7_tensor_download(loss_sum, &sum_host, 1));
+                mean_loss = sum_host / (float)steps;
+                if (diverged(mean_loss, o->max_loss)) break;
+            }
+            if (steps >= LOSS_CHECK_EVERY)
+                fprintf(stderr, "\r  epoch %d/%d  batch %zu/%zu  loss %.4f", epoch, o->epochs, bi + 1, batches,
+                        (double)mean_loss);
+            else
+                fprintf(stderr, "\r  epoch %d/%d  batch %zu/%zu", epoch, o->epochs, bi + 1, batches);
         }
-        float train_loss = 0;
-        if (loss_sum) TRY(p7_tensor_download(loss_sum, &train_loss, 1));
         p7_tensor_release(loss_sum);
-        train_loss /= (float)batches;
+        loss_sum = NULL;
+        double dt = now_s() - t0;
+        char row[2048];
+        if (steps == 0) {
+            fprintf(stderr, "p7bench: %zu training images make no batch of %d; lower --batch\n", train.count, o->batch);
+            goto fail;
+        }
+        if (diverged(mean_loss, o->max_loss)) {
+            fprintf(stderr, "\np7bench: training DIVERGED in epoch %d after %zu step(s): mean training loss %g %s; "
+                            "the run stops here. Lower the learning rate (--hparams lr=...).\n",
+                    epoch, steps, (double)mean_loss, mean_loss == mean_loss ? "is above --max-loss" : "is not a number");
+            snprintf(row, sizeof row, "%s,%s,%d,%s,%s,%llu,%d,%zu,%g,,,,,%.2f,diverged", dataset_name, o->model,
+                     o->members, p7_optimizer_name(opt), hparams_field, (unsigned long long)o->seed, epoch,
+                     train.count, (double)mean_loss, dt);
+            if (p7bench_results_append(plan->results, row, err, sizeof err) != 0)
+                fprintf(stderr, "p7bench: %s: %s\n", o->out_csv, err);
+            rc = P7BENCH_DIVERGED;
+            goto fail;
+        }
         double val_loss, val_acc, test_loss = -1, test_acc = -1;
         TRY(evaluate(device, model, &val, o->batch, &val_loss, &val_acc));
         if (epoch == o->epochs) TRY(evaluate(device, model, &test, o->batch, &test_loss, &test_acc));
-        double dt = now_s() - t0;
+        dt = now_s() - t0;
         fprintf(stderr, "\r  epoch %d/%d  train loss %.4f  val loss %.4f  val acc %.2f%%", epoch, o->epochs,
-                train_loss, val_loss, val_acc);
+                (double)mean_loss, val_loss, val_acc);
         if (epoch == o->epochs) fprintf(stderr, "  test acc %.2f%%", test_acc);
         fprintf(stderr, "  (%.1f s, %s)\n", dt, dataset_name);
-        fprintf(csv, "%s,%s,%d,%s,\"%s\",%llu,%d,%zu,%.6f,%.6f,%.3f,%.6f,%.3f,%.2f\n", dataset_name, o->model,
-                o->members, p7_optimizer_name(opt), o->hparams ? o->hparams : "", (unsigned long long)o->seed, epoch,
-                train.count, train_loss, val_loss, val_acc, test_loss, test_acc, dt);
-        fflush(csv);
+        snprintf(row, sizeof row, "%s,%s,%d,%s,%s,%llu,%d,%zu,%.6f,%.6f,%.3f,%.6f,%.3f,%.2f,ok", dataset_name,
+                 o->model, o->members, p7_optimizer_name(opt), hparams_field, (unsigned long long)o->seed, epoch,
+                 train.count, (double)mean_loss, val_loss, val_acc, test_loss, test_acc, dt);
+        if (p7bench_results_append(plan->results, row, err, sizeof err) != 0) {
+            fprintf(stderr, "p7bench: %s: %s\n", o->out_csv, err);
+            goto fail;
+        }
     }
     printf("p7bench: results appended to %s (dataset %s)\n", o->out_csv, dataset_name);
-    rc = 0;
+    rc = P7BENCH_OK;
 fail:
-    if (csv) fclose(csv);
+    p7_tensor_release(loss_sum);
     p7_buffer_free(tiled);
     p7_pipeline_destroy(pipe);
     p7_tape_destroy(tape);

@@ -1,15 +1,19 @@
 /* p7bench's training run: one model, one optimizer, real data or the synthetic
- * fallback; per-epoch lines on stderr, results in a CSV file. */
+ * fallback; per-epoch lines on stderr, results in a CSV file. Everything that can be
+ * checked without a device (the data's whereabouts, the results file) is checked by
+ * p7bench_prepare before the device opens. */
 #ifndef P7BENCH_TRAIN_H
 #define P7BENCH_TRAIN_H
 
 #include <stdint.h>
 
 #include "p7/p7.h"
+#include "p7bench_results.h"
 
 typedef struct p7bench_train_options {
     const char *data_dir;     /* --data, else P7_DATA, else ./data */
-    const char *dataset;      /* "cifar10" or "cifar20" */
+    const char *dataset;      /* "cifar10", "cifar20" or "synthetic" */
+    int dataset_given;        /* --dataset was on the command line: no synthetic fallback */
     const char *model;        /* "simple", "vgg11", "vgg11-bn" */
     const char *optimizer;    /* plugin name or path */
     const char *hparams;      /* "lr=...,..." or NULL */
@@ -20,9 +24,28 @@ typedef struct p7bench_train_options {
     int batch;
     uint64_t seed;
     size_t limit;             /* at most this many training images (0: all) */
+    double max_loss;          /* a training loss above this (or NaN/inf) means diverged */
 } p7bench_train_options;
 
-/* Returns 0 on success; prints what went wrong and returns nonzero otherwise. */
-int p7bench_train(p7_device *device, const p7bench_train_options *options);
+/* What p7bench_prepare found: where the data is, and the open results file. */
+typedef struct p7bench_plan {
+    int synthetic;            /* train on the built-in synthetic set */
+    char data_dir[4096];      /* the dataset's folder, when not synthetic */
+    p7bench_results *results;
+} p7bench_plan;
+
+/* p7bench_train's return codes (also p7bench's exit codes). */
+enum { P7BENCH_OK = 0, P7BENCH_FAILED = 1, P7BENCH_DIVERGED = 3 };
+
+/* Resolves the data and opens the results file, without a device. The synthetic set
+ * stands in only when neither --data nor --dataset was given and the default folder has
+ * no data; an explicit request that does not resolve is an error. Prints what is wrong
+ * and returns nonzero. */
+int p7bench_prepare(const p7bench_train_options *options, p7bench_plan *plan);
+void p7bench_plan_release(p7bench_plan *plan);
+
+/* Returns P7BENCH_OK, P7BENCH_DIVERGED (the loss went non-finite or above max_loss: the
+ * run stops and its row says so), or P7BENCH_FAILED after printing what went wrong. */
+int p7bench_train(p7_device *device, const p7bench_train_options *options, p7bench_plan *plan);
 
 #endif

@@ -46,6 +46,9 @@ build() { # build <dir> <extra cmake args...>
 export P7_DATA=${P7_DATA:-$here/build/data}
 fetch_data() { # fetch_data <build dir>
     local p7data=$1/apps/p7data
+    # p7bench treats a P7_DATA folder that does not exist as a mistake; an empty one
+    # (nothing could be fetched) means: use the synthetic fallback, loudly.
+    mkdir -p "$P7_DATA"
     [ -x "$p7data" ] || return 0
     if [ ! -f "$P7_DATA/cifar10/test_batch.bin" ]; then
         "$p7data" fetch cifar10 --out "$P7_DATA/cifar10" ||
