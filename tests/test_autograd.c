@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "autograd_internal.h"
 #include "p7_test_support.h"
 
 static p7_device *device;
@@ -131,6 +132,46 @@ static void test_no_grad_and_errors(void **state)
     p7_tape_destroy(tape);
 }
 
+/* Recording that runs out of host memory leaves the tape as it was: the inputs keep
+ * their reference counts and use counts, and clearing the tape afterwards releases
+ * only what earlier records retained. Both of the tape's allocations are made to fail:
+ * the node array and the leaf list. */
+static void test_record_out_of_memory_leaves_tape_intact(void **state)
+{
+    (void)state;
+    const int64_t s[2] = {2, 3};
+    float v[6];
+    p7_test_fill_uniform(v, 6, 5, -1.0f, 1.0f);
+    for (int failing = 1; failing <= 2; failing++) {
+        p7_tensor *a = tensor_from(2, s, v, 1), *b = tensor_from(2, s, v, 1), *y = (p7_tensor *)0x1;
+        p7_tape *tape;
+        P7_ASSERT_OK(p7_tape_create(device, &tape));
+        const int refs_a = a->refs, refs_b = b->refs;
+        p7_tape_fail_allocation_after(failing); /* 1: the node array, 2: the leaf list */
+        assert_int_equal(p7_add(tape, a, b, &y), P7_ERROR_OUT_OF_MEMORY);
+        p7_tape_fail_allocation_after(0);
+        assert_null(y);
+        assert_int_equal(p7_tape_node_count(tape), 0);
+        assert_int_equal(p7_tape_uses(tape, a), 0);
+        assert_int_equal(p7_tape_uses(tape, b), 0);
+        assert_int_equal(a->refs, refs_a);
+        assert_int_equal(b->refs, refs_b);
+        assert_non_null(strstr(p7_last_error(), "recording add"));
+        /* the tape still works, and clearing it balances every retain */
+        P7_ASSERT_OK(p7_add(tape, a, b, &y));
+        assert_int_equal(p7_tape_node_count(tape), 1);
+        assert_int_equal(p7_tape_uses(tape, a), 1);
+        p7_tape_clear(tape);
+        assert_int_equal(a->refs, refs_a);
+        assert_int_equal(b->refs, refs_b);
+        assert_int_equal(y->refs, 1);
+        p7_tensor_release(y);
+        p7_tape_destroy(tape);
+        p7_tensor_release(a);
+        p7_tensor_release(b);
+    }
+}
+
 /* BatchEnsemble conv of M members against M plain convs with the fast weights
  * W_m[o, i] = W[o, i] * gamma[m, o] * alpha[m, i] and bias_m, on each member's rows. */
 static void test_be_conv_equals_separate_members(void **state)
@@ -237,6 +278,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_conv_sums_contributions),
         cmocka_unit_test(test_no_grad_and_errors),
+        cmocka_unit_test(test_record_out_of_memory_leaves_tape_intact),
         cmocka_unit_test(test_be_conv_equals_separate_members),
         cmocka_unit_test(test_be_m1_equals_plain),
     };

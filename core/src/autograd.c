@@ -51,19 +51,35 @@ int p7_tape_should_record(const p7_tape *tape, p7_tensor *const *inputs, int cou
     return 0;
 }
 
-static p7_status note_leaf(p7_tape *tape, p7_tensor *t)
+/* Test hook (autograd_internal.h): the n-th tape allocation from now fails. */
+static _Thread_local int fail_allocation_countdown;
+void p7_tape_fail_allocation_after(int n) { fail_allocation_countdown = n; }
+
+static void *tape_realloc(void *p, size_t size)
 {
-    if (!t || !t->is_leaf || !t->requires_grad) return P7_SUCCESS;
-    if (t->uses++ > 0) return P7_SUCCESS;
-    if (tape->leaf_count == tape->leaf_capacity) {
-        size_t cap = tape->leaf_capacity ? 2 * tape->leaf_capacity : 64;
-        p7_tensor **grown = realloc(tape->leaves, cap * sizeof *grown);
-        if (!grown) return p7_fail(P7_ERROR_OUT_OF_MEMORY, "autograd: out of host memory");
-        tape->leaves = grown;
-        tape->leaf_capacity = cap;
-    }
-    tape->leaves[tape->leaf_count++] = p7_tensor_retain(t);
+    if (fail_allocation_countdown > 0 && --fail_allocation_countdown == 0) return NULL;
+    return realloc(p, size);
+}
+
+/* Room for `more` leaves, so that noting them afterwards cannot fail. */
+static p7_status reserve_leaves(p7_tape *tape, size_t more)
+{
+    if (tape->leaf_count + more <= tape->leaf_capacity) return P7_SUCCESS;
+    size_t cap = tape->leaf_capacity ? 2 * tape->leaf_capacity : 64;
+    while (cap < tape->leaf_count + more) cap *= 2;
+    p7_tensor **grown = tape_realloc(tape->leaves, cap * sizeof *grown);
+    if (!grown) return p7_fail(P7_ERROR_OUT_OF_MEMORY, "autograd: out of host memory");
+    tape->leaves = grown;
+    tape->leaf_capacity = cap;
     return P7_SUCCESS;
+}
+
+/* Counts a use of a leaf; its first use puts it on the list (room reserved already). */
+static void note_leaf(p7_tape *tape, p7_tensor *t)
+{
+    if (!t || !t->is_leaf || !t->requires_grad) return;
+    if (t->uses++ > 0) return;
+    tape->leaves[tape->leaf_count++] = p7_tensor_retain(t);
 }
 
 static void release_node(p7_node *n)
@@ -82,22 +98,30 @@ static void release_node(p7_node *n)
 
 p7_status p7_tape_record(p7_tape *tape, const p7_node *node)
 {
-    p7_buffer *owned = node->saved_buffer;
+    /* Everything that can fail comes before the node is counted and anything retained:
+     * a failure leaves the tape exactly as it was, so clearing it later releases only
+     * what was retained. */
+    p7_status st = P7_SUCCESS;
     if (tape->count == tape->capacity) {
         size_t cap = tape->capacity ? 2 * tape->capacity : 64;
-        p7_node *grown = realloc(tape->nodes, cap * sizeof *grown);
-        if (!grown) {
-            p7_buffer_free(owned);
-            return p7_fail(P7_ERROR_OUT_OF_MEMORY, "autograd: out of host memory recording %s", node->op);
+        p7_node *grown = tape_realloc(tape->nodes, cap * sizeof *grown);
+        if (grown) {
+            tape->nodes = grown;
+            tape->capacity = cap;
+        } else {
+            st = P7_ERROR_OUT_OF_MEMORY;
         }
-        tape->nodes = grown;
-        tape->capacity = cap;
+    }
+    if (st == P7_SUCCESS) st = reserve_leaves(tape, P7_NODE_MAX_INPUTS);
+    if (st != P7_SUCCESS) {
+        p7_buffer_free(node->saved_buffer);
+        return p7_fail(P7_ERROR_OUT_OF_MEMORY, "autograd: out of host memory recording %s", node->op);
     }
     p7_node *n = &tape->nodes[tape->count++];
     *n = *node;
     for (int i = 0; i < P7_NODE_MAX_INPUTS; i++) {
         p7_tensor_retain(n->in[i]);
-        P7_TRY(note_leaf(tape, n->in[i]));
+        note_leaf(tape, n->in[i]);
     }
     for (int i = 0; i < P7_NODE_MAX_SAVED; i++) p7_tensor_retain(n->saved[i]);
     p7_tensor_retain(n->out);

@@ -30,6 +30,10 @@ struct p7_node {
  * of node->saved_buffer; retains everything else. */
 p7_status p7_tape_record(p7_tape *tape, const p7_node *node);
 
+/* Test hook: the n-th host allocation the tape makes from now on fails (0: none), so
+ * tests reach the out-of-memory paths of recording. Thread-local. */
+void p7_tape_fail_allocation_after(int n);
+
 /* Does recording apply: a recording tape and at least one input requiring grads. */
 int p7_tape_should_record(const p7_tape *tape, p7_tensor *const *inputs, int count);
 
