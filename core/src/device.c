@@ -174,16 +174,42 @@ p7_status p7_device_open(const char *spec, const p7_device_options *options, p7_
     return P7_SUCCESS;
 }
 
-void p7_gemm_clblast_shutdown(p7_device *device);
+p7_status p7_device_state(p7_device *device, const void *key, size_t size, p7_device_state_destroy_fn destroy,
+                          void **state)
+{
+    for (p7_device_state_entry *e = device->states; e; e = e->next)
+        if (e->key == key) {
+            *state = e->state;
+            return P7_SUCCESS;
+        }
+    p7_device_state_entry *e = calloc(1, sizeof *e);
+    void *fresh = calloc(1, size ? size : 1);
+    if (!e || !fresh) {
+        free(e);
+        free(fresh);
+        return p7_fail(P7_ERROR_OUT_OF_MEMORY, "p7_device_state: out of host memory");
+    }
+    e->key = key;
+    e->state = fresh;
+    e->destroy = destroy;
+    e->next = device->states;
+    device->states = e;
+    *state = fresh;
+    return P7_SUCCESS;
+}
 
 void p7_device_close(p7_device *device)
 {
     if (!device) return;
     if (device->queue) clFinish(device->queue);
-    for (size_t i = 0; i < device->profile_count; i++) clReleaseEvent(device->profile[i].event);
-    free(device->profile);
-    p7_buffer_free(device->gemm_workspace);
-    p7_gemm_clblast_shutdown(device);
+    p7_profile_shutdown(device);
+    /* Newest first, and before the allocator goes: a layer's state may hold buffers. */
+    for (p7_device_state_entry *e = device->states, *next; e; e = next) {
+        next = e->next;
+        if (e->destroy) e->destroy(device, e->state);
+        free(e->state);
+        free(e);
+    }
     p7_memory_shutdown(device);
     for (p7_kernel_entry *k = device->kernels, *next; k; k = next) {
         next = k->next;
@@ -253,21 +279,6 @@ p7_status p7_launch(p7_device *device, cl_kernel kernel, cl_uint work_dim, const
     return P7_SUCCESS;
 }
 
-void p7_profile_record(p7_device *device, const char *label, cl_event event)
-{
-    if (!device->profiling) { clReleaseEvent(event); return; }
-    if (device->profile_count == device->profile_capacity) {
-        size_t cap = device->profile_capacity ? device->profile_capacity * 2 : 256;
-        p7_profile_entry *grown = realloc(device->profile, cap * sizeof *grown);
-        if (!grown) { clReleaseEvent(event); return; } /* profiling is best effort */
-        device->profile = grown;
-        device->profile_capacity = cap;
-    }
-    p7_profile_entry *e = &device->profile[device->profile_count++];
-    snprintf(e->label, sizeof e->label, "%s", label);
-    e->event = event;
-}
-
 p7_status p7_device_workspace(p7_device *device, p7_buffer **slot, size_t bytes, cl_mem *out)
 {
     if (*slot && p7_buffer_size(*slot) >= bytes) {
@@ -280,42 +291,5 @@ p7_status p7_device_workspace(p7_device *device, p7_buffer **slot, size_t bytes,
     *slot = NULL;
     P7_TRY(p7_buffer_alloc(device, bytes, slot));
     *out = p7_buffer_mem(*slot);
-    return P7_SUCCESS;
-}
-
-static int by_total_desc(const void *a, const void *b)
-{
-    double x = ((const p7_profile_row *)a)->total_ms, y = ((const p7_profile_row *)b)->total_ms;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
-p7_status p7_profile_collect(p7_device *device, p7_profile_row *rows, size_t capacity, size_t *count)
-{
-    if (!device || !count || (capacity && !rows))
-        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_profile_collect: NULL argument");
-    if (!device->profiling)
-        return p7_fail(P7_ERROR_STATE, "p7_profile_collect: the device was opened without profiling "
-                                       "(set p7_device_options.profiling or P7_PROFILE=1)");
-    P7_CL_TRY(clFinish(device->queue), "p7_profile_collect: clFinish");
-    p7_profile_row *all = calloc(device->profile_count + 1, sizeof *all);
-    if (!all) return p7_fail(P7_ERROR_OUT_OF_MEMORY, "p7_profile_collect: out of host memory");
-    size_t n = 0;
-    for (size_t i = 0; i < device->profile_count; i++) {
-        p7_profile_entry *e = &device->profile[i];
-        cl_ulong start = 0, end = 0;
-        clGetEventProfilingInfo(e->event, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL);
-        clGetEventProfilingInfo(e->event, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL);
-        clReleaseEvent(e->event);
-        size_t j = 0;
-        while (j < n && strcmp(all[j].label, e->label) != 0) j++;
-        if (j == n) snprintf(all[n++].label, sizeof all->label, "%s", e->label);
-        all[j].launches++;
-        all[j].total_ms += end > start ? (double)(end - start) * 1e-6 : 0.0;
-    }
-    device->profile_count = 0;
-    qsort(all, n, sizeof *all, by_total_desc);
-    for (size_t i = 0; i < n && i < capacity; i++) rows[i] = all[i];
-    *count = n;
-    free(all);
     return P7_SUCCESS;
 }

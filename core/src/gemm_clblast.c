@@ -17,11 +17,26 @@ static const char *const pocl_xgemm_names[] = {"GEMMK", "KREG", "KWG", "KWI", "M
                                                "STRM", "STRN", "VWM", "VWN"};
 static const size_t pocl_xgemm_values[] = {0, 1, 32, 2, 8, 8, 64, 32, 8, 128, 0, 0, 0, 0, 8, 4};
 
-enum { CLBLAST_READY = 1 };
+/* Per device: whether the overrides are applied. CLBlast caches compiled programs per
+ * context, so its cache is cleared before the device's context goes. */
+typedef struct clblast_state {
+    int prepared;
+} clblast_state;
+
+static const char clblast_state_key = 0;
+
+static void clblast_state_destroy(p7_device *device, void *state)
+{
+    (void)device;
+    if (((clblast_state *)state)->prepared) CLBlastClearCache();
+}
 
 static p7_status prepare(p7_device *device)
 {
-    if (device->clblast_state) return P7_SUCCESS;
+    void *slot;
+    P7_TRY(p7_device_state(device, &clblast_state_key, sizeof(clblast_state), clblast_state_destroy, &slot));
+    clblast_state *state = slot;
+    if (state->prepared) return P7_SUCCESS;
     const char *env = getenv("P7_CLBLAST_TUNING");
     int tune = device->is_pocl && device->info.kind == P7_DEVICE_KIND_CPU && !(env && strcmp(env, "0") == 0);
     if (tune) {
@@ -32,7 +47,7 @@ static p7_status prepare(p7_device *device)
             return p7_fail(P7_ERROR_CLBLAST, "CLBlastOverrideParameters(Xgemm) for %s failed with %d",
                            device->info.name, (int)s);
     }
-    device->clblast_state = (void *)(uintptr_t)CLBLAST_READY;
+    state->prepared = 1;
     return P7_SUCCESS;
 }
 
@@ -50,11 +65,4 @@ p7_status p7_gemm_clblast_run(p7_device *device, const p7_gemm_desc *d, cl_mem a
                        d->m, d->n, d->k, d->trans_a, d->trans_b, (int)s);
     if (event) p7_profile_record(device, "gemm.clblast", event);
     return P7_SUCCESS;
-}
-
-void p7_gemm_clblast_shutdown(p7_device *device)
-{
-    /* CLBlast caches programs per context; drop them before the context goes. */
-    if (device->clblast_state) CLBlastClearCache();
-    device->clblast_state = NULL;
 }

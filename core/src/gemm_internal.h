@@ -20,6 +20,5 @@ p7_status p7_gemm_p7_run_packed_b(p7_device *device, const p7_gemm_desc *desc, c
 
 /* CLBlast (gemm_clblast.c). */
 p7_status p7_gemm_clblast_run(p7_device *device, const p7_gemm_desc *desc, cl_mem a, cl_mem b, cl_mem c);
-void p7_gemm_clblast_shutdown(p7_device *device);
 
 #endif

@@ -61,6 +61,26 @@ static p7_status pack(p7_device *device, const p7_gemm_desc *d, int copy, int wi
     return p7_launch(device, kernel, 2, global, local, label);
 }
 
+/* Per device: the packed-panel workspace, grown monotonically and reused by every call. */
+typedef struct gemm_p7_state {
+    p7_buffer *workspace;
+} gemm_p7_state;
+
+static const char gemm_p7_state_key = 0;
+
+static void gemm_p7_state_destroy(p7_device *device, void *state)
+{
+    (void)device;
+    p7_buffer_free(((gemm_p7_state *)state)->workspace);
+}
+
+static p7_status workspace(p7_device *device, size_t bytes, cl_mem *ws)
+{
+    void *slot;
+    P7_TRY(p7_device_state(device, &gemm_p7_state_key, sizeof(gemm_p7_state), gemm_p7_state_destroy, &slot));
+    return p7_device_workspace(device, &((gemm_p7_state *)slot)->workspace, bytes, ws);
+}
+
 /* The micro-kernel over K blocks, on A panels at ap/ap_off and B panels at bp/bp_off. */
 static p7_status run_tiles(p7_device *device, const p7_gemm_desc *d, cl_mem ap, size_t ap_offset, cl_mem bp,
                            size_t bp_offset, cl_mem c, size_t m_panels, size_t n_panels)
@@ -112,7 +132,7 @@ p7_status p7_gemm_p7_run(p7_device *device, const p7_gemm_desc *d, cl_mem a, cl_
     const size_t bytes = (b_offset + b_floats) * sizeof(float);
 
     cl_mem ws;
-    P7_TRY(p7_device_workspace(device, &device->gemm_workspace, bytes, &ws));
+    P7_TRY(workspace(device, bytes, &ws));
 
     /* op(A)[i][k]: stored transposed (K x M), the MR values for one k are contiguous. */
     P7_TRY(pack(device, d, d->trans_a, P7_GEMM_MR, (cl_uint)d->m, a, d->a_offset, d->lda, m_panels, ws, 0,
@@ -134,7 +154,7 @@ p7_status p7_gemm_p7_run_packed_b(p7_device *device, const p7_gemm_desc *d, cl_m
     const size_t m_panels = (d->m + P7_GEMM_MR - 1) / P7_GEMM_MR;
     const size_t n_panels = (d->n + P7_GEMM_NR - 1) / P7_GEMM_NR;
     cl_mem ws;
-    P7_TRY(p7_device_workspace(device, &device->gemm_workspace, m_panels * P7_GEMM_MR * d->k * sizeof(float), &ws));
+    P7_TRY(workspace(device, m_panels * P7_GEMM_MR * d->k * sizeof(float), &ws));
     P7_TRY(pack(device, d, d->trans_a, P7_GEMM_MR, (cl_uint)d->m, a, d->a_offset, d->lda, m_panels, ws, 0,
                 "gemm_p7.pack_a"));
     return run_tiles(device, d, ws, 0, bp, bp_offset, c, m_panels, n_panels);

@@ -87,8 +87,19 @@ p7_status p7_launch(p7_device *device, cl_kernel kernel, cl_uint work_dim, const
 #define P7_ARG(x) sizeof(x), &(x)
 p7_status p7_set_args(cl_kernel kernel, const char *label, int count, ...);
 
-/* Record an event for profiling (takes ownership of `event`); no-op when profiling is off. */
+/* Profiling (profile.c). Record an event (takes ownership of `event`); no-op when
+ * profiling is off. Shutdown releases what was recorded and not collected. */
 void p7_profile_record(p7_device *device, const char *label, cl_event event);
+void p7_profile_shutdown(p7_device *device);
+
+/* State that a layer above the runtime keeps per device (the GEMM backends' caches and
+ * workspaces): `size` zero-initialised bytes, created on the first request under `key`
+ * (the address of a static of that layer) and destroyed by p7_device_close, newest
+ * first, before the allocator shuts down. The runtime thus never names the layers
+ * above it. */
+typedef void (*p7_device_state_destroy_fn)(p7_device *device, void *state);
+p7_status p7_device_state(p7_device *device, const void *key, size_t size, p7_device_state_destroy_fn destroy,
+                          void **state);
 
 /* ---- the device ---- */
 
@@ -109,6 +120,13 @@ typedef struct p7_free_block {
     size_t size;
     struct p7_free_block *next;
 } p7_free_block;
+
+typedef struct p7_device_state_entry {
+    const void *key;
+    void *state;
+    p7_device_state_destroy_fn destroy;
+    struct p7_device_state_entry *next;
+} p7_device_state_entry;
 
 typedef struct p7_profile_entry {
     char label[48];
@@ -139,9 +157,8 @@ struct p7_device {
     p7_memory_stats mem;
     uint64_t live_buffers;
 
-    /* GEMM backends (gemm_*.c) */
-    void *clblast_state;
-    p7_buffer *gemm_workspace;  /* grown monotonically; packing panels for p7 GEMM */
+    /* the layers above the runtime (p7_device_state) */
+    p7_device_state_entry *states;
 
     /* profiling (profile.c) */
     p7_profile_entry *profile;
