@@ -89,10 +89,7 @@ p7_status p7_cross_entropy_backward(const p7_tensor *probs, cl_mem labels, size_
 p7_status p7_sum_forward(const p7_tensor *x, float scale, p7_tensor *y);
 /* dx (+)= scale * dy[0] */
 p7_status p7_sum_backward(const p7_tensor *dy, float scale, p7_tensor *dx, int dx_accumulate);
-/* Global-norm clipping over `count` gradient tensors, entirely on the device: the
- * norm sqrt(sum of squares) goes into total_norm[1]; every gradient is multiplied
- * by min(1, max_norm / (norm + 1e-6)) (PyTorch's clip_grad_norm_ rule). */
-p7_status p7_clip_grad_norm(p7_tensor *const *grads, size_t count, float max_norm, p7_tensor *total_norm);
+/* p7_clip_grad_norm (reduce.c) is public: p7/ops.h. */
 
 /* ---- elementwise and BatchEnsemble plumbing (elementwise.c, kernels/elementwise.cl) ---- */
 p7_status p7_relu_forward(const p7_tensor *x, p7_tensor *y);

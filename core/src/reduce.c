@@ -1,6 +1,7 @@
 /* Sum/mean reductions and global-norm gradient clipping (kernels/reduce.cl). */
 #include "op_kernels.h"
 #include "op_reduce_config.h"
+#include "p7/ops.h"
 
 #define RD_FILE "reduce.cl"
 #define RD_MAX_GROUPS 1024

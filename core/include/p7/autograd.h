@@ -26,26 +26,26 @@ extern "C" {
 
 typedef struct p7_tape p7_tape;
 
-p7_status p7_tape_create(p7_device *device, p7_tape **out);
-void p7_tape_destroy(p7_tape *tape); /* NULL is a no-op */
+P7_API p7_status p7_tape_create(p7_device *device, p7_tape **out);
+P7_API void p7_tape_destroy(p7_tape *tape); /* NULL is a no-op */
 
 /* Recording on (default) or off (no-grad: inference, evaluation). */
-void p7_tape_set_enabled(p7_tape *tape, int enabled);
-int p7_tape_enabled(const p7_tape *tape);
+P7_API void p7_tape_set_enabled(p7_tape *tape, int enabled);
+P7_API int p7_tape_enabled(const p7_tape *tape);
 
 /* d loss / d leaf for every leaf that requires gradients and reaches `loss` (a
  * tensor with one element recorded on this tape). Then clears the tape. */
-p7_status p7_tape_backward(p7_tape *tape, p7_tensor *loss);
+P7_API p7_status p7_tape_backward(p7_tape *tape, p7_tensor *loss);
 
 /* Drop the recorded graph (and intermediate gradients) without a backward pass. */
-void p7_tape_clear(p7_tape *tape);
+P7_API void p7_tape_clear(p7_tape *tape);
 
-size_t p7_tape_node_count(const p7_tape *tape);
+P7_API size_t p7_tape_node_count(const p7_tape *tape);
 
 /* How often `leaf` was used as an op input since the tape was last cleared (0 for a
  * tensor that does not require gradients). Sharing studies count parameters used
  * once and more than once from this. */
-unsigned p7_tape_uses(const p7_tape *tape, const p7_tensor *leaf);
+P7_API unsigned p7_tape_uses(const p7_tape *tape, const p7_tensor *leaf);
 
 #ifdef __cplusplus
 }

@@ -68,37 +68,37 @@ typedef struct p7_device_options {
 /* Enumerate every device of every platform. Writes up to `capacity` entries to `infos`
  * (which may be NULL when capacity is 0) and the total count to `*count`.
  * Fails with P7_ERROR_NO_PLATFORM, with install advice, when no OpenCL platform exists. */
-p7_status p7_device_list(p7_device_info *infos, size_t capacity, size_t *count);
+P7_API p7_status p7_device_list(p7_device_info *infos, size_t capacity, size_t *count);
 
 /* Pick a device from a list by spec (see above); pure, so it is testable without OpenCL.
  * On no match, fails with P7_ERROR_DEVICE_NOT_FOUND and a message listing the devices. */
-p7_status p7_device_select(const char *spec, const p7_device_info *infos, size_t count,
+P7_API p7_status p7_device_select(const char *spec, const p7_device_info *infos, size_t count,
                            size_t *index);
 
 /* What a user should be told about how `spec` was resolved to `chosen`: today, that a
  * vendor word ("amd") found no GPU of that vendor and fell back to its CPU device. Pure;
  * writes "" when there is nothing to say. Always NUL-terminated; returns buf. */
-const char *p7_device_spec_note(const char *spec, const p7_device_info *chosen, char *buf, size_t size);
+P7_API const char *p7_device_spec_note(const char *spec, const p7_device_info *chosen, char *buf, size_t size);
 
 /* Open the device that `spec` selects. `options` may be NULL. */
-p7_status p7_device_open(const char *spec, const p7_device_options *options, p7_device **out);
+P7_API p7_status p7_device_open(const char *spec, const p7_device_options *options, p7_device **out);
 
 /* Waits for queued work, releases caches, programs, queue and context. NULL is a no-op.
  * Every tensor of the device must have been released first. */
-void p7_device_close(p7_device *device);
+P7_API void p7_device_close(p7_device *device);
 
-const p7_device_info *p7_device_get_info(const p7_device *device);
+P7_API const p7_device_info *p7_device_get_info(const p7_device *device);
 
 /* Block until everything enqueued on the device has finished. */
-p7_status p7_device_finish(p7_device *device);
+P7_API p7_status p7_device_finish(p7_device *device);
 
 /* The GEMM backend in use, and a way to change it (P7_GEMM_AUTO re-applies the default). */
-p7_gemm_backend p7_device_gemm_backend(const p7_device *device);
-p7_status p7_device_set_gemm_backend(p7_device *device, p7_gemm_backend backend);
-const char *p7_gemm_backend_name(p7_gemm_backend backend);
+P7_API p7_gemm_backend p7_device_gemm_backend(const p7_device *device);
+P7_API p7_status p7_device_set_gemm_backend(p7_device *device, p7_gemm_backend backend);
+P7_API const char *p7_gemm_backend_name(p7_gemm_backend backend);
 
 /* Parses "clblast", "p7" or "auto". */
-p7_status p7_gemm_backend_parse(const char *text, p7_gemm_backend *out);
+P7_API p7_status p7_gemm_backend_parse(const char *text, p7_gemm_backend *out);
 
 /* ---- profiling (a device opened with options.profiling or P7_PROFILE=1) ---- */
 
@@ -111,14 +111,14 @@ typedef struct p7_profile_row {
 /* Waits for the queue, then sums the recorded events by label (largest total first)
  * and forgets them. Writes up to `capacity` rows; *count receives how many labels
  * there were. Fails with P7_ERROR_STATE when the device does not profile. */
-p7_status p7_profile_collect(p7_device *device, p7_profile_row *rows, size_t capacity, size_t *count);
+P7_API p7_status p7_profile_collect(p7_device *device, p7_profile_row *rows, size_t capacity, size_t *count);
 
 /* One line for logs: platform, device, driver version, GEMM backend. */
-const char *p7_device_describe(const p7_device *device);
+P7_API const char *p7_device_describe(const p7_device *device);
 
 /* The p7_device_spec_note of the spec this device was opened with ("" when none):
  * apps print it, since the library does not. */
-const char *p7_device_note(const p7_device *device);
+P7_API const char *p7_device_note(const p7_device *device);
 
 #ifdef __cplusplus
 }

@@ -31,13 +31,13 @@ typedef struct p7_gemm_desc {
 } p7_gemm_desc;
 
 /* Fills lda/ldb/ldc for tightly packed matrices, offsets 0. */
-p7_gemm_desc p7_gemm_desc_packed(int trans_a, int trans_b, size_t m, size_t n, size_t k,
+P7_API p7_gemm_desc p7_gemm_desc_packed(int trans_a, int trans_b, size_t m, size_t n, size_t k,
                                  float alpha, float beta);
 
-p7_status p7_gemm(p7_device *device, const p7_gemm_desc *desc, cl_mem a, cl_mem b, cl_mem c);
+P7_API p7_status p7_gemm(p7_device *device, const p7_gemm_desc *desc, cl_mem a, cl_mem b, cl_mem c);
 
 /* The same with an explicit backend, regardless of the device's choice (tests, benchmarks). */
-p7_status p7_gemm_with(p7_device *device, p7_gemm_backend backend, const p7_gemm_desc *desc,
+P7_API p7_status p7_gemm_with(p7_device *device, p7_gemm_backend backend, const p7_gemm_desc *desc,
                        cl_mem a, cl_mem b, cl_mem c);
 
 #ifdef __cplusplus

@@ -36,31 +36,31 @@ typedef struct p7_memory_stats {
 } p7_memory_stats;
 
 /* A block of at least `bytes` bytes. Contents are undefined (PoCL does not zero). */
-p7_status p7_buffer_alloc(p7_device *device, size_t bytes, p7_buffer **out);
+P7_API p7_status p7_buffer_alloc(p7_device *device, size_t bytes, p7_buffer **out);
 
 /* Return a block to the device's cache. NULL is a no-op. */
-void p7_buffer_free(p7_buffer *buffer);
+P7_API void p7_buffer_free(p7_buffer *buffer);
 
 /* Blocking copies between host memory and the first `bytes` of the block. */
-p7_status p7_buffer_upload(p7_buffer *buffer, const void *host, size_t bytes);
-p7_status p7_buffer_download(const p7_buffer *buffer, void *host, size_t bytes);
+P7_API p7_status p7_buffer_upload(p7_buffer *buffer, const void *host, size_t bytes);
+P7_API p7_status p7_buffer_download(const p7_buffer *buffer, void *host, size_t bytes);
 
 /* Enqueue a device-side copy of `bytes` from `src` (at byte src_offset) into `dst` (at
  * byte dst_offset). Does not wait: the host is not involved. */
-p7_status p7_buffer_copy(p7_device *device, cl_mem src, size_t src_offset, p7_buffer *dst, size_t dst_offset,
+P7_API p7_status p7_buffer_copy(p7_device *device, cl_mem src, size_t src_offset, p7_buffer *dst, size_t dst_offset,
                          size_t bytes);
 
-cl_mem p7_buffer_mem(const p7_buffer *buffer);
-size_t p7_buffer_size(const p7_buffer *buffer); /* usable bytes (the size class) */
+P7_API cl_mem p7_buffer_mem(const p7_buffer *buffer);
+P7_API size_t p7_buffer_size(const p7_buffer *buffer); /* usable bytes (the size class) */
 
-p7_status p7_memory_get_stats(const p7_device *device, p7_memory_stats *out);
-void p7_memory_reset_peak(p7_device *device);
+P7_API p7_status p7_memory_get_stats(const p7_device *device, p7_memory_stats *out);
+P7_API void p7_memory_reset_peak(p7_device *device);
 
 /* Release every cached (free) block back to OpenCL. */
-p7_status p7_memory_release_cache(p7_device *device);
+P7_API p7_status p7_memory_release_cache(p7_device *device);
 
 /* The size class a request of `bytes` is rounded up to. */
-size_t p7_memory_size_class(size_t bytes);
+P7_API size_t p7_memory_size_class(size_t bytes);
 
 #ifdef __cplusplus
 }

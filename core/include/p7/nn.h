@@ -71,33 +71,33 @@ typedef struct p7_model p7_model;
 /* An empty model of `members` BatchEnsemble members (1 for a plain network). The
  * seed drives every initialisation (stream per parameter), so a seed gives the same
  * initial weights on every device. */
-p7_status p7_model_create(p7_device *device, int members, uint64_t seed, p7_model **out);
-void p7_model_destroy(p7_model *model); /* NULL is a no-op */
+P7_API p7_status p7_model_create(p7_device *device, int members, uint64_t seed, p7_model **out);
+P7_API void p7_model_destroy(p7_model *model); /* NULL is a no-op */
 
 /* Adds a layer and initialises its parameters; *layer receives its id. */
-p7_status p7_model_add_layer(p7_model *model, const char *name, const p7_layer_config *config, int *layer);
+P7_API p7_status p7_model_add_layer(p7_model *model, const char *name, const p7_layer_config *config, int *layer);
 /* Appends a step to the forward program. */
-p7_status p7_model_add_step(p7_model *model, p7_step_kind kind, int layer, int a, int b);
+P7_API p7_status p7_model_add_step(p7_model *model, p7_step_kind kind, int layer, int a, int b);
 
 /* Runs the program. training selects batch statistics in BatchNorm and, when `tape`
  * records, the graph for backward. x is [B, 3, H, W]; for members > 1 the program
  * tiles it (TILE_MEMBERS) and, in evaluation, averages the members' logits
  * (MEMBER_MEAN steps run only when training == 0; in training the loss is taken over
  * all M*B rows, as in the original study). */
-p7_status p7_model_forward(p7_model *model, p7_tape *tape, p7_tensor *x, int training, p7_tensor **logits);
+P7_API p7_status p7_model_forward(p7_model *model, p7_tape *tape, p7_tensor *x, int training, p7_tensor **logits);
 
-int p7_model_members(const p7_model *model);
+P7_API int p7_model_members(const p7_model *model);
 
 /* Parameters by identity: index 0 .. count-1, with names such as "conv3.weight". */
-size_t p7_model_param_count(const p7_model *model);
-p7_tensor *p7_model_param(const p7_model *model, size_t index, const char **name);
+P7_API size_t p7_model_param_count(const p7_model *model);
+P7_API p7_tensor *p7_model_param(const p7_model *model, size_t index, const char **name);
 
 /* Non-parameter state (BatchNorm's "bn1.running_mean", "bn1.running_var"): by index
  * 0 .. count-1, or by name (NULL when absent). Checkpoints save these with the
  * parameters. */
-size_t p7_model_buffer_count(const p7_model *model);
-p7_tensor *p7_model_buffer(const p7_model *model, size_t index, const char **name);
-p7_tensor *p7_model_find_buffer(const p7_model *model, const char *name);
+P7_API size_t p7_model_buffer_count(const p7_model *model);
+P7_API p7_tensor *p7_model_buffer(const p7_model *model, size_t index, const char **name);
+P7_API p7_tensor *p7_model_find_buffer(const p7_model *model, const char *name);
 
 /* ---- model state files (nn_state.c) ----
  * Every parameter and buffer by name, shape and float32 values, after a magic number
@@ -106,12 +106,12 @@ p7_tensor *p7_model_find_buffer(const p7_model *model, const char *name);
  * save never leaves a torn checkpoint. Load is strict and all-or-nothing: the file must
  * hold exactly the model's tensors with the model's shapes, and nothing in the model
  * changes unless every check passes. Errors name the file, the tensor and the shapes. */
-p7_status p7_model_save(const p7_model *model, const char *path);
-p7_status p7_model_load(p7_model *model, const char *path);
+P7_API p7_status p7_model_save(const p7_model *model, const char *path);
+P7_API p7_status p7_model_load(p7_model *model, const char *path);
 /* The same on an open stream (to combine model, optimizer and run state in one file);
  * `name` labels the stream in error messages. */
-p7_status p7_model_save_stream(const p7_model *model, FILE *f, const char *name);
-p7_status p7_model_load_stream(p7_model *model, FILE *f, const char *name);
+P7_API p7_status p7_model_save_stream(const p7_model *model, FILE *f, const char *name);
+P7_API p7_status p7_model_load_stream(p7_model *model, FILE *f, const char *name);
 
 typedef struct p7_param_counts {
     uint64_t unique;   /* elements, every parameter tensor once */
@@ -120,10 +120,10 @@ typedef struct p7_param_counts {
     size_t tensors_unique, tensors_used, tensors_shared;
 } p7_param_counts;
 
-p7_status p7_model_count_params(const p7_model *model, p7_param_counts *out);
+P7_API p7_status p7_model_count_params(const p7_model *model, p7_param_counts *out);
 
 /* Drop every parameter's gradient (see p7_tensor_zero_grad). */
-void p7_model_zero_grad(p7_model *model);
+P7_API void p7_model_zero_grad(p7_model *model);
 
 /* ---- the networks of the studies ---- */
 
@@ -138,11 +138,11 @@ typedef struct p7_vgg_options {
 } p7_vgg_options;
 
 /* VGG11 for 32x32 inputs: 64-M-128-M-256-256-M-512-512-M-512-512-M, 3x3 convs. */
-p7_status p7_model_vgg11(p7_device *device, const p7_vgg_options *options, uint64_t seed, p7_model **out);
+P7_API p7_status p7_model_vgg11(p7_device *device, const p7_vgg_options *options, uint64_t seed, p7_model **out);
 
 /* The original study's SimpleCNN: conv(3->32)-BN-ReLU-pool-conv(32->64)-BN-ReLU-pool-
  * Linear(4096->classes); with members > 1 its BatchEnsemble version. */
-p7_status p7_model_simple_cnn(p7_device *device, int members, int classes, float alpha_init, float gamma_init,
+P7_API p7_status p7_model_simple_cnn(p7_device *device, int members, int classes, float alpha_init, float gamma_init,
                               uint64_t seed, p7_model **out);
 
 #ifdef __cplusplus

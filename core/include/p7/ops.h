@@ -21,43 +21,43 @@ extern "C" {
 #endif
 
 /* x [N,C,H,W], w [O,C,K,K], b [O] or NULL -> [N,O,OH,OW] */
-p7_status p7_conv2d(p7_tape *tape, p7_tensor *x, p7_tensor *w, p7_tensor *b, int stride, int pad, p7_tensor **y);
+P7_API p7_status p7_conv2d(p7_tape *tape, p7_tensor *x, p7_tensor *w, p7_tensor *b, int stride, int pad, p7_tensor **y);
 /* x [N,I], w [O,I], b [O] or NULL -> [N,O] = x w^T + b */
-p7_status p7_linear(p7_tape *tape, p7_tensor *x, p7_tensor *w, p7_tensor *b, p7_tensor **y);
-p7_status p7_relu(p7_tape *tape, p7_tensor *x, p7_tensor **y);
+P7_API p7_status p7_linear(p7_tape *tape, p7_tensor *x, p7_tensor *w, p7_tensor *b, p7_tensor **y);
+P7_API p7_status p7_relu(p7_tape *tape, p7_tensor *x, p7_tensor **y);
 /* window k, stride s, no padding */
-p7_status p7_maxpool2d(p7_tape *tape, p7_tensor *x, int k, int s, p7_tensor **y);
+P7_API p7_status p7_maxpool2d(p7_tape *tape, p7_tensor *x, int k, int s, p7_tensor **y);
 /* Same elements, new shape (one extent may be -1); p7_flatten keeps axis 0. */
-p7_status p7_reshape(p7_tape *tape, p7_tensor *x, int ndim, const int64_t *shape, p7_tensor **y);
-p7_status p7_flatten(p7_tape *tape, p7_tensor *x, p7_tensor **y);
-p7_status p7_add(p7_tape *tape, p7_tensor *a, p7_tensor *b, p7_tensor **y);
-p7_status p7_mul(p7_tape *tape, p7_tensor *a, p7_tensor *b, p7_tensor **y);
+P7_API p7_status p7_reshape(p7_tape *tape, p7_tensor *x, int ndim, const int64_t *shape, p7_tensor **y);
+P7_API p7_status p7_flatten(p7_tape *tape, p7_tensor *x, p7_tensor **y);
+P7_API p7_status p7_add(p7_tape *tape, p7_tensor *a, p7_tensor *b, p7_tensor **y);
+P7_API p7_status p7_mul(p7_tape *tape, p7_tensor *a, p7_tensor *b, p7_tensor **y);
 /* x [N,C,...] times / plus v [M,C] broadcast over member rows and positions. With
  * M = 1 this is a per-channel scale / bias. */
-p7_status p7_channel_mul(p7_tape *tape, p7_tensor *x, p7_tensor *v, int members, p7_tensor **y);
-p7_status p7_channel_add(p7_tape *tape, p7_tensor *x, p7_tensor *v, int members, p7_tensor **y);
+P7_API p7_status p7_channel_mul(p7_tape *tape, p7_tensor *x, p7_tensor *v, int members, p7_tensor **y);
+P7_API p7_status p7_channel_add(p7_tape *tape, p7_tensor *x, p7_tensor *v, int members, p7_tensor **y);
 /* x [B,...] -> [M*B,...] (M member-major copies); and the mean over members back. */
-p7_status p7_tile_members(p7_tape *tape, p7_tensor *x, int members, p7_tensor **y);
-p7_status p7_member_mean(p7_tape *tape, p7_tensor *x, int members, p7_tensor **y);
+P7_API p7_status p7_tile_members(p7_tape *tape, p7_tensor *x, int members, p7_tensor **y);
+P7_API p7_status p7_member_mean(p7_tape *tape, p7_tensor *x, int members, p7_tensor **y);
 /* over the last axis of [N,K] */
-p7_status p7_softmax(p7_tape *tape, p7_tensor *x, p7_tensor **y);
-p7_status p7_log_softmax(p7_tape *tape, p7_tensor *x, p7_tensor **y);
+P7_API p7_status p7_softmax(p7_tape *tape, p7_tensor *x, p7_tensor **y);
+P7_API p7_status p7_log_softmax(p7_tape *tape, p7_tensor *x, p7_tensor **y);
 /* mean over rows of -log softmax(logits)[label]; labels: N int32 at element offset
  * `labels_offset` of a device buffer, kept alive by the tape until backward. */
-p7_status p7_cross_entropy(p7_tape *tape, p7_tensor *logits, cl_mem labels, size_t labels_offset, p7_tensor **loss);
-p7_status p7_sum(p7_tape *tape, p7_tensor *x, p7_tensor **y);
-p7_status p7_mean(p7_tape *tape, p7_tensor *x, p7_tensor **y);
+P7_API p7_status p7_cross_entropy(p7_tape *tape, p7_tensor *logits, cl_mem labels, size_t labels_offset, p7_tensor **loss);
+P7_API p7_status p7_sum(p7_tape *tape, p7_tensor *x, p7_tensor **y);
+P7_API p7_status p7_mean(p7_tape *tape, p7_tensor *x, p7_tensor **y);
 /* BatchNorm2d over x [N,C,H,W] (or [N,C]); weight/bias [M,C] per-member affine or
  * NULL (affine=False); running_mean/var [C] updated in training (may be NULL);
  * training = 0 normalises with the running statistics. BatchEnsemble pools the
  * statistics over all members (as the original study did). */
-p7_status p7_batchnorm2d(p7_tape *tape, p7_tensor *x, p7_tensor *weight, p7_tensor *bias, int members,
+P7_API p7_status p7_batchnorm2d(p7_tape *tape, p7_tensor *x, p7_tensor *weight, p7_tensor *bias, int members,
                          p7_tensor *running_mean, p7_tensor *running_var, int training, float momentum,
                          float eps, p7_tensor **y);
 
 /* Not an op: scale `count` gradients so their global L2 norm is at most max_norm, on
  * the device (no host round trip); total_norm [1] receives the norm before clipping. */
-p7_status p7_clip_grad_norm(p7_tensor *const *grads, size_t count, float max_norm, p7_tensor *total_norm);
+P7_API p7_status p7_clip_grad_norm(p7_tensor *const *grads, size_t count, float max_norm, p7_tensor *total_norm);
 
 #ifdef __cplusplus
 }

@@ -57,73 +57,73 @@ typedef struct p7_optimizer_options {
 
 typedef struct p7_optimizer_plugin p7_optimizer_plugin;
 
-p7_status p7_optimizer_plugin_open(const char *name_or_path, p7_optimizer_plugin **out);
-void p7_optimizer_plugin_close(p7_optimizer_plugin *plugin); /* NULL is a no-op */
-const p7_opt_plugin *p7_optimizer_plugin_table(const p7_optimizer_plugin *plugin);
-const char *p7_optimizer_plugin_path(const p7_optimizer_plugin *plugin); /* the file loaded */
+P7_API p7_status p7_optimizer_plugin_open(const char *name_or_path, p7_optimizer_plugin **out);
+P7_API void p7_optimizer_plugin_close(p7_optimizer_plugin *plugin); /* NULL is a no-op */
+P7_API const p7_opt_plugin *p7_optimizer_plugin_table(const p7_optimizer_plugin *plugin);
+P7_API const char *p7_optimizer_plugin_path(const p7_optimizer_plugin *plugin); /* the file loaded */
 /* Multi-line help: name, version, description, then one line per hyperparameter with its
  * default, range and doc. Always NUL-terminated; returns buf. */
-const char *p7_optimizer_plugin_help(const p7_optimizer_plugin *plugin, char *buf, size_t size);
+P7_API const char *p7_optimizer_plugin_help(const p7_optimizer_plugin *plugin, char *buf, size_t size);
 /* Validates "name=value,..." text (as p7_optimizer_options.hparams) against the plugin's
  * schema without creating anything: unknown or repeated names, values that are not
  * numbers (or boolean words), values out of range. Apps call it before opening a device,
  * so a typo fails in milliseconds. NULL text is valid (all defaults). */
-p7_status p7_optimizer_plugin_check_hparams(const p7_optimizer_plugin *plugin, const char *hparams);
+P7_API p7_status p7_optimizer_plugin_check_hparams(const p7_optimizer_plugin *plugin, const char *hparams);
 
 /* ---- an optimizer over parameters ---- */
 
 /* An optimizer over explicit tensors (all on `device`, each used once). The tensors are
  * retained until destroy. State slots are allocated here as tensors of the same size. */
-p7_status p7_optimizer_create(p7_device *device, const char *name_or_path, p7_tensor *const *params,
+P7_API p7_status p7_optimizer_create(p7_device *device, const char *name_or_path, p7_tensor *const *params,
                               size_t count, const p7_optimizer_options *options, p7_optimizer **out);
 
 /* Over every parameter of a model, in p7_model_param order (names become the params'). */
-p7_status p7_optimizer_create_for_model(p7_model *model, const char *name_or_path,
+P7_API p7_status p7_optimizer_create_for_model(p7_model *model, const char *name_or_path,
                                         const p7_optimizer_options *options, p7_optimizer **out);
 
 /* Destroys the instance, releases the state, then dlcloses the plugin. NULL is a no-op. */
-void p7_optimizer_destroy(p7_optimizer *opt);
+P7_API void p7_optimizer_destroy(p7_optimizer *opt);
 
-const p7_opt_plugin *p7_optimizer_table(const p7_optimizer *opt);
-const char *p7_optimizer_name(const p7_optimizer *opt);
+P7_API const p7_opt_plugin *p7_optimizer_table(const p7_optimizer *opt);
+P7_API const char *p7_optimizer_name(const p7_optimizer *opt);
 
 /* Hyperparameters by name. set applies to every group (set_group: one group); both
  * validate the name (the error lists the valid ones) and the range. */
-p7_status p7_optimizer_set(p7_optimizer *opt, const char *name, double value);
-p7_status p7_optimizer_set_group(p7_optimizer *opt, uint32_t group, const char *name, double value);
-p7_status p7_optimizer_get(const p7_optimizer *opt, uint32_t group, const char *name, double *value);
+P7_API p7_status p7_optimizer_set(p7_optimizer *opt, const char *name, double value);
+P7_API p7_status p7_optimizer_set_group(p7_optimizer *opt, uint32_t group, const char *name, double value);
+P7_API p7_status p7_optimizer_get(const p7_optimizer *opt, uint32_t group, const char *name, double *value);
 /* The same "a=1,b=2" syntax as p7_optimizer_options.hparams. */
-p7_status p7_optimizer_set_text(p7_optimizer *opt, const char *assignments);
+P7_API p7_status p7_optimizer_set_text(p7_optimizer *opt, const char *assignments);
 
 /* The "mc_samples" hyperparameter when the plugin has one, else 1. */
-unsigned p7_optimizer_mc_samples(const p7_optimizer *opt);
+P7_API unsigned p7_optimizer_mc_samples(const p7_optimizer *opt);
 /* Nonzero when the plugin perturbs weights (P7_OPT_CAP_SAMPLE). */
-int p7_optimizer_samples_weights(const p7_optimizer *opt);
+P7_API int p7_optimizer_samples_weights(const p7_optimizer *opt);
 
 /* One update from the parameters' current gradients (p7_tensor_grad; NULL = none). */
-p7_status p7_optimizer_step(p7_optimizer *opt);
+P7_API p7_status p7_optimizer_step(p7_optimizer *opt);
 
 /* Weight perturbation (IVON). For plugins without P7_OPT_CAP_SAMPLE both succeed and do
  * nothing, so one training loop serves every optimizer. sample_noise takes the standard
  * normal draws from `eps` (one tensor per parameter, same element count) instead of the
  * RNG: the golden tests inject noise this way. */
-p7_status p7_optimizer_sample(p7_optimizer *opt);
-p7_status p7_optimizer_sample_noise(p7_optimizer *opt, p7_tensor *const *eps);
-p7_status p7_optimizer_restore(p7_optimizer *opt, int accumulate);
+P7_API p7_status p7_optimizer_sample(p7_optimizer *opt);
+P7_API p7_status p7_optimizer_sample_noise(p7_optimizer *opt, p7_tensor *const *eps);
+P7_API p7_status p7_optimizer_restore(p7_optimizer *opt, int accumulate);
 
 /* Checkpoints. Format (little-endian host order, checked by a marker): magic
  * "P7OPTST\0", format version, plugin name, plugin version, state version, hyperparameter
  * names and values per group, per parameter its element count and slot data, the plugin's
  * scalar blob. Load needs an optimizer of the same plugin name over parameters of the same
  * sizes; it restores the hyperparameters too (as torch's load_state_dict does). */
-p7_status p7_optimizer_save(p7_optimizer *opt, const char *path);
-p7_status p7_optimizer_load_state(p7_optimizer *opt, const char *path);
-p7_status p7_optimizer_save_stream(p7_optimizer *opt, FILE *f);
-p7_status p7_optimizer_load_stream(p7_optimizer *opt, FILE *f);
+P7_API p7_status p7_optimizer_save(p7_optimizer *opt, const char *path);
+P7_API p7_status p7_optimizer_load_state(p7_optimizer *opt, const char *path);
+P7_API p7_status p7_optimizer_save_stream(p7_optimizer *opt, FILE *f);
+P7_API p7_status p7_optimizer_load_stream(p7_optimizer *opt, FILE *f);
 
 /* The host-side state tensor of parameter `param`, slot `slot` (borrowed), for tests and
  * inspection; NULL when out of range. */
-p7_tensor *p7_optimizer_state(const p7_optimizer *opt, size_t param, unsigned slot);
+P7_API p7_tensor *p7_optimizer_state(const p7_optimizer *opt, size_t param, unsigned slot);
 
 /* ---- prediction with a weight-perturbing optimizer ----
  * samples == 0: softmax of the model at the current (mean) weights ("IVON@mean").
@@ -131,7 +131,7 @@ p7_tensor *p7_optimizer_state(const p7_optimizer *opt, size_t param, unsigned sl
  *               models, each sample()/forward/restore(0), so the weights end bit-identical
  *               to the mean. For a plugin that does not sample, every draw is the mean.
  * x as for p7_model_forward (evaluation mode, no tape); *probs receives [B, classes]. */
-p7_status p7_optimizer_predict(p7_optimizer *opt, p7_model *model, p7_tensor *x, unsigned samples,
+P7_API p7_status p7_optimizer_predict(p7_optimizer *opt, p7_model *model, p7_tensor *x, unsigned samples,
                                p7_tensor **probs);
 
 #ifdef __cplusplus

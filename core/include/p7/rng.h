@@ -34,7 +34,7 @@ extern "C" {
 #endif
 
 /* The bare block function: 4 output words for one counter and key. */
-void p7_philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);
+P7_API void p7_philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);
 
 /* A sequential stream over the block function. Its complete state is key, counter
  * and lane (the next word within the current block); `cache` only avoids
@@ -50,31 +50,31 @@ typedef struct p7_rng {
 #define P7_RNG_STATE_BYTES 28 /* key(8) counter(16) lane(4), little-endian */
 
 /* Stream `stream` of seed `seed`, positioned at word 0. */
-void p7_rng_init(p7_rng *rng, uint64_t seed, uint64_t stream);
+P7_API void p7_rng_init(p7_rng *rng, uint64_t seed, uint64_t stream);
 
 /* Jump to word `position` of the stream (position counts 32-bit words). */
-void p7_rng_seek(p7_rng *rng, uint64_t position);
+P7_API void p7_rng_seek(p7_rng *rng, uint64_t position);
 
-uint32_t p7_rng_u32(p7_rng *rng);
-uint64_t p7_rng_u64(p7_rng *rng);            /* two words, first one high */
-float p7_rng_uniform(p7_rng *rng);           /* [0, 1), 24 random bits */
-double p7_rng_uniform_double(p7_rng *rng);   /* [0, 1), 53 random bits */
+P7_API uint32_t p7_rng_u32(p7_rng *rng);
+P7_API uint64_t p7_rng_u64(p7_rng *rng);            /* two words, first one high */
+P7_API float p7_rng_uniform(p7_rng *rng);           /* [0, 1), 24 random bits */
+P7_API double p7_rng_uniform_double(p7_rng *rng);   /* [0, 1), 53 random bits */
 
 /* Uniform integer in [0, n), n >= 1: a 64-bit word modulo n. The bias is below
  * n / 2^64, far under anything measurable, and the rule is simple to replicate. */
-uint64_t p7_rng_below(p7_rng *rng, uint64_t n);
+P7_API uint64_t p7_rng_below(p7_rng *rng, uint64_t n);
 
 /* Standard normal via Box-Muller (uses two 53-bit uniforms per call). */
-double p7_rng_normal(p7_rng *rng);
+P7_API double p7_rng_normal(p7_rng *rng);
 
 /* Fisher-Yates permutation of 0..n-1 from this stream: for i = n-1 down to 1,
  * swap perm[i] with perm[p7_rng_below(rng, i + 1)]. */
-void p7_rng_permutation(p7_rng *rng, uint32_t *perm, size_t n);
+P7_API void p7_rng_permutation(p7_rng *rng, uint32_t *perm, size_t n);
 
 /* Write / read the state in a fixed little-endian byte layout, so a checkpoint can
  * resume the stream on any host. Load fails with P7_ERROR_FORMAT on a lane > 3. */
-void p7_rng_save(const p7_rng *rng, uint8_t out[P7_RNG_STATE_BYTES]);
-p7_status p7_rng_load(p7_rng *rng, const uint8_t in[P7_RNG_STATE_BYTES]);
+P7_API void p7_rng_save(const p7_rng *rng, uint8_t out[P7_RNG_STATE_BYTES]);
+P7_API p7_status p7_rng_load(p7_rng *rng, const uint8_t in[P7_RNG_STATE_BYTES]);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,8 @@
 #ifndef P7_STATUS_H
 #define P7_STATUS_H
 
+#include "p7/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -37,14 +39,14 @@ typedef enum p7_status {
 
 /* A fixed, human-readable name for a status code ("CL_OUT_OF_RESOURCES",
  * "P7_ERROR_INVALID_SHAPE", ...). Never NULL; unknown codes give "unknown status". */
-const char *p7_status_string(p7_status status);
+P7_API const char *p7_status_string(p7_status status);
 
 /* The message of the most recent failure on this thread; "" if none. The pointer
  * stays valid until the next p7 call on this thread. */
-const char *p7_last_error(void);
+P7_API const char *p7_last_error(void);
 
 /* Forget the current thread's message. */
-void p7_clear_error(void);
+P7_API void p7_clear_error(void);
 
 #ifdef __cplusplus
 }

@@ -29,65 +29,65 @@ extern "C" {
 typedef struct p7_tensor p7_tensor;
 
 /* A new tensor of the given shape; every extent must be >= 1. Contents undefined. */
-p7_status p7_tensor_create(p7_device *device, int ndim, const int64_t *shape, p7_tensor **out);
+P7_API p7_status p7_tensor_create(p7_device *device, int ndim, const int64_t *shape, p7_tensor **out);
 
-p7_tensor *p7_tensor_retain(p7_tensor *tensor);
-void p7_tensor_release(p7_tensor *tensor); /* NULL is a no-op */
+P7_API p7_tensor *p7_tensor_retain(p7_tensor *tensor);
+P7_API void p7_tensor_release(p7_tensor *tensor); /* NULL is a no-op */
 
 /* Copy `count` floats from host memory; count must equal the tensor's element count.
  * The copy is enqueued; `host` may be reused as soon as the call returns. */
-p7_status p7_tensor_upload(p7_tensor *tensor, const float *host, size_t count);
+P7_API p7_status p7_tensor_upload(p7_tensor *tensor, const float *host, size_t count);
 
 /* Copy the tensor into `host` (count must equal the element count). Blocks until the
  * queued work that produces the tensor has finished. */
-p7_status p7_tensor_download(const p7_tensor *tensor, float *host, size_t count);
+P7_API p7_status p7_tensor_download(const p7_tensor *tensor, float *host, size_t count);
 
 /* Set every element to `value` (enqueued). */
-p7_status p7_tensor_fill(p7_tensor *tensor, float value);
+P7_API p7_status p7_tensor_fill(p7_tensor *tensor, float value);
 
 /* The same elements seen with another shape; the element counts must be equal. One
  * extent may be -1 and is then inferred. */
-p7_status p7_tensor_reshape(p7_tensor *tensor, int ndim, const int64_t *shape, p7_tensor **out);
+P7_API p7_status p7_tensor_reshape(p7_tensor *tensor, int ndim, const int64_t *shape, p7_tensor **out);
 
 /* A contiguous window of `tensor`'s elements, starting at element `offset`, seen with
  * the given shape (e.g. a batch slice). Must lie inside the tensor. */
-p7_status p7_tensor_view(p7_tensor *tensor, size_t offset, int ndim, const int64_t *shape,
+P7_API p7_status p7_tensor_view(p7_tensor *tensor, size_t offset, int ndim, const int64_t *shape,
                          p7_tensor **out);
 
-int p7_tensor_ndim(const p7_tensor *tensor);
-int64_t p7_tensor_dim(const p7_tensor *tensor, int axis); /* negative axis counts from the end */
-const int64_t *p7_tensor_shape(const p7_tensor *tensor);
-size_t p7_tensor_numel(const p7_tensor *tensor);
-p7_device *p7_tensor_device(const p7_tensor *tensor);
+P7_API int p7_tensor_ndim(const p7_tensor *tensor);
+P7_API int64_t p7_tensor_dim(const p7_tensor *tensor, int axis); /* negative axis counts from the end */
+P7_API const int64_t *p7_tensor_shape(const p7_tensor *tensor);
+P7_API size_t p7_tensor_numel(const p7_tensor *tensor);
+P7_API p7_device *p7_tensor_device(const p7_tensor *tensor);
 
 /* The OpenCL buffer and the element offset of element 0 within it, for kernels. */
-cl_mem p7_tensor_mem(const p7_tensor *tensor);
-size_t p7_tensor_offset(const p7_tensor *tensor);
+P7_API cl_mem p7_tensor_mem(const p7_tensor *tensor);
+P7_API size_t p7_tensor_offset(const p7_tensor *tensor);
 
 /* ---- seeded random fills on the device ----
  * Philox4x32-10 with p7_rng's stream convention (p7/rng.h): element i of a uniform
  * or sign fill is word i of stream `stream` of `seed`; a normal fill uses words 2i
  * and 2i+1 (Box-Muller, cosine branch). The same seed gives the same bits on every
  * device; normals may differ in the last float bits where devices' log/cos differ. */
-p7_status p7_tensor_fill_uniform(p7_tensor *tensor, uint64_t seed, uint64_t stream, float low, float high);
-p7_status p7_tensor_fill_normal(p7_tensor *tensor, uint64_t seed, uint64_t stream, float mean, float std);
+P7_API p7_status p7_tensor_fill_uniform(p7_tensor *tensor, uint64_t seed, uint64_t stream, float low, float high);
+P7_API p7_status p7_tensor_fill_normal(p7_tensor *tensor, uint64_t seed, uint64_t stream, float mean, float std);
 /* +1 with probability p_plus, else -1 */
-p7_status p7_tensor_fill_sign(p7_tensor *tensor, uint64_t seed, uint64_t stream, float p_plus);
+P7_API p7_status p7_tensor_fill_sign(p7_tensor *tensor, uint64_t seed, uint64_t stream, float p_plus);
 
 /* ---- gradients (see p7/autograd.h) ----
  * A tensor marked requires_grad is a leaf (a parameter): ops recorded on a tape that
  * use it produce outputs that require gradients, and a backward pass leaves the
  * gradient in p7_tensor_grad(). Gradients accumulate over backward passes and over
  * multiple uses (parameter sharing) until p7_tensor_zero_grad. */
-p7_status p7_tensor_set_requires_grad(p7_tensor *tensor, int requires_grad);
-int p7_tensor_requires_grad(const p7_tensor *tensor);
+P7_API p7_status p7_tensor_set_requires_grad(p7_tensor *tensor, int requires_grad);
+P7_API int p7_tensor_requires_grad(const p7_tensor *tensor);
 /* The gradient (owned by the tensor; NULL before any backward reached it). */
-p7_tensor *p7_tensor_grad(const p7_tensor *tensor);
+P7_API p7_tensor *p7_tensor_grad(const p7_tensor *tensor);
 /* Forget the gradient: the next backward writes a fresh one. */
-void p7_tensor_zero_grad(p7_tensor *tensor);
+P7_API void p7_tensor_zero_grad(p7_tensor *tensor);
 
 /* Writes e.g. "[128, 3, 32, 32]" into buf (always NUL-terminated); returns buf. */
-const char *p7_shape_format(int ndim, const int64_t *shape, char *buf, size_t size);
+P7_API const char *p7_shape_format(int ndim, const int64_t *shape, char *buf, size_t size);
 
 #ifdef __cplusplus
 }
