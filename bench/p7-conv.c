@@ -10,8 +10,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "conv2d_internal.h"
-#include "op_kernels.h"
+#include "ops/conv2d_internal.h"
+#include "ops/op_kernels.h"
 #include "p7/p7.h"
 
 typedef struct layer { const char *name; int c, o, hw; } layer;

@@ -1,7 +1,7 @@
 # Script mode: cmake -DOUTPUT=kernels.c -DINPUTS="a.cl;b.cl" -P P7EmbedKernelsScript.cmake
 # Writes each file as a C byte array, so no escaping rule can corrupt a kernel.
 set(body "/* Generated from the kernels folder by cmake/P7EmbedKernelsScript.cmake. Do not edit. */\n")
-string(APPEND body "#include <stddef.h>\n#include \"p7_internal.h\"\n\n")
+string(APPEND body "#include <stddef.h>\n#include \"runtime/runtime.h\"\n\n")
 set(table "")
 set(i 0)
 foreach(input IN LISTS INPUTS)

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "autograd_internal.h"
+#include "ops/autograd_internal.h"
 #include "p7_test_support.h"
 
 static p7_device *device;

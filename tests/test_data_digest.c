@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "digest.h"
+#include "runtime/digest.h"
 #include "p7_test_support.h"
 
 static void md5_hex(const void *data, size_t size, size_t piece, char *hex)

@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "p7/data.h"
-#include "p7_internal.h"
+#include "tensor/tensor_internal.h"
 #include "p7_test_support.h"
 
 static p7_device *device;

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "p7_internal.h"
+#include "tensor/tensor_internal.h"
 #include "p7_test_support.h"
 
 static void test_syntax_error_returns_log(void **state)

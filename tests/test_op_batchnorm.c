@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "op_kernels.h"
+#include "ops/op_kernels.h"
 #include "p7_test_support.h"
 
 /* Forward values are a handful of float operations on O(1) numbers: 1e-5 relative

@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#include "conv2d_internal.h"
-#include "op_kernels.h"
+#include "ops/conv2d_internal.h"
+#include "ops/op_kernels.h"
 #include "p7_test_support.h"
 
 typedef struct fixture { p7_device *device; } fixture;

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "op_kernels.h"
+#include "ops/op_kernels.h"
 #include "p7_test_support.h"
 
 typedef struct fixture { p7_device *device; } fixture;

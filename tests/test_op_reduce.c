@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "op_kernels.h"
+#include "ops/op_kernels.h"
 #include "p7_test_support.h"
 
 /* A sum of up to 10^5 floats in [-1, 1): the device accumulates in double (or float

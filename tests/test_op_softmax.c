@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "op_kernels.h"
+#include "ops/op_kernels.h"
 #include "p7_test_support.h"
 
 /* exp/log in float are accurate to a few ulps; 1e-5 relative leaves room for the

@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "p7/optimizer.h"
-#include "p7_internal.h"
+#include "tensor/tensor_internal.h"
 #include "p7_test_support.h"
 
 #define TOL 1e-6

@@ -10,7 +10,7 @@
  * / eval mode), nothing is recorded. p7_tape_backward walks the records in reverse,
  * accumulates gradients into leaves (parameters used several times get the sum of
  * their contributions), then frees the graph. The forward math and the backward
- * math of each op sit side by side in core/src/ops.c.
+ * math of each op sit side by side in core/src/ops/ops.c.
  */
 #ifndef P7_AUTOGRAD_H
 #define P7_AUTOGRAD_H

@@ -1,0 +1,75 @@
+/* The p7 GEMM entry point: argument checks, then one of two backends. */
+#include <stdio.h>
+#include <string.h>
+
+#include "gemm/gemm_internal.h"
+#include "runtime/runtime.h"
+#include "p7/gemm.h"
+
+p7_gemm_desc p7_gemm_desc_packed(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                                 float beta)
+{
+    p7_gemm_desc d;
+    memset(&d, 0, sizeof d);
+    d.trans_a = trans_a;
+    d.trans_b = trans_b;
+    d.m = m;
+    d.n = n;
+    d.k = k;
+    d.alpha = alpha;
+    d.beta = beta;
+    d.lda = trans_a ? m : k;
+    d.ldb = trans_b ? k : n;
+    d.ldc = n;
+    return d;
+}
+
+/* The matrix as stored is rows x cols with leading dimension ld at element offset off. */
+static p7_status check_operand(const char *name, cl_mem mem, size_t rows, size_t cols, size_t ld, size_t off,
+                               const p7_gemm_desc *d)
+{
+    if (!mem) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_gemm: matrix %s is NULL", name);
+    if (ld < cols)
+        return p7_fail(P7_ERROR_INVALID_SHAPE,
+                       "p7_gemm (m=%zu n=%zu k=%zu, trans_a=%d trans_b=%d): ld%c=%zu is smaller than the %zu "
+                       "columns of %s as stored",
+                       d->m, d->n, d->k, d->trans_a, d->trans_b, name[0] - 'A' + 'a', ld, cols, name);
+    size_t bytes = 0;
+    P7_CL_TRY(clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof bytes, &bytes, NULL), "p7_gemm: clGetMemObjectInfo");
+    size_t need = (off + (rows - 1) * ld + cols) * sizeof(float);
+    if (need > bytes)
+        return p7_fail(P7_ERROR_INVALID_SHAPE,
+                       "p7_gemm (m=%zu n=%zu k=%zu, trans_a=%d trans_b=%d): matrix %s (%zu x %zu, ld %zu, offset "
+                       "%zu) needs %zu bytes but its buffer holds %zu",
+                       d->m, d->n, d->k, d->trans_a, d->trans_b, name, rows, cols, ld, off, need, bytes);
+    return P7_SUCCESS;
+}
+
+static p7_status check_desc(const p7_gemm_desc *d, cl_mem a, cl_mem b, cl_mem c)
+{
+    if (d->m == 0 || d->n == 0 || d->k == 0)
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "p7_gemm: m=%zu n=%zu k=%zu; every size must be >= 1",
+                       d->m, d->n, d->k);
+    P7_TRY(check_operand("A", a, d->trans_a ? d->k : d->m, d->trans_a ? d->m : d->k, d->lda, d->a_offset, d));
+    P7_TRY(check_operand("B", b, d->trans_b ? d->n : d->k, d->trans_b ? d->k : d->n, d->ldb, d->b_offset, d));
+    P7_TRY(check_operand("C", c, d->m, d->n, d->ldc, d->c_offset, d));
+    return P7_SUCCESS;
+}
+
+p7_status p7_gemm_with(p7_device *device, p7_gemm_backend backend, const p7_gemm_desc *desc, cl_mem a,
+                       cl_mem b, cl_mem c)
+{
+    if (!device || !desc) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_gemm: NULL device or descriptor");
+    P7_TRY(check_desc(desc, a, b, c));
+    if (backend == P7_GEMM_AUTO) backend = device->gemm_backend;
+    switch (backend) {
+    case P7_GEMM_CLBLAST: return p7_gemm_clblast_run(device, desc, a, b, c);
+    case P7_GEMM_P7: return p7_gemm_p7_run(device, desc, a, b, c);
+    default: return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_gemm: unknown backend %d", (int)backend);
+    }
+}
+
+p7_status p7_gemm(p7_device *device, const p7_gemm_desc *desc, cl_mem a, cl_mem b, cl_mem c)
+{
+    return p7_gemm_with(device, P7_GEMM_AUTO, desc, a, b, c);
+}

@@ -1,0 +1,24 @@
+/* The GEMM backends behind p7_gemm (internal). Arguments are already checked by
+ * the dispatcher in gemm.c: sizes >= 1, leading dimensions and buffer extents fit. */
+#ifndef P7_GEMM_INTERNAL_H
+#define P7_GEMM_INTERNAL_H
+
+#include "runtime/runtime.h"
+#include "p7/gemm.h"
+
+/* p7's packed-panel kernel (gemm_p7.c, kernels/gemm_p7.cl). */
+p7_status p7_gemm_p7_run(p7_device *device, const p7_gemm_desc *desc, cl_mem a, cl_mem b, cl_mem c);
+
+/* Width of p7's B panels (NR in kernels/gemm_p7.cl). */
+#define P7_GEMM_P7_PANEL 32
+
+/* The same with B already packed, as im2col can write it (conv2d on CPU devices):
+ * bp[(q*K + k)*32 + j] = B[k][q*32 + j], zero past column N, at element offset
+ * bp_offset. Only A is packed here; desc's B fields are ignored. */
+p7_status p7_gemm_p7_run_packed_b(p7_device *device, const p7_gemm_desc *desc, cl_mem a, cl_mem bp,
+                                  size_t bp_offset, cl_mem c);
+
+/* CLBlast (gemm_clblast.c). */
+p7_status p7_gemm_clblast_run(p7_device *device, const p7_gemm_desc *desc, cl_mem a, cl_mem b, cl_mem c);
+
+#endif

@@ -1,0 +1,413 @@
+/* conv2d forward and backward as im2col + one whole-batch GEMM (kernels/conv2d.cl).
+ *
+ * Forward:  col = im2col(x)             [C*K*K, N*P]      (P = OH*OW)
+ *           T   = W[O, C*K*K] * col     [O, N*P]          one GEMM for the batch
+ *           y   = T as [N, O, P] + b                       one contiguous copy per (n, o)
+ * Backward: T   = dy as [O, N*P]
+ *           db  = row sums of T
+ *           dW  = T * col^T              (col recomputed: the op keeps no state)
+ *           dcol = W^T * T, dx = col2im(dcol), a gather.
+ *
+ * Why [O, N*P] rather than one GEMM row per output pixel: its rows are whole
+ * NCHW planes, so reaching NCHW costs a copy of contiguous runs, not a transpose.
+ * Scratch buffers come from the caching allocator and go back right after their last
+ * kernel is enqueued: the queue is in order, so the next user of the block runs
+ * after this op's kernels.
+ */
+#include <stdio.h>
+
+#include "ops/conv2d_internal.h"
+#include "gemm/gemm_internal.h"
+#include "ops/op_kernels.h"
+#include "p7/gemm.h"
+
+_Static_assert(P7_CONV_PANEL == P7_GEMM_P7_PANEL, "packed im2col must match the GEMM's B panel width");
+
+#define CONV_FILE "conv2d.cl"
+
+/* Input rows up to this width use the per-pixel col2im (see p7_conv2d_backward). */
+#define P7_CONV_FLAT_COL2IM_MAX_W 4
+
+/* Work-group sizes of conv_col2im_same and conv_im2col_packed_same (along channels).
+ * Each work-item already moves whole vectors; sizes 1-16 measured within noise. */
+#define P7_CONV_SAME_LOCAL 16
+#define P7_CONV_SAME_LOCAL_C 4
+
+/* The "same" kernels divide pixel indices in float, exact up to 2^22 (kernels/conv2d.cl). */
+#define P7_CONV_SAME_MAX_PLANE ((size_t)1 << 22)
+
+typedef struct conv_dims {
+    size_t n, c, h, w, o, k, oh, ow, plane, np, ckk;
+    int stride, pad;
+} conv_dims;
+
+static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+static p7_status launch_rows(p7_device *device, cl_kernel kernel, size_t items, const char *label)
+{
+    /* Small groups: each work-item already loops over a whole row. */
+    size_t local = 8;
+    size_t global = round_up(items ? items : 1, local);
+    return p7_launch(device, kernel, 1, &global, &local, label);
+}
+
+static const char *fmt(const p7_tensor *t, char *buf, size_t size)
+{
+    if (!t) {
+        snprintf(buf, size, "(none)");
+        return buf;
+    }
+    return p7_shape_format(p7_tensor_ndim(t), p7_tensor_shape(t), buf, size);
+}
+
+/* Checks x, w, b and the output-shaped tensor (y or dy) and derives the dimensions. */
+static p7_status conv_check(const char *op, const p7_tensor *x, const p7_tensor *w, const p7_tensor *b,
+                            const p7_tensor *out, int stride, int pad, conv_dims *d)
+{
+    if (!x || !w || !out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL tensor", op);
+    char sx[128], sw[128], so[128], sb[128];
+    if (p7_tensor_ndim(x) != 4 || p7_tensor_ndim(w) != 4)
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: x %s and w %s must both be 4-D (NCHW, OCKK)", op,
+                       fmt(x, sx, sizeof sx), fmt(w, sw, sizeof sw));
+    if (stride < 1 || pad < 0)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: stride %d must be >= 1 and padding %d >= 0", op, stride,
+                       pad);
+    d->n = (size_t)p7_tensor_dim(x, 0);
+    d->c = (size_t)p7_tensor_dim(x, 1);
+    d->h = (size_t)p7_tensor_dim(x, 2);
+    d->w = (size_t)p7_tensor_dim(x, 3);
+    d->o = (size_t)p7_tensor_dim(w, 0);
+    d->k = (size_t)p7_tensor_dim(w, 2);
+    d->stride = stride;
+    d->pad = pad;
+    if ((size_t)p7_tensor_dim(w, 1) != d->c || (size_t)p7_tensor_dim(w, 3) != d->k)
+        return p7_fail(P7_ERROR_INVALID_SHAPE,
+                       "%s: w %s must be [O, C, K, K] with C = %zu, the channels of x %s", op,
+                       fmt(w, sw, sizeof sw), d->c, fmt(x, sx, sizeof sx));
+    if (d->h + 2 * (size_t)pad < d->k || d->w + 2 * (size_t)pad < d->k)
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: kernel %zu does not fit x %s with padding %d", op, d->k,
+                       fmt(x, sx, sizeof sx), pad);
+    if (d->k > 16 || pad > 64)
+        return p7_fail(P7_ERROR_UNSUPPORTED, "%s: kernel size %zu / padding %d above the supported 16 / 64", op,
+                       d->k, pad);
+    d->oh = (d->h + 2 * (size_t)pad - d->k) / (size_t)stride + 1;
+    d->ow = (d->w + 2 * (size_t)pad - d->k) / (size_t)stride + 1;
+    d->plane = d->oh * d->ow;
+    d->np = d->n * d->plane;
+    d->ckk = d->c * d->k * d->k;
+    int64_t want[4] = {(int64_t)d->n, (int64_t)d->o, (int64_t)d->oh, (int64_t)d->ow};
+    const int64_t *got = p7_tensor_shape(out);
+    if (p7_tensor_ndim(out) != 4 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] ||
+        got[3] != want[3]) {
+        char sy[128];
+        return p7_fail(P7_ERROR_INVALID_SHAPE,
+                       "%s: output %s does not match %s for x %s, w %s, stride %d, padding %d", op,
+                       fmt(out, so, sizeof so), p7_shape_format(4, want, sy, sizeof sy), fmt(x, sx, sizeof sx),
+                       fmt(w, sw, sizeof sw), stride, pad);
+    }
+    if (b && p7_tensor_numel(b) != d->o)
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: bias %s must have %zu elements (the O of w %s)", op,
+                       fmt(b, sb, sizeof sb), d->o, fmt(w, sw, sizeof sw));
+    /* The kernels index rows and planes with 32-bit integers. */
+    if (d->n * d->c * (d->h > d->oh ? d->h : d->oh) > 0xFFFFFFF0u || d->n * d->o > 0xFFFFFFF0u ||
+        d->plane > 0xFFFFFFF0u)
+        return p7_fail(P7_ERROR_UNSUPPORTED, "%s: x %s is too large for 32-bit row indices", op,
+                       fmt(x, sx, sizeof sx));
+    p7_device *dev = p7_tensor_device(x);
+    if (p7_tensor_device(w) != dev || p7_tensor_device(out) != dev || (b && p7_tensor_device(b) != dev))
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: tensors are on different devices", op);
+    return P7_SUCCESS;
+}
+
+static p7_status conv_kernel(p7_device *device, const conv_dims *d, const char *name, cl_kernel *out)
+{
+    char options[96];
+    snprintf(options, sizeof options, "-DCONV_K=%zu -DCONV_S=%d -DCONV_P=%d", d->k, d->stride, d->pad);
+    return p7_kernel_get(device, CONV_FILE, options, name, out);
+}
+
+static p7_status im2col(p7_device *device, const conv_dims *d, const p7_tensor *x, cl_mem col)
+{
+    cl_kernel k;
+    P7_TRY(conv_kernel(device, d, "conv_im2col", &k));
+    cl_mem xm = p7_tensor_mem(x);
+    cl_ulong xo = p7_tensor_offset(x);
+    cl_uint n = (cl_uint)d->n, c = (cl_uint)d->c, h = (cl_uint)d->h, w = (cl_uint)d->w;
+    cl_uint oh = (cl_uint)d->oh, ow = (cl_uint)d->ow;
+    P7_TRY(p7_set_args(k, "conv2d.im2col", 9, P7_ARG(xm), P7_ARG(xo), P7_ARG(col), P7_ARG(n), P7_ARG(c),
+                       P7_ARG(h), P7_ARG(w), P7_ARG(oh), P7_ARG(ow)));
+    return launch_rows(device, k, d->n * d->c * d->oh, "conv2d.im2col");
+}
+
+/* Stride-1 "same" convolution whose pixels split into runs of 16 that are either
+ * inside one plane or whole planes of several images: the "same" kernels then move
+ * each tap of a run as one vector (kernels/conv2d.cl). */
+static int same16(const conv_dims *d)
+{
+    return d->stride == 1 && 2 * (size_t)d->pad + 1 == d->k && d->plane <= P7_CONV_SAME_MAX_PLANE &&
+           (d->plane % 16 == 0 || (16 % d->plane == 0 && d->np % 16 == 0));
+}
+
+static size_t packed_panels(size_t n) { return (n + P7_CONV_PANEL - 1) / P7_CONV_PANEL; }
+
+/* col^T packed as the dW GEMM's B panels (conv_im2col_packed_t), into bp from offset 0. */
+static p7_status im2col_packed_t(p7_device *device, const conv_dims *d, const p7_tensor *x, cl_mem bp)
+{
+    cl_kernel k;
+    P7_TRY(conv_kernel(device, d, "conv_im2col_packed_t", &k));
+    cl_mem xm = p7_tensor_mem(x);
+    cl_ulong xo = p7_tensor_offset(x), bo = 0;
+    cl_uint n = (cl_uint)d->n, c = (cl_uint)d->c, h = (cl_uint)d->h, w = (cl_uint)d->w;
+    P7_TRY(p7_set_args(k, "conv2d.im2col_packed_t", 8, P7_ARG(xm), P7_ARG(xo), P7_ARG(bp), P7_ARG(bo), P7_ARG(n),
+                       P7_ARG(c), P7_ARG(h), P7_ARG(w)));
+    size_t local[2] = {P7_CONV_SAME_LOCAL_C, 1};
+    size_t global[2] = {round_up(d->np / 16, P7_CONV_SAME_LOCAL_C), packed_panels(d->ckk)};
+    return p7_launch(device, k, 2, global, local, "conv2d.im2col_packed_t");
+}
+
+static p7_status alloc_floats(p7_device *device, size_t count, p7_buffer **out)
+{
+    return p7_buffer_alloc(device, count * sizeof(float), out);
+}
+
+p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_tensor *b, int stride, int pad,
+                            p7_tensor *y)
+{
+    conv_dims d;
+    P7_TRY(conv_check("conv2d forward", x, w, b, y, stride, pad, &d));
+    p7_device *device = p7_tensor_device(x);
+
+    /* With p7's GEMM, im2col can write the GEMM's packed B panels directly and save
+     * the pack pass. The stride-1 "same" kernel (every VGG layer) moves vectors and
+     * beats im2col + pack on every plane size (bench/p7-conv: L2 ~4 ms against
+     * 5.8 + 8.9 ms); the scalar general kernel wins only on small planes. */
+    const int packed = p7_device_gemm_backend(device) == P7_GEMM_P7 &&
+                       (d.plane <= P7_CONV_PACKED_MAX_PLANE || same16(&d));
+    p7_buffer *col = NULL, *t = NULL;
+    p7_status st = packed ? alloc_floats(device, p7_conv2d_packed_col_floats(x, (int)d.k, stride, pad), &col)
+                          : alloc_floats(device, d.ckk * d.np, &col);
+    if (st == P7_SUCCESS) st = alloc_floats(device, d.o * d.np, &t);
+    if (st != P7_SUCCESS) goto done;
+    cl_mem colm = p7_buffer_mem(col), tm = p7_buffer_mem(t);
+
+    p7_gemm_desc g = p7_gemm_desc_packed(0, 0, d.o, d.np, d.ckk, 1.0f, 0.0f);
+    g.a_offset = p7_tensor_offset(w);
+    if (packed) {
+        st = p7_conv2d_im2col_packed(x, (int)d.k, stride, pad, colm, 0);
+        if (st == P7_SUCCESS) st = p7_gemm_p7_run_packed_b(device, &g, p7_tensor_mem(w), colm, 0, tm);
+    } else {
+        st = im2col(device, &d, x, colm);
+        if (st == P7_SUCCESS) st = p7_gemm(device, &g, p7_tensor_mem(w), colm, tm);
+    }
+    if (st != P7_SUCCESS) goto done;
+
+    cl_kernel k;
+    st = conv_kernel(device, &d, "conv_unfold_output", &k);
+    if (st != P7_SUCCESS) goto done;
+    cl_mem ym = p7_tensor_mem(y), bm = b ? p7_tensor_mem(b) : tm;
+    cl_ulong yo = p7_tensor_offset(y), bo = b ? p7_tensor_offset(b) : 0;
+    cl_int has_bias = b != NULL;
+    cl_uint n = (cl_uint)d.n, o = (cl_uint)d.o, plane = (cl_uint)d.plane;
+    st = p7_set_args(k, "conv2d.unfold_output", 9, P7_ARG(tm), P7_ARG(ym), P7_ARG(yo), P7_ARG(bm), P7_ARG(bo),
+                     P7_ARG(has_bias), P7_ARG(n), P7_ARG(o), P7_ARG(plane));
+    if (st == P7_SUCCESS) st = launch_rows(device, k, d.n * d.o, "conv2d.unfold_output");
+done:
+    p7_buffer_free(col);
+    p7_buffer_free(t);
+    return st;
+}
+
+static p7_status check_grad(const char *op, const char *name, const p7_tensor *grad, const p7_tensor *like,
+                            p7_device *device)
+{
+    if (!grad) return P7_SUCCESS;
+    if (p7_tensor_numel(grad) != p7_tensor_numel(like) || p7_tensor_ndim(grad) != p7_tensor_ndim(like)) {
+        char sg[128], sl[128];
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: %s %s must have the shape %s", op, name,
+                       fmt(grad, sg, sizeof sg), fmt(like, sl, sizeof sl));
+    }
+    for (int i = 0; i < p7_tensor_ndim(like); i++) {
+        if (p7_tensor_dim(grad, i) != p7_tensor_dim(like, i)) {
+            char sg[128], sl[128];
+            return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: %s %s must have the shape %s", op, name,
+                           fmt(grad, sg, sizeof sg), fmt(like, sl, sizeof sl));
+        }
+    }
+    if (p7_tensor_device(grad) != device)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: %s is on another device", op, name);
+    return P7_SUCCESS;
+}
+
+p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_tensor *dy, int stride, int pad,
+                             p7_tensor *dx, int dx_accumulate, p7_tensor *dw, int dw_accumulate, p7_tensor *db,
+                             int db_accumulate)
+{
+    const char *op = "conv2d backward";
+    conv_dims d;
+    P7_TRY(conv_check(op, x, w, NULL, dy, stride, pad, &d));
+    p7_device *device = p7_tensor_device(x);
+    P7_TRY(check_grad(op, "dx", dx, x, device));
+    P7_TRY(check_grad(op, "dw", dw, w, device));
+    if (db && (p7_tensor_numel(db) != d.o || p7_tensor_device(db) != device)) {
+        char sb[128], sw[128];
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: db %s must have %zu elements (the O of w %s)", op,
+                       fmt(db, sb, sizeof sb), d.o, fmt(w, sw, sizeof sw));
+    }
+    if (!dx && !dw && !db) return P7_SUCCESS;
+
+    /* With p7's GEMM on "same" planes, dW's B operand (col^T) is written packed
+     * straight from x: no col, and no transposing pack pass over it (that pack ran
+     * at ~8 GB/s and was most of gemm_p7.pack_b). The col buffer still holds dcol. */
+    const int packed_t = dw && p7_device_gemm_backend(device) == P7_GEMM_P7 && same16(&d);
+    size_t col_floats = d.ckk * d.np;
+    if (packed_t && packed_panels(d.ckk) * P7_CONV_PANEL * d.np > col_floats)
+        col_floats = packed_panels(d.ckk) * P7_CONV_PANEL * d.np;
+    p7_buffer *t = NULL, *col = NULL;
+    p7_status st = alloc_floats(device, d.o * d.np, &t);
+    if (st == P7_SUCCESS && (dx || dw)) st = alloc_floats(device, col_floats, &col);
+    if (st != P7_SUCCESS) goto done;
+    cl_mem tm = p7_buffer_mem(t);
+    cl_uint n = (cl_uint)d.n, o = (cl_uint)d.o, plane = (cl_uint)d.plane;
+
+    cl_kernel k;
+    st = conv_kernel(device, &d, "conv_fold_grad", &k);
+    if (st != P7_SUCCESS) goto done;
+    cl_mem dym = p7_tensor_mem(dy);
+    cl_ulong dyo = p7_tensor_offset(dy);
+    st = p7_set_args(k, "conv2d.fold_grad", 6, P7_ARG(dym), P7_ARG(dyo), P7_ARG(tm), P7_ARG(n), P7_ARG(o),
+                     P7_ARG(plane));
+    if (st == P7_SUCCESS) st = launch_rows(device, k, d.n * d.o, "conv2d.fold_grad");
+    if (st != P7_SUCCESS) goto done;
+
+    if (db) {
+        st = conv_kernel(device, &d, "conv_bias_grad", &k);
+        if (st != P7_SUCCESS) goto done;
+        cl_mem dbm = p7_tensor_mem(db);
+        cl_ulong len = d.np, dbo = p7_tensor_offset(db);
+        cl_int acc = db_accumulate != 0;
+        st = p7_set_args(k, "conv2d.bias_grad", 6, P7_ARG(tm), P7_ARG(len), P7_ARG(dbm), P7_ARG(dbo), P7_ARG(acc),
+                         P7_ARG(o));
+        if (st == P7_SUCCESS) {
+            size_t local = 1, global = d.o;
+            st = p7_launch(device, k, 1, &global, &local, "conv2d.bias_grad");
+        }
+        if (st != P7_SUCCESS) goto done;
+    }
+
+    if (dw) {
+        cl_mem colm = p7_buffer_mem(col);
+        /* dW[O, CKK] (+)= T[O, NP] * col[CKK, NP]^T */
+        p7_gemm_desc g = p7_gemm_desc_packed(0, 1, d.o, d.ckk, d.np, 1.0f, dw_accumulate ? 1.0f : 0.0f);
+        g.c_offset = p7_tensor_offset(dw);
+        if (packed_t) {
+            st = im2col_packed_t(device, &d, x, colm);
+            if (st == P7_SUCCESS) st = p7_gemm_p7_run_packed_b(device, &g, tm, colm, 0, p7_tensor_mem(dw));
+        } else {
+            st = im2col(device, &d, x, colm);
+            if (st == P7_SUCCESS) st = p7_gemm(device, &g, tm, colm, p7_tensor_mem(dw));
+        }
+        if (st != P7_SUCCESS) goto done;
+    }
+
+    if (dx) {
+        /* dcol[CKK, NP] = W[O, CKK]^T * T[O, NP], into the col buffer (the dW GEMM that
+         * read it is ahead in the queue). */
+        cl_mem colm = p7_buffer_mem(col);
+        p7_gemm_desc g = p7_gemm_desc_packed(1, 0, d.ckk, d.np, d.o, 1.0f, 0.0f);
+        g.a_offset = p7_tensor_offset(w);
+        st = p7_gemm(device, &g, p7_tensor_mem(w), tm, colm);
+        if (st != P7_SUCCESS) goto done;
+        /* "Same" convolutions gather 16 pixels per tap as one vector. Otherwise, rows
+         * of a few pixels leave the row gather mostly loop overhead; there one
+         * work-item per pixel measured up to 1.6x faster (L7/L8 at 2x2). */
+        int same = same16(&d);
+        int flat = !same && d.w <= P7_CONV_FLAT_COL2IM_MAX_W;
+        st = conv_kernel(device, &d, same ? "conv_col2im_same" : flat ? "conv_col2im_flat" : "conv_col2im", &k);
+        if (st != P7_SUCCESS) goto done;
+        cl_mem dxm = p7_tensor_mem(dx);
+        cl_ulong dxo = p7_tensor_offset(dx);
+        cl_int acc = dx_accumulate != 0;
+        cl_uint c = (cl_uint)d.c, h = (cl_uint)d.h, wd = (cl_uint)d.w, oh = (cl_uint)d.oh, ow = (cl_uint)d.ow;
+        /* conv_col2im_same takes no output sizes: they equal the input's. */
+        st = p7_set_args(k, "conv2d.col2im", same ? 8 : 10, P7_ARG(colm), P7_ARG(dxm), P7_ARG(dxo), P7_ARG(acc),
+                         P7_ARG(n), P7_ARG(c), P7_ARG(h), P7_ARG(wd), P7_ARG(oh), P7_ARG(ow));
+        if (st == P7_SUCCESS && same) {
+            size_t local = P7_CONV_SAME_LOCAL, global = round_up(d.c * (d.np / 16), local);
+            st = p7_launch(device, k, 1, &global, &local, "conv2d.col2im");
+        } else if (st == P7_SUCCESS && flat) {
+            size_t local = 64, global = round_up(d.n * d.c * d.h * d.w, 64);
+            st = p7_launch(device, k, 1, &global, &local, "conv2d.col2im");
+        } else if (st == P7_SUCCESS) st = launch_rows(device, k, d.n * d.c * d.h, "conv2d.col2im");
+    }
+done:
+    p7_buffer_free(t);
+    p7_buffer_free(col);
+    return st;
+}
+
+/* ---- im2col into packed GEMM panels (conv2d_internal.h) ---- */
+
+static void packed_dims(const p7_tensor *x, int k, int stride, int pad, conv_dims *d)
+{
+    d->n = (size_t)p7_tensor_dim(x, 0);
+    d->c = (size_t)p7_tensor_dim(x, 1);
+    d->h = (size_t)p7_tensor_dim(x, 2);
+    d->w = (size_t)p7_tensor_dim(x, 3);
+    d->k = (size_t)k;
+    d->stride = stride;
+    d->pad = pad;
+    d->oh = (d->h + 2 * (size_t)pad - d->k) / (size_t)stride + 1;
+    d->ow = (d->w + 2 * (size_t)pad - d->k) / (size_t)stride + 1;
+    d->plane = d->oh * d->ow;
+    d->np = d->n * d->plane;
+    d->ckk = d->c * d->k * d->k;
+}
+
+static p7_status packed_check(const p7_tensor *x, int k, int stride, int pad)
+{
+    char sx[128];
+    if (!x) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "conv2d packed im2col: NULL tensor");
+    if (p7_tensor_ndim(x) != 4 || k < 1 || k > 16 || stride < 1 || pad < 0 || pad > 64 ||
+        p7_tensor_dim(x, 2) + 2 * pad < k || p7_tensor_dim(x, 3) + 2 * pad < k)
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "conv2d packed im2col: x %s with kernel %d, stride %d, padding %d",
+                       fmt(x, sx, sizeof sx), k, stride, pad);
+    return P7_SUCCESS;
+}
+
+size_t p7_conv2d_packed_col_floats(const p7_tensor *x, int k, int stride, int pad)
+{
+    if (packed_check(x, k, stride, pad) != P7_SUCCESS) return 0;
+    conv_dims d;
+    packed_dims(x, k, stride, pad, &d);
+    return (d.np + P7_CONV_PANEL - 1) / P7_CONV_PANEL * P7_CONV_PANEL * d.ckk;
+}
+
+p7_status p7_conv2d_im2col_packed(const p7_tensor *x, int k, int stride, int pad, cl_mem bp, size_t bp_offset)
+{
+    P7_TRY(packed_check(x, k, stride, pad));
+    conv_dims d;
+    packed_dims(x, k, stride, pad, &d);
+    p7_device *device = p7_tensor_device(x);
+    cl_kernel kern;
+    if (same16(&d)) {
+        P7_TRY(conv_kernel(device, &d, "conv_im2col_packed_same", &kern));
+        cl_mem xm = p7_tensor_mem(x);
+        cl_ulong xo = p7_tensor_offset(x), bo = bp_offset;
+        cl_uint n = (cl_uint)d.n, c = (cl_uint)d.c, h = (cl_uint)d.h, w = (cl_uint)d.w;
+        P7_TRY(p7_set_args(kern, "conv2d.im2col_packed", 8, P7_ARG(xm), P7_ARG(xo), P7_ARG(bp), P7_ARG(bo),
+                           P7_ARG(n), P7_ARG(c), P7_ARG(h), P7_ARG(w)));
+        size_t local[2] = {P7_CONV_SAME_LOCAL_C, 1};
+        size_t global[2] = {round_up(d.c, P7_CONV_SAME_LOCAL_C), packed_panels(d.np)};
+        return p7_launch(device, kern, 2, global, local, "conv2d.im2col_packed");
+    }
+    P7_TRY(conv_kernel(device, &d, "conv_im2col_packed", &kern));
+    cl_mem xm = p7_tensor_mem(x);
+    cl_ulong xo = p7_tensor_offset(x), bo = bp_offset;
+    cl_uint n = (cl_uint)d.n, c = (cl_uint)d.c, h = (cl_uint)d.h, w = (cl_uint)d.w;
+    cl_uint oh = (cl_uint)d.oh, ow = (cl_uint)d.ow;
+    P7_TRY(p7_set_args(kern, "conv2d.im2col_packed", 10, P7_ARG(xm), P7_ARG(xo), P7_ARG(bp), P7_ARG(bo), P7_ARG(n),
+                       P7_ARG(c), P7_ARG(h), P7_ARG(w), P7_ARG(oh), P7_ARG(ow)));
+    size_t panels = (d.np + P7_CONV_PANEL - 1) / P7_CONV_PANEL;
+    size_t local[2] = {1, 1}, global[2] = {panels, d.c};
+    return p7_launch(device, kern, 2, global, local, "conv2d.im2col_packed");
+}

@@ -1,0 +1,22 @@
+/* conv2d pieces that are not ops (internal): the im2col that writes the p7 GEMM's
+ * packed B panels directly, used by p7_conv2d_forward with p7's GEMM. */
+#ifndef P7_CONV2D_INTERNAL_H
+#define P7_CONV2D_INTERNAL_H
+
+#include "tensor/tensor_internal.h"
+
+/* Width of a B panel in the p7 GEMM (NR in kernels/gemm_p7.cl). */
+#define P7_CONV_PANEL 32
+
+/* Output planes up to this many pixels use the packed im2col in the forward pass
+ * (stride-1 "same" convolutions use it on any plane; see p7_conv2d_forward). */
+#define P7_CONV_PACKED_MAX_PLANE 16
+
+/* Floats needed for the packed col matrix of x [N,C,H,W] with kernel k, stride s, pad p:
+ * ceil(N*OH*OW / 32) panels of C*k*k rows of 32. */
+size_t p7_conv2d_packed_col_floats(const p7_tensor *x, int k, int stride, int pad);
+
+/* Writes the packed col matrix into bp at element offset bp_offset (enqueued only). */
+p7_status p7_conv2d_im2col_packed(const p7_tensor *x, int k, int stride, int pad, cl_mem bp, size_t bp_offset);
+
+#endif

@@ -1,0 +1,185 @@
+/* The runtime layer's internals, shared by every layer above it: the device
+ * structure, error helpers, programs and launches. Not installed; nothing outside
+ * core/ (and its tests) may include it. */
+#ifndef P7_RUNTIME_H
+#define P7_RUNTIME_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+
+#include "p7/device.h"
+#include "p7/memory.h"
+#include "p7/status.h"
+
+#if defined(__GNUC__)
+#define P7_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define P7_PRINTF(f, a)
+#endif
+
+/* ---- errors (status.c) ---- */
+
+/* Record a message for this thread and return `status`, so call sites read
+ * `return p7_fail(P7_ERROR_INVALID_SHAPE, "gemm: ...", ...);` */
+p7_status p7_fail(p7_status status, const char *fmt, ...) P7_PRINTF(2, 3);
+
+/* A user-supplied string (path, spec, hyperparameter text) as it goes into a message:
+ * over 160 bytes it keeps its head and tail around "...", so the reason that follows it
+ * is never cut off by the message buffer. Returns one of 4 thread-local buffers in turn,
+ * so up to 4 can appear in one p7_fail. NULL gives "(null)". */
+const char *p7_abbrev(const char *text);
+
+/* For an OpenCL call that returned `err`: names the call and the code. */
+p7_status p7_fail_cl(cl_int err, const char *what);
+
+/* Evaluate an OpenCL call; on error record "<what>: CL_..." and return its code. */
+#define P7_CL_TRY(call, what)                                   \
+    do {                                                        \
+        cl_int p7_err_ = (call);                                \
+        if (p7_err_ != CL_SUCCESS) return p7_fail_cl(p7_err_, (what)); \
+    } while (0)
+
+#define P7_TRY(call)                            \
+    do {                                        \
+        p7_status p7_st_ = (call);              \
+        if (p7_st_ != P7_SUCCESS) return p7_st_; \
+    } while (0)
+
+/* ---- embedded kernel sources (generated from the kernels folder at build time) ---- */
+
+typedef struct p7_kernel_source {
+    const char *file;   /* e.g. "gemm_p7.cl" */
+    const char *text;
+} p7_kernel_source;
+
+extern const p7_kernel_source p7_kernel_sources[];
+extern const size_t p7_kernel_source_count;
+
+/* ---- programs (program.c) ---- */
+
+/* A built program from an embedded kernel file, cached per device, file and options:
+ * built once per process. The device keeps ownership; do not release it. */
+p7_status p7_program_get(p7_device *device, const char *file, const char *options,
+                         cl_program *out);
+
+/* Build `source` for the device (not cached in memory; the on-disk cache applies).
+ * `name` names the source in error messages. The caller releases the program. */
+p7_status p7_program_build_source(p7_device *device, const char *name, const char *source,
+                                  const char *options, cl_program *out);
+
+/* A kernel object from an embedded file, cached per device (so its argument slots are
+ * shared: set every argument before each launch, on one thread at a time). */
+p7_status p7_kernel_get(p7_device *device, const char *file, const char *options,
+                        const char *kernel_name, cl_kernel *out);
+
+/* ---- launches (device.c) ---- */
+
+/* Enqueue `kernel` on the device's queue. `local` may be NULL. `label` names the op in
+ * profiling records and error messages. Never waits. */
+p7_status p7_launch(p7_device *device, cl_kernel kernel, cl_uint work_dim, const size_t *global,
+                    const size_t *local, const char *label);
+
+/* Set kernel arguments in order: P7_ARG(x) expands to sizeof and address. */
+#define P7_ARG(x) sizeof(x), &(x)
+p7_status p7_set_args(cl_kernel kernel, const char *label, int count, ...);
+
+/* Profiling (profile.c). Record an event (takes ownership of `event`); no-op when
+ * profiling is off. Shutdown releases what was recorded and not collected. */
+void p7_profile_record(p7_device *device, const char *label, cl_event event);
+void p7_profile_shutdown(p7_device *device);
+
+/* State that a layer above the runtime keeps per device (the GEMM backends' caches and
+ * workspaces): `size` zero-initialised bytes, created on the first request under `key`
+ * (the address of a static of that layer) and destroyed by p7_device_close, newest
+ * first, before the allocator shuts down. The runtime thus never names the layers
+ * above it. */
+typedef void (*p7_device_state_destroy_fn)(p7_device *device, void *state);
+p7_status p7_device_state(p7_device *device, const void *key, size_t size, p7_device_state_destroy_fn destroy,
+                          void **state);
+
+/* ---- the device ---- */
+
+typedef struct p7_program_entry {
+    char *key;          /* file "\n" options */
+    cl_program program;
+    struct p7_program_entry *next;
+} p7_program_entry;
+
+typedef struct p7_kernel_entry {
+    char *key;          /* file "\n" options "\n" kernel */
+    cl_kernel kernel;
+    struct p7_kernel_entry *next;
+} p7_kernel_entry;
+
+typedef struct p7_free_block {
+    cl_mem mem;
+    size_t size;
+    struct p7_free_block *next;
+} p7_free_block;
+
+typedef struct p7_device_state_entry {
+    const void *key;
+    void *state;
+    p7_device_state_destroy_fn destroy;
+    struct p7_device_state_entry *next;
+} p7_device_state_entry;
+
+typedef struct p7_profile_entry {
+    char label[48];
+    cl_event event;
+} p7_profile_entry;
+
+struct p7_device {
+    p7_device_info info;
+    cl_platform_id platform;
+    cl_device_id id;
+    cl_context context;
+    cl_command_queue queue;
+    int profiling;
+    int kernel_cache;            /* resolved: 1 on, 0 off */
+    unsigned program_cache_hits; /* programs built from the disk cache (tests read it) */
+    char cache_dir[1024];
+    p7_gemm_backend gemm_backend;
+    int is_pocl;
+    char description[512];
+    char spec_note[512];         /* p7_device_spec_note of the opening spec */
+
+    p7_program_entry *programs;
+    p7_kernel_entry *kernels;
+
+    /* allocator (memory.c) */
+    uint64_t memory_limit;
+    p7_free_block *free_blocks;
+    p7_memory_stats mem;
+    uint64_t live_buffers;
+
+    /* the layers above the runtime (p7_device_state) */
+    p7_device_state_entry *states;
+
+    /* profiling (profile.c) */
+    p7_profile_entry *profile;
+    size_t profile_count, profile_capacity;
+};
+
+/* Allocator hooks used by device open/close. */
+void p7_memory_shutdown(p7_device *device);
+
+/* A scratch buffer of at least `bytes`, owned by the device, reused across calls.
+ * Only valid until the next call that asks for it; ops on the in-order queue can
+ * rely on that. */
+p7_status p7_device_workspace(p7_device *device, p7_buffer **slot, size_t bytes, cl_mem *out);
+
+/* Program-binary disk cache (program_cache.c). Returns 1 on a hit with *out built. */
+int p7_program_cache_load(p7_device *device, const char *source, const char *options,
+                          cl_program *out);
+void p7_program_cache_store(p7_device *device, const char *source, const char *options,
+                            cl_program program);
+
+/* Case-insensitive substring test. */
+int p7_contains_nocase(const char *haystack, const char *needle);
+
+#endif
