@@ -221,7 +221,6 @@ static int stage_open(const char *out, char *stage, size_t size)
  * rename over whatever `out` held under that name. */
 static int stage_install(const char *stage, const char *out, const char *const *files, size_t n)
 {
-    if (stopped()) return -1;
     if (mkdirs(out) != 0) return -1;
     for (size_t i = 0; i < n; i++) {
         char from[PATH_BYTES], to[PATH_BYTES];
@@ -413,7 +412,7 @@ static int fetch10_route(const char *out, int (*route)(const char *stage))
     char stage[PATH_BYTES];
     if (stage_open(out, stage, sizeof stage) != 0) return 1;
     int result = 1;
-    if (route(stage) == 0 && !stopped() && verify10(stage) == 0)
+    if (route(stage) == 0 && !stopped() && verify10(stage) == 0 && !stopped())
         result = stage_install(stage, out, (const char *const[]){cifar10_files[0], cifar10_files[1],
                                cifar10_files[2], cifar10_files[3], cifar10_files[4], cifar10_files[5],
                                cifar10_meta}, 7) == 0 ? 0 : -1;
@@ -518,7 +517,7 @@ static int fetch100(const char *out, const char *from)
         fprintf(stderr, "p7data: no official archive; give a local copy with --from DIR (for example "
                         "../shared/data/cifar-100-binary)\n");
     int result = 1;
-    if (got == 0 && !stopped() && verify100(stage) == 0)
+    if (got == 0 && !stopped() && verify100(stage) == 0 && !stopped())
         result = stage_install(stage, out, cifar100_files, 4) == 0 ? 0 : -1;
     remove_tree(stage);
     if (result == -1) {
@@ -641,6 +640,14 @@ static int cmd_fetch(int argc, char **argv)
     }
     if (!out) return fprintf(stderr, "p7data: fetch needs --out DIR\n"), 2;
     if (cifar10 && from) return fprintf(stderr, "p7data: --from applies to cifar100 only\n"), 2;
+    /* Found out now rather than after a download. */
+    struct stat st;
+    char show[256];
+    if (stat(out, &st) == 0 && !S_ISDIR(st.st_mode))
+        return fprintf(stderr, "p7data: --out %s exists and is not a directory\n", shown(out, show, sizeof show)), 2;
+    if (stat(out, &st) == 0 && access(out, W_OK | X_OK) != 0)
+        return fprintf(stderr, "p7data: cannot write into --out %s: %s\n", shown(out, show, sizeof show),
+                       strerror(errno)), 1;
     catch_stop_signals();
     int rc = cifar10 ? fetch10(out) : fetch100(out, from);
     if (stopped()) {

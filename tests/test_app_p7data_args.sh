@@ -61,6 +61,7 @@ fi
 # A folder that cannot be made gives the system's reason for the folder concerned.
 : > "$work/plainfile"
 expect 1 "^p7data: cannot create $work/plainfile: Not a directory$" -- fetch cifar100 --out "$work/plainfile/c100"
+expect 2 "^p7data: --out $work/plainfile exists and is not a directory$" -- fetch cifar100 --out "$work/plainfile"
 # A path component longer than the file system allows.
 name=$(printf 'n%.0s' $(seq 300))
 expect 1 "^p7data: cannot create $work/nnnn.*\.\.\.nnnn.* bytes): File name too long$" -- \
