@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "data/data_cifar_internal.h"
 #include "p7/data.h"
 #include "p7_test_support.h"
 
@@ -78,7 +79,7 @@ static void test_cifar10_good(void **state)
     write_records(path, 7, 1, labels, 0);
 
     p7_dataset ds = {0};
-    P7_ASSERT_OK(p7_cifar10_load(dir, P7_SPLIT_TRAIN, &ds));
+    P7_ASSERT_OK(p7_cifar10_load_counted(dir, P7_SPLIT_TRAIN, 12, &ds));
     assert_int_equal(ds.count, 60);
     assert_int_equal(ds.classes, 10);
     assert_string_equal(ds.name, "cifar10-train");
@@ -89,7 +90,7 @@ static void test_cifar10_good(void **state)
         assert_int_equal(ds.labels[i], (int)((i % 12) % 10));
         for (size_t k = 0; k < 3072; k += 97) assert_int_equal(ds.images[i * 3072 + k], pixel(i % 12, k));
     }
-    P7_ASSERT_OK(p7_cifar10_load(dir, P7_SPLIT_TEST, &ds));
+    P7_ASSERT_OK(p7_cifar10_load_counted(dir, P7_SPLIT_TEST, 7, &ds));
     assert_int_equal(ds.count, 7);
     assert_string_equal(ds.name, "cifar10-test");
     p7_dataset_free(&ds);
@@ -151,8 +152,79 @@ static void test_cifar10_broken(void **state)
     snprintf(path, sizeof path, "%s/data_batch_1.bin", sub);
     write_records(path, 2, 1, ok, 0);
     snprintf(path, sizeof path, "%s/data_batch_2.bin", sub);
-    assert_error(p7_cifar10_load(sub, P7_SPLIT_TRAIN, &ds), P7_ERROR_IO, path, NULL);
+    assert_error(p7_cifar10_load_counted(sub, P7_SPLIT_TRAIN, 2, &ds), P7_ERROR_IO, path, NULL);
     assert_int_equal(ds.count, 0);
+}
+
+/* Writes the five CIFAR-10 train batches into `sub` with `counts[b]` records each
+ * and `extra[b]` bytes of a partial record after them. */
+static void write_train_batches(const char *sub, const size_t counts[5], const size_t extra[5])
+{
+    uint8_t labels[16];
+    for (int i = 0; i < 16; i++) labels[i] = (uint8_t)(i % 10);
+    for (int b = 0; b < 5; b++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/data_batch_%d.bin", sub, b + 1);
+        /* A partial record is the start of one more record cut short. */
+        write_records(path, counts[b] + (extra[b] ? 1 : 0), 1, labels, extra[b] ? 3073 - extra[b] : 0);
+    }
+}
+
+/* The official files have exact counts: the whole-split loaders reject a file with
+ * any other number of records, naming the file, the count found and the one expected. */
+static void test_cifar10_record_counts(void **state)
+{
+    (void)state;
+    char sub[256], path[512];
+    p7_dataset ds = {0};
+
+    /* Small files in the official layout are not the official files. */
+    path_of(sub, sizeof sub, "small10");
+    mkdir(sub, 0700);
+    const size_t twelve[5] = {12, 12, 12, 12, 12}, none[5] = {0};
+    write_train_batches(sub, twelve, none);
+    snprintf(path, sizeof path, "%s/data_batch_1.bin", sub);
+    assert_error(p7_cifar10_load(sub, P7_SPLIT_TRAIN, &ds), P7_ERROR_FORMAT, path,
+                 "holds 12 records, expected 10000");
+    assert_int_equal(ds.count, 0);
+    assert_null(ds.images);
+
+    /* One batch short by exactly one record. */
+    path_of(sub, sizeof sub, "short10");
+    mkdir(sub, 0700);
+    const size_t one_short[5] = {12, 12, 11, 12, 12};
+    write_train_batches(sub, one_short, none);
+    snprintf(path, sizeof path, "%s/data_batch_3.bin", sub);
+    assert_error(p7_cifar10_load_counted(sub, P7_SPLIT_TRAIN, 12, &ds), P7_ERROR_FORMAT, path,
+                 "holds 11 records, expected 12");
+    assert_int_equal(ds.count, 0);
+
+    /* The right number of records and a trailing partial one. */
+    path_of(sub, sizeof sub, "partial10");
+    mkdir(sub, 0700);
+    const size_t tail[5] = {0, 0, 0, 0, 500};
+    write_train_batches(sub, twelve, tail);
+    snprintf(path, sizeof path, "%s/data_batch_5.bin", sub);
+    assert_error(p7_cifar10_load_counted(sub, P7_SPLIT_TRAIN, 12, &ds), P7_ERROR_FORMAT, path,
+                 "12 records and a partial one of 500 bytes, expected 12 records");
+    assert_int_equal(ds.count, 0);
+
+    /* A full-size test_batch.bin short by exactly one record. */
+    path_of(sub, sizeof sub, "test10");
+    mkdir(sub, 0700);
+    snprintf(path, sizeof path, "%s/test_batch.bin", sub);
+    uint8_t *labels = calloc(P7_CIFAR10_RECORDS_PER_FILE, 1);
+    assert_non_null(labels);
+    write_records(path, P7_CIFAR10_RECORDS_PER_FILE - 1, 1, labels, 0);
+    assert_error(p7_cifar10_load(sub, P7_SPLIT_TEST, &ds), P7_ERROR_FORMAT, path,
+                 "holds 9999 records, expected 10000");
+    assert_int_equal(ds.count, 0);
+    /* And with the record added back it loads. */
+    write_records(path, P7_CIFAR10_RECORDS_PER_FILE, 1, labels, 0);
+    P7_ASSERT_OK(p7_cifar10_load(sub, P7_SPLIT_TEST, &ds));
+    assert_int_equal(ds.count, P7_CIFAR10_RECORDS_PER_FILE);
+    free(labels);
+    p7_dataset_free(&ds);
 }
 
 static void test_cifar100(void **state)
@@ -177,16 +249,16 @@ static void test_cifar100(void **state)
     assert_string_equal(found, sub);
 
     p7_dataset ds = {0};
-    P7_ASSERT_OK(p7_cifar100_load(found, P7_SPLIT_TRAIN, P7_LABELS_FINE, &ds));
+    P7_ASSERT_OK(p7_cifar100_load_counted(found, P7_SPLIT_TRAIN, P7_LABELS_FINE, 6, &ds));
     assert_int_equal(ds.classes, 100);
     assert_string_equal(ds.name, "cifar100-train");
     for (int i = 0; i < 6; i++) assert_int_equal(ds.labels[i], fines[i]);
     assert_int_equal(ds.images[5 * 3072 + 1000], pixel(5, 1000));
-    P7_ASSERT_OK(p7_cifar100_load(found, P7_SPLIT_TRAIN, P7_LABELS_COARSE, &ds));
+    P7_ASSERT_OK(p7_cifar100_load_counted(found, P7_SPLIT_TRAIN, P7_LABELS_COARSE, 6, &ds));
     assert_int_equal(ds.classes, 20);
     const int coarse[6] = {4, 18, 17, 19, 13, 0};
     for (int i = 0; i < 6; i++) assert_int_equal(ds.labels[i], coarse[i]);
-    P7_ASSERT_OK(p7_cifar100_load(found, P7_SPLIT_TRAIN, P7_LABELS_CIFAR20, &ds));
+    P7_ASSERT_OK(p7_cifar100_load_counted(found, P7_SPLIT_TRAIN, P7_LABELS_CIFAR20, 6, &ds));
     assert_string_equal(ds.name, "cifar20-train");
     /* The study's numbering: bicycle -> 17, maple (47) -> 19, lawn mower (41) -> 18. */
     const int study[6] = {4, 17, 19, 18, 13, 0};
@@ -212,6 +284,42 @@ static void test_cifar100(void **state)
     assert_error(p7_cifar100_load_file(path, P7_LABELS_COARSE, &ds), P7_ERROR_FORMAT, path, "empty");
     assert_int_equal(ds.count, 0);
     assert_null(ds.images);
+    p7_dataset_free(&ds);
+}
+
+static void test_cifar100_record_counts(void **state)
+{
+    (void)state;
+    char sub[256], path[512];
+    p7_dataset ds = {0};
+    uint8_t *labels = calloc(2 * ((size_t)P7_CIFAR100_TEST_RECORDS + 1), 1); /* one record more for the partial one */
+    assert_non_null(labels);
+    path_of(sub, sizeof sub, "counts100");
+    mkdir(sub, 0700);
+
+    /* train.bin is checked against 50,000 and test.bin against 10,000. */
+    snprintf(path, sizeof path, "%s/train.bin", sub);
+    write_records(path, 6, 2, labels, 0);
+    assert_error(p7_cifar100_load(sub, P7_SPLIT_TRAIN, P7_LABELS_FINE, &ds), P7_ERROR_FORMAT, path,
+                 "holds 6 records, expected 50000");
+    assert_int_equal(ds.count, 0);
+
+    snprintf(path, sizeof path, "%s/test.bin", sub);
+    write_records(path, P7_CIFAR100_TEST_RECORDS - 1, 2, labels, 0);
+    for (int mode = 0; mode < 3; mode++)
+        assert_error(p7_cifar100_load(sub, P7_SPLIT_TEST, (p7_label_mode)mode, &ds), P7_ERROR_FORMAT, path,
+                     "holds 9999 records, expected 10000");
+    assert_int_equal(ds.count, 0);
+
+    /* 10,000 records and a trailing partial one. */
+    write_records(path, P7_CIFAR100_TEST_RECORDS + 1, 2, labels, 3000);
+    assert_error(p7_cifar100_load(sub, P7_SPLIT_TEST, P7_LABELS_CIFAR20, &ds), P7_ERROR_FORMAT, path,
+                 "10000 records and a partial one of 74 bytes, expected 10000 records");
+
+    write_records(path, P7_CIFAR100_TEST_RECORDS, 2, labels, 0);
+    P7_ASSERT_OK(p7_cifar100_load(sub, P7_SPLIT_TEST, P7_LABELS_CIFAR20, &ds));
+    assert_int_equal(ds.count, P7_CIFAR100_TEST_RECORDS);
+    free(labels);
     p7_dataset_free(&ds);
 }
 
@@ -254,7 +362,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cifar10_good),
         cmocka_unit_test(test_cifar10_broken),
+        cmocka_unit_test(test_cifar10_record_counts),
         cmocka_unit_test(test_cifar100),
+        cmocka_unit_test(test_cifar100_record_counts),
         cmocka_unit_test(test_maps),
         cmocka_unit_test(test_data_dir),
     };

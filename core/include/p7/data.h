@@ -80,7 +80,8 @@ P7_API p7_status p7_cifar10_find(const char *root, char *out, size_t size);
 P7_API p7_status p7_cifar100_find(const char *root, char *out, size_t size);
 
 /* Append the records of one file (CIFAR-10 layout: label byte + 3072 pixels; labels
- * 0..9) to `dataset`, which may be zeroed to start a new one. */
+ * 0..9) to `dataset`, which may be zeroed to start a new one. Any whole number of
+ * records is accepted here; the whole-split loaders below check the official counts. */
 P7_API p7_status p7_cifar10_load_file(const char *path, p7_dataset *dataset);
 
 /* CIFAR-100 layout (coarse byte, fine byte, 3072 pixels), labels checked against
@@ -88,8 +89,12 @@ P7_API p7_status p7_cifar10_load_file(const char *path, p7_dataset *dataset);
 P7_API p7_status p7_cifar100_load_file(const char *path, p7_label_mode mode, p7_dataset *dataset);
 
 /* The whole split from a directory holding the official files (data_batch_1..5.bin
- * or test_batch.bin; train.bin or test.bin). Class names come from batches.meta.txt /
- * fine_label_names.txt / coarse_label_names.txt when present. `out` is overwritten. */
+ * or test_batch.bin; train.bin or test.bin). Each file must hold exactly its official
+ * number of records (10,000 per CIFAR-10 file; 50,000 in CIFAR-100's train.bin and
+ * 10,000 in test.bin): any other count, or a trailing partial record, is
+ * P7_ERROR_FORMAT naming the file, the count found and the one expected. Class names
+ * come from batches.meta.txt / fine_label_names.txt / coarse_label_names.txt when
+ * present. `out` is overwritten on success only. */
 P7_API p7_status p7_cifar10_load(const char *dir, p7_split_part part, p7_dataset *out);
 P7_API p7_status p7_cifar100_load(const char *dir, p7_split_part part, p7_label_mode mode,
                            p7_dataset *out);

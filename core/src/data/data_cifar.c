@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "data/data_cifar_internal.h"
 #include "p7/data.h"
 #include "tensor/tensor_internal.h"
 
@@ -96,13 +97,30 @@ p7_status p7_cifar100_find(const char *root, char *out, size_t size)
     return find_dataset(root, "train.bin", subdirs, "CIFAR-100", out, size);
 }
 
+/* Checks that a file of `size` bytes holds exactly `expected` records of `record`
+ * bytes; the official files have exact counts, so a short one is damaged, not small. */
+static p7_status check_record_count(const char *path, long long size, size_t record, size_t expected)
+{
+    size_t whole = (size_t)((uint64_t)size / record), partial = (size_t)((uint64_t)size % record);
+    if (partial != 0)
+        return p7_fail(P7_ERROR_FORMAT,
+                       "%s: size %lld is not a multiple of the record size %zu: %zu records and a "
+                       "partial one of %zu bytes, expected %zu records (%zu bytes)",
+                       path, size, record, whole, partial, expected, expected * record);
+    if (whole != expected)
+        return p7_fail(P7_ERROR_FORMAT, "%s: holds %zu records, expected %zu (size %lld, expected %zu bytes)",
+                       path, whole, expected, size, expected * record);
+    return P7_SUCCESS;
+}
+
 /* Appends the records of `path`. Each record is `record` bytes: `label_bytes` label
  * bytes followed by the 3072 pixels. `limits[k]` is the number of valid values of
- * label byte k; `use` selects which byte becomes the label. On any error the
+ * label byte k; `use` selects which byte becomes the label. `expected` is the exact
+ * number of records the file must hold, or 0 for any whole number. On any error the
  * dataset is left as it was. */
-static p7_status load_records(const char *path, size_t record, int label_bytes, const int *limits,
-                              const char *const *label_what, int use, p7_label_mode mode,
-                              int classes, p7_dataset *ds)
+static p7_status load_records(const char *path, size_t record, size_t expected, int label_bytes,
+                              const int *limits, const char *const *label_what, int use,
+                              p7_label_mode mode, int classes, p7_dataset *ds)
 {
     if (!path || !ds) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "CIFAR loader: NULL argument");
     struct stat st;
@@ -111,6 +129,13 @@ static p7_status load_records(const char *path, size_t record, int label_bytes, 
     if (!S_ISREG(st.st_mode)) return p7_fail(P7_ERROR_IO, "%s: not a regular file", path);
     FILE *f = fopen(path, "rb");
     if (!f) return p7_fail(P7_ERROR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (expected != 0) {
+        p7_status count_st = check_record_count(path, (long long)st.st_size, record, expected);
+        if (count_st != P7_SUCCESS) {
+            fclose(f);
+            return count_st;
+        }
+    }
     if (st.st_size == 0) {
         fclose(f);
         return p7_fail(P7_ERROR_FORMAT, "%s: file is empty (expected %zu-byte records)", path, record);
@@ -195,14 +220,14 @@ static p7_status load_records(const char *path, size_t record, int label_bytes, 
     return P7_SUCCESS;
 }
 
-p7_status p7_cifar10_load_file(const char *path, p7_dataset *dataset)
+static p7_status load_cifar10_file(const char *path, size_t expected, p7_dataset *dataset)
 {
     static const int limits[1] = {10};
     static const char *const what[1] = {"class"};
-    return load_records(path, P7_CIFAR10_RECORD, 1, limits, what, 0, P7_LABELS_FINE, 10, dataset);
+    return load_records(path, P7_CIFAR10_RECORD, expected, 1, limits, what, 0, P7_LABELS_FINE, 10, dataset);
 }
 
-p7_status p7_cifar100_load_file(const char *path, p7_label_mode mode, p7_dataset *dataset)
+static p7_status load_cifar100_file(const char *path, p7_label_mode mode, size_t expected, p7_dataset *dataset)
 {
     static const int limits[2] = {20, 100};
     static const char *const what[2] = {"coarse", "fine"};
@@ -210,8 +235,18 @@ p7_status p7_cifar100_load_file(const char *path, p7_label_mode mode, p7_dataset
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: unknown CIFAR-100 label mode %d",
                        path ? path : "(null)", (int)mode);
     int fine = mode == P7_LABELS_FINE;
-    return load_records(path, P7_CIFAR100_RECORD, 2, limits, what, fine ? 1 : 0, mode,
+    return load_records(path, P7_CIFAR100_RECORD, expected, 2, limits, what, fine ? 1 : 0, mode,
                         fine ? 100 : 20, dataset);
+}
+
+p7_status p7_cifar10_load_file(const char *path, p7_dataset *dataset)
+{
+    return load_cifar10_file(path, 0, dataset);
+}
+
+p7_status p7_cifar100_load_file(const char *path, p7_label_mode mode, p7_dataset *dataset)
+{
+    return load_cifar100_file(path, mode, 0, dataset);
 }
 
 /* Reads up to `classes` non-empty lines of a name file; a missing or short file
@@ -237,15 +272,18 @@ static void load_names(p7_dataset *ds, const char *dir, const char *file, const 
     else free(names);
 }
 
-p7_status p7_cifar10_load(const char *dir, p7_split_part part, p7_dataset *out)
+p7_status p7_cifar10_load_counted(const char *dir, p7_split_part part, size_t records_per_file,
+                                  p7_dataset *out)
 {
     if (!dir || !out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "CIFAR-10 load: NULL argument");
+    if (records_per_file == 0)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "CIFAR-10 load: zero records per file expected");
     p7_dataset ds = {0};
     char path[4096];
     if (part == P7_SPLIT_TRAIN) {
         for (int b = 1; b <= 5; b++) {
             snprintf(path, sizeof path, "%s/data_batch_%d.bin", dir, b);
-            p7_status st = p7_cifar10_load_file(path, &ds);
+            p7_status st = load_cifar10_file(path, records_per_file, &ds);
             if (st != P7_SUCCESS) {
                 p7_dataset_free(&ds);
                 return st;
@@ -253,7 +291,7 @@ p7_status p7_cifar10_load(const char *dir, p7_split_part part, p7_dataset *out)
         }
     } else {
         snprintf(path, sizeof path, "%s/test_batch.bin", dir);
-        p7_status st = p7_cifar10_load_file(path, &ds);
+        p7_status st = load_cifar10_file(path, records_per_file, &ds);
         if (st != P7_SUCCESS) {
             p7_dataset_free(&ds);
             return st;
@@ -271,13 +309,20 @@ p7_status p7_cifar10_load(const char *dir, p7_split_part part, p7_dataset *out)
     return P7_SUCCESS;
 }
 
-p7_status p7_cifar100_load(const char *dir, p7_split_part part, p7_label_mode mode, p7_dataset *out)
+p7_status p7_cifar10_load(const char *dir, p7_split_part part, p7_dataset *out)
+{
+    return p7_cifar10_load_counted(dir, part, P7_CIFAR10_RECORDS_PER_FILE, out);
+}
+
+p7_status p7_cifar100_load_counted(const char *dir, p7_split_part part, p7_label_mode mode,
+                                   size_t records, p7_dataset *out)
 {
     if (!dir || !out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "CIFAR-100 load: NULL argument");
+    if (records == 0) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "CIFAR-100 load: zero records expected");
     p7_dataset ds = {0};
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, part == P7_SPLIT_TRAIN ? "train.bin" : "test.bin");
-    p7_status st = p7_cifar100_load_file(path, mode, &ds);
+    p7_status st = load_cifar100_file(path, mode, records, &ds);
     if (st != P7_SUCCESS) {
         p7_dataset_free(&ds);
         return st;
@@ -294,4 +339,11 @@ p7_status p7_cifar100_load(const char *dir, p7_split_part part, p7_label_mode mo
     p7_dataset_free(out);
     *out = ds;
     return P7_SUCCESS;
+}
+
+p7_status p7_cifar100_load(const char *dir, p7_split_part part, p7_label_mode mode, p7_dataset *out)
+{
+    return p7_cifar100_load_counted(dir, part, mode,
+                                    part == P7_SPLIT_TRAIN ? P7_CIFAR100_TRAIN_RECORDS : P7_CIFAR100_TEST_RECORDS,
+                                    out);
 }
