@@ -50,7 +50,7 @@ p7_status p7_data_dir(const char *cli, char *out, size_t size)
     if (cli && cli[0]) dir = cli;
     else if (env && env[0]) dir = env;
     if (strlen(dir) >= size)
-        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "data dir '%s' is longer than %zu bytes", dir, size - 1);
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "data dir '%s' is longer than %zu bytes", p7_abbrev(dir), size - 1);
     strcpy(out, dir);
     return P7_SUCCESS;
 }
@@ -76,7 +76,7 @@ static p7_status find_dataset(const char *root, const char *marker, const char *
         if (snprintf(path, sizeof path, "%s/%s", dir, marker) >= (int)sizeof path) continue;
         if (is_file(path)) {
             if (strlen(dir) >= size)
-                return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: path '%s' too long", what, dir);
+                return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: path '%s' too long", what, p7_abbrev(dir));
             strcpy(out, dir);
             return P7_SUCCESS;
         }
