@@ -1,19 +1,38 @@
-# Script mode: cmake -DOUTPUT=kernels.c -DINPUTS="a.cl;b.cl" -P P7EmbedKernelsScript.cmake
-# Writes each file as a C byte array, so no escaping rule can corrupt a kernel.
+# Script mode: cmake -DOUTPUT=kernels.c -DHEADER=kernels.h -DINPUTS="a.cl;b.clh" -P P7EmbedKernelsScript.cmake
+# Writes each file as a C byte array, so no escaping rule can corrupt a kernel, and gives
+# every kernel file X.cl a symbol p7_kernels_X, declared in HEADER: the host names a
+# kernel file by that symbol, so a wrong file name is a build error, not a runtime one.
 set(body "/* Generated from the kernels folder by cmake/P7EmbedKernelsScript.cmake. Do not edit. */\n")
-string(APPEND body "#include <stddef.h>\n#include \"runtime/runtime.h\"\n\n")
+string(APPEND body "#include <stddef.h>\n#include \"runtime/runtime.h\"\n#include \"runtime/p7_kernels.h\"\n\n")
+set(header "/* Generated from the kernels folder by cmake/P7EmbedKernelsScript.cmake. Do not edit.\n")
+string(APPEND header " * One symbol per kernel file: pass it to p7_kernel_get / p7_program_get. */\n")
+string(APPEND header "#ifndef P7_KERNELS_H\n#define P7_KERNELS_H\n\n#include \"runtime/runtime.h\"\n\n")
 set(table "")
 set(i 0)
 foreach(input IN LISTS INPUTS)
   get_filename_component(name ${input} NAME)
+  get_filename_component(stem ${input} NAME_WE)
+  get_filename_component(ext ${input} EXT)
   file(READ ${input} hex HEX)
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
   string(REGEX REPLACE "((0x[0-9a-f][0-9a-f],){24})" "\\1\n" hex "${hex}")
   string(APPEND body "static const char p7_kernel_text_${i}[] = {\n${hex}0x00};\n")
-  string(APPEND table "    {\"${name}\", p7_kernel_text_${i}},\n")
+  if(ext STREQUAL ".cl")
+    # A kernel file: a symbol of its own.
+    string(APPEND body "const p7_kernel_source p7_kernels_${stem} = {\"${name}\", p7_kernel_text_${i}};\n\n")
+    string(APPEND header "extern const p7_kernel_source p7_kernels_${stem}; /* kernels/${name} */\n")
+    string(APPEND table "    &p7_kernels_${stem},\n")
+  else()
+    # A header that kernel files #include: reached only through the table.
+    string(APPEND body "static const p7_kernel_source p7_kernel_header_${i} = {\"${name}\", p7_kernel_text_${i}};\n\n")
+    string(APPEND table "    &p7_kernel_header_${i},\n")
+  endif()
   math(EXPR i "${i} + 1")
 endforeach()
-string(APPEND body "\nconst p7_kernel_source p7_kernel_sources[] = {\n${table}    {NULL, NULL}\n};\n")
+string(APPEND body "const p7_kernel_source *const p7_kernel_sources[] = {\n${table}    NULL\n};\n")
 string(APPEND body "const size_t p7_kernel_source_count = ${i};\n")
+string(APPEND header "\n#endif\n")
 file(WRITE ${OUTPUT}.tmp "${body}")
 file(RENAME ${OUTPUT}.tmp ${OUTPUT})
+file(WRITE ${HEADER}.tmp "${header}")
+file(RENAME ${HEADER}.tmp ${HEADER})

@@ -56,7 +56,7 @@
 
 /* Training statistics of channel c = group id. mean and the biased variance (two
  * passes: the second sums centred squares, which does not cancel catastrophically). */
-__kernel void p7_bn_stats(__global const float *x, const ulong xo, const uint channels, const uint hw,
+__kernel void batchnorm_stats(__global const float *x, const ulong xo, const uint channels, const uint hw,
                           const uint rows, const float momentum, const float eps, __global float *save_mean,
                           const ulong smo, __global float *save_invstd, const ulong sio,
                           __global float *running_mean, const ulong rmo, __global float *running_var,
@@ -90,7 +90,7 @@ __kernel void p7_bn_stats(__global const float *x, const ulong xo, const uint ch
 }
 
 /* Evaluation: the running statistics stand in for the batch's. */
-__kernel void p7_bn_eval_stats(__global const float *running_mean, const ulong rmo, __global const float *running_var,
+__kernel void batchnorm_eval_stats(__global const float *running_mean, const ulong rmo, __global const float *running_var,
                                const ulong rvo, const float eps, __global float *save_mean, const ulong smo,
                                __global float *save_invstd, const ulong sio, const uint channels)
 {
@@ -101,7 +101,7 @@ __kernel void p7_bn_eval_stats(__global const float *running_mean, const ulong r
 }
 
 /* y = (x - mean[c]) * invstd[c] * w[m, c] + b[m, c]; global (hw, C, N). */
-__kernel void p7_bn_apply(__global const float *x, const ulong xo, __global const float *mean, const ulong mo,
+__kernel void batchnorm_apply(__global const float *x, const ulong xo, __global const float *mean, const ulong mo,
                           __global const float *invstd, const ulong io, __global const float *w, const ulong wo,
                           const int has_w, __global const float *b, const ulong bo, const int has_b,
                           const uint rows_per_member, __global float *y, const ulong yo)
@@ -119,7 +119,7 @@ __kernel void p7_bn_apply(__global const float *x, const ulong xo, __global cons
 /* Backward reduction for group g = m * C + c over member m's rows (all rows when
  * groups == 1): sum(dy) and sum(dy * xhat). Writes them to sums[g] and sums[G*C + g]
  * for the dx pass and, when asked (mode 1 write, 2 add), to dbias and dweight. */
-__kernel void p7_bn_reduce(__global const float *x, const ulong xo, __global const float *dy, const ulong dyo,
+__kernel void batchnorm_reduce(__global const float *x, const ulong xo, __global const float *dy, const ulong dyo,
                            __global const float *mean, const ulong mo, __global const float *invstd,
                            const ulong io, const uint channels, const uint hw, const uint rows_per_group,
                            const uint groups, __global float *sums, __global float *dw, const ulong dwo,
@@ -148,7 +148,7 @@ __kernel void p7_bn_reduce(__global const float *x, const ulong xo, __global con
 
 /* Per channel, the sums of g = dy * w over all rows: totals[c] = sum_m w[m,c] sum(dy),
  * totals[C + c] = sum_m w[m,c] sum(dy * xhat). Fixed member order. */
-__kernel void p7_bn_combine(__global const float *sums, __global const float *w, const ulong wo, const int has_w,
+__kernel void batchnorm_combine(__global const float *sums, __global const float *w, const ulong wo, const int has_w,
                             const uint groups, const uint channels, __global float *totals, const ulong to)
 {
     const uint c = get_global_id(0);
@@ -190,7 +190,7 @@ __kernel void p7_bn_combine(__global const float *sums, __global const float *w,
         dx[dxo + i] = v;                                                                                          \
     }
 
-BN_DX(p7_bn_dx_train, 1, 0)
-BN_DX(p7_bn_dx_train_acc, 1, 1)
-BN_DX(p7_bn_dx_eval, 0, 0)
-BN_DX(p7_bn_dx_eval_acc, 0, 1)
+BN_DX(batchnorm_dx_train, 1, 0)
+BN_DX(batchnorm_dx_train_acc, 1, 1)
+BN_DX(batchnorm_dx_eval, 0, 0)
+BN_DX(batchnorm_dx_eval_acc, 0, 1)

@@ -39,7 +39,7 @@ static uint conv_end_valid(const int kx, const uint in_w, const uint out_w)
  * writes the K*K column-matrix runs of OW values, one per tap. Every run is a
  * contiguous store and, at stride 1, a contiguous load, so the work-item loops are
  * memcpy-like instead of the branchy per-element gather of a naive im2col. */
-__kernel void conv_im2col(__global const float *restrict x, const ulong x_off,
+__kernel void conv2d_im2col(__global const float *restrict x, const ulong x_off,
                           __global float *restrict col, const uint n_img, const uint channels,
                           const uint in_h, const uint in_w, const uint out_h, const uint out_w)
 {
@@ -85,12 +85,12 @@ __kernel void conv_im2col(__global const float *restrict x, const ulong x_off,
     }
 }
 
-/* The adjoint of conv_im2col, as a gather: one work-item per (n, c, h) input row sums,
+/* The adjoint of conv2d_im2col, as a gather: one work-item per (n, c, h) input row sums,
  * for each pixel of the row, every column-matrix entry that im2col copied from it, in
  * a fixed tap order (ky, kx), so the result is deterministic without atomics.
  * acc == 0 overwrites dx, acc == 1 adds to it. */
 #define COL2IM_CHUNK 16
-__kernel void conv_col2im(__global const float *restrict col, __global float *restrict dx,
+__kernel void conv2d_col2im(__global const float *restrict col, __global float *restrict dx,
                           const ulong dx_off, const int acc, const uint n_img, const uint channels,
                           const uint in_h, const uint in_w, const uint out_h, const uint out_w)
 {
@@ -142,7 +142,7 @@ __kernel void conv_col2im(__global const float *restrict col, __global float *re
 
 /* GEMM result T[O, N*P] -> y[N, O, P], adding the bias on the way. One work-item per
  * (n, o): a contiguous run of P values in both layouts. */
-__kernel void conv_unfold_output(__global const float *restrict t, __global float *restrict y,
+__kernel void conv2d_unfold_output(__global const float *restrict t, __global float *restrict y,
                                  const ulong y_off, __global const float *restrict bias,
                                  const ulong b_off, const int has_bias, const uint n_img,
                                  const uint out_c, const uint plane)
@@ -162,7 +162,7 @@ __kernel void conv_unfold_output(__global const float *restrict t, __global floa
 }
 
 /* dy[N, O, P] -> T[O, N*P], the layout both backward GEMMs read. */
-__kernel void conv_fold_grad(__global const float *restrict dy, const ulong dy_off,
+__kernel void conv2d_fold_grad(__global const float *restrict dy, const ulong dy_off,
                              __global float *restrict t, const uint n_img, const uint out_c,
                              const uint plane)
 {
@@ -178,7 +178,7 @@ __kernel void conv_fold_grad(__global const float *restrict dy, const ulong dy_o
 /* db[o] (+)= sum of row o of T[O, len]. One work-item per channel; 16 lane sums per
  * block of 256 values, blocks added in order: fixed order (deterministic), and the
  * error grows with len/256 instead of len. */
-__kernel void conv_bias_grad(__global const float *restrict t, const ulong len,
+__kernel void conv2d_bias_grad(__global const float *restrict t, const ulong len,
                              __global float *restrict db, const ulong db_off, const int acc,
                              const uint out_c)
 {
@@ -204,7 +204,7 @@ __kernel void conv_bias_grad(__global const float *restrict t, const ulong len,
 
 /* Element-wise col2im for small planes: one work-item per dx element, the K*K taps
  * unrolled in a fixed order (deterministic). */
-__kernel void conv_col2im_flat(__global const float *restrict col, __global float *restrict dx,
+__kernel void conv2d_col2im_flat(__global const float *restrict col, __global float *restrict dx,
                                const ulong dx_off, const int acc, const uint n_img, const uint channels,
                                const uint in_h, const uint in_w, const uint out_h, const uint out_w)
 {
@@ -242,11 +242,11 @@ __kernel void conv_col2im_flat(__global const float *restrict col, __global floa
  * panels becomes one write). One work-item per (panel q, channel c): it writes the
  * K*K*PANEL floats of that channel's taps, one contiguous block, and decodes each of
  * its PANEL pixels once for all taps. Stride-1 "same" convolutions use the vector
- * kernel conv_im2col_packed_same below instead. */
+ * kernel conv2d_im2col_packed_same below instead. */
 #ifndef CONV_PANEL
 #define CONV_PANEL 32
 #endif
-__kernel void conv_im2col_packed(__global const float *restrict x, const ulong x_off,
+__kernel void conv2d_im2col_packed(__global const float *restrict x, const ulong x_off,
                                  __global float *restrict bp, const ulong bp_off, const uint n_img,
                                  const uint channels, const uint in_h, const uint in_w,
                                  const uint out_h, const uint out_w)
@@ -364,11 +364,11 @@ static void conv_same_coords16(const int pix0, const int in_w, const int plane, 
     *owv = r;
 }
 
-/* conv_im2col_packed for stride-1 "same" convolutions (the host needs plane % 16 == 0,
+/* conv2d_im2col_packed for stride-1 "same" convolutions (the host needs plane % 16 == 0,
  * or 16 % plane == 0 and N*P % 16 == 0): one work-item per (channel c, panel q)
  * writes, per tap, the panel row as two 16-pixel runs. Channels vary fastest, so
  * consecutive work-items write consecutive blocks of the panel. */
-__kernel void conv_im2col_packed_same(__global const float *restrict x, const ulong x_off,
+__kernel void conv2d_im2col_packed_same(__global const float *restrict x, const ulong x_off,
                                       __global float *restrict bp, const ulong bp_off, const uint n_img,
                                       const uint channels, const uint in_h, const uint in_w)
 {
@@ -426,7 +426,7 @@ __kernel void conv_im2col_packed_same(__global const float *restrict x, const ul
 #define CONV_T8(kk, g)                                                                      \
     vstore8((float8)(v0.s##kk, v1.s##kk, v2.s##kk, v3.s##kk, v4.s##kk, v5.s##kk, v6.s##kk, v7.s##kk), 0, \
             d + 0x##kk * CONV_PANEL + (g));
-__kernel void conv_im2col_packed_t(__global const float *restrict x, const ulong x_off,
+__kernel void conv2d_im2col_packed_t(__global const float *restrict x, const ulong x_off,
                                    __global float *restrict bp, const ulong bp_off, const uint n_img,
                                    const uint channels, const uint in_h, const uint in_w)
 {
@@ -476,7 +476,7 @@ __kernel void conv_im2col_packed_t(__global const float *restrict x, const ulong
 }
 #undef CONV_T8
 
-/* conv_col2im for stride-1 "same" convolutions: input pixel pix takes tap (ky, kx)
+/* conv2d_col2im for stride-1 "same" convolutions: input pixel pix takes tap (ky, kx)
  * from output pixel pix - (ky - P) * W - (kx - P) of the same image, so each tap of
  * 16 consecutive col columns is a contiguous run of that tap's col row, read with the
  * same masked vector loads as the packed im2col. One work-item per 16 columns of one
@@ -487,7 +487,7 @@ __kernel void conv_im2col_packed_t(__global const float *restrict x, const ulong
  * (n, c) order each 64-byte read landed K*K rows away from the last and the loads
  * ran at a third of the speed on small planes.
  * acc == 0 overwrites dx, acc == 1 adds to it. */
-__kernel void conv_col2im_same(__global const float *restrict col, __global float *restrict dx,
+__kernel void conv2d_col2im_same(__global const float *restrict col, __global float *restrict dx,
                                const ulong dx_off, const int acc, const uint n_img, const uint channels,
                                const uint in_h, const uint in_w)
 {

@@ -1,7 +1,7 @@
 /* Elementwise ops and the BatchEnsemble broadcast plumbing.
  * Offsets are element offsets of tensor views; `acc` selects out = v (0) or out += v (1). */
 
-__kernel void p7_relu_forward(__global const float *x, const ulong xo, __global float *y, const ulong yo,
+__kernel void elementwise_relu_forward(__global const float *x, const ulong xo, __global float *y, const ulong yo,
                               const ulong n)
 {
     const size_t i = get_global_id(0);
@@ -9,7 +9,7 @@ __kernel void p7_relu_forward(__global const float *x, const ulong xo, __global 
 }
 
 /* ReLU's gradient passes where the output is positive (y > 0 <=> x > 0). */
-__kernel void p7_relu_backward(__global const float *y, const ulong yo, __global const float *dy, const ulong dyo,
+__kernel void elementwise_relu_backward(__global const float *y, const ulong yo, __global const float *dy, const ulong dyo,
                                __global float *dx, const ulong dxo, const ulong n, const int acc)
 {
     const size_t i = get_global_id(0);
@@ -19,7 +19,7 @@ __kernel void p7_relu_backward(__global const float *y, const ulong yo, __global
 }
 
 /* op 0: a + b, op 1: a * b */
-__kernel void p7_binary(__global const float *a, const ulong ao, __global const float *b, const ulong bo,
+__kernel void elementwise_binary(__global const float *a, const ulong ao, __global const float *b, const ulong bo,
                         __global float *y, const ulong yo, const ulong n, const int op)
 {
     const size_t i = get_global_id(0);
@@ -28,7 +28,7 @@ __kernel void p7_binary(__global const float *a, const ulong ao, __global const 
     y[yo + i] = op == 0 ? u + v : u * v;
 }
 
-__kernel void p7_axpy(const float alpha, __global const float *x, const ulong xo, __global float *out,
+__kernel void elementwise_axpy(const float alpha, __global const float *x, const ulong xo, __global float *out,
                       const ulong oo, const ulong n, const int acc)
 {
     const size_t i = get_global_id(0);
@@ -38,7 +38,7 @@ __kernel void p7_axpy(const float alpha, __global const float *x, const ulong xo
 }
 
 /* x [N, C, HW], v [M, C]; row r is member r / rows_per_member. op 0: mul, op 1: add. */
-__kernel void p7_channel_broadcast(__global const float *x, const ulong xo, __global const float *v, const ulong vo,
+__kernel void elementwise_channel_broadcast(__global const float *x, const ulong xo, __global const float *v, const ulong vo,
                                    __global float *y, const ulong yo, const ulong n, const uint channels,
                                    const uint hw, const uint rows_per_member, const int op)
 {
@@ -52,7 +52,7 @@ __kernel void p7_channel_broadcast(__global const float *x, const ulong xo, __gl
 }
 
 /* dx = dy * v[member, c] */
-__kernel void p7_channel_mul_backward_x(__global const float *dy, const ulong dyo, __global const float *v,
+__kernel void elementwise_channel_mul_backward_x(__global const float *dy, const ulong dyo, __global const float *v,
                                         const ulong vo, __global float *dx, const ulong dxo, const ulong n,
                                         const uint channels, const uint hw, const uint rows_per_member,
                                         const int acc)
@@ -70,7 +70,7 @@ __kernel void p7_channel_mul_backward_x(__global const float *dy, const ulong dy
  * One work-item per (m, c), summing in a fixed order: deterministic. The sums are
  * short (rows_per_member * hw, at most a few hundred thousand) and there are M*C of
  * them, enough to fill the device. */
-__kernel void p7_channel_reduce(__global const float *dy, const ulong dyo, __global const float *x, const ulong xo,
+__kernel void elementwise_channel_reduce(__global const float *dy, const ulong dyo, __global const float *x, const ulong xo,
                                 const int has_x, __global float *dv, const ulong dvo, const uint members,
                                 const uint channels, const uint hw, const uint rows_per_member, const int acc)
 {
@@ -91,7 +91,7 @@ __kernel void p7_channel_reduce(__global const float *dy, const ulong dyo, __glo
 }
 
 /* y [M*B, D] from x [B, D]: y[m*B*D + i] = x[i] */
-__kernel void p7_tile_members(__global const float *x, const ulong xo, __global float *y, const ulong yo,
+__kernel void elementwise_tile_members(__global const float *x, const ulong xo, __global float *y, const ulong yo,
                               const ulong member_size, const uint members)
 {
     const size_t i = get_global_id(0);
@@ -102,7 +102,7 @@ __kernel void p7_tile_members(__global const float *x, const ulong xo, __global 
 
 /* out[i] = scale * sum over m of x[m*member_size + i]: the backward of tiling
  * (scale 1) and the forward of the member mean (scale 1/M). */
-__kernel void p7_sum_members(__global const float *x, const ulong xo, __global float *out, const ulong oo,
+__kernel void elementwise_sum_members(__global const float *x, const ulong xo, __global float *out, const ulong oo,
                              const ulong member_size, const uint members, const float scale, const int acc)
 {
     const size_t i = get_global_id(0);
@@ -114,7 +114,7 @@ __kernel void p7_sum_members(__global const float *x, const ulong xo, __global f
 }
 
 /* out[m*member_size + i] (+)= scale * dy[i]: the backward of the member mean. */
-__kernel void p7_spread_members(__global const float *dy, const ulong dyo, __global float *out, const ulong oo,
+__kernel void elementwise_spread_members(__global const float *dy, const ulong dyo, __global float *out, const ulong oo,
                                 const ulong member_size, const uint members, const float scale, const int acc)
 {
     const size_t i = get_global_id(0);

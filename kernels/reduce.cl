@@ -9,7 +9,7 @@
 #include "reduce_tree.clh"
 
 /* squares 0: sum of x; 1: sum of x*x. Writes partials[po + group]. */
-__kernel void p7_reduce_partial(__global const float *x, const ulong xo, const ulong n, const ulong chunk,
+__kernel void reduce_partial(__global const float *x, const ulong xo, const ulong n, const ulong chunk,
                                 const int squares, __global acc_t *partials, const ulong po)
 {
     __local acc_t buf[P7_WG];
@@ -26,7 +26,7 @@ __kernel void p7_reduce_partial(__global const float *x, const ulong xo, const u
 }
 
 /* One work-group over `count` partials. norm 0: out = scale * sum; 1: out = sqrt(sum). */
-__kernel void p7_reduce_final(__global const acc_t *partials, const uint count, const float scale, const int norm,
+__kernel void reduce_final(__global const acc_t *partials, const uint count, const float scale, const int norm,
                               __global float *out, const ulong oo)
 {
     __local acc_t buf[P7_WG];
@@ -37,7 +37,7 @@ __kernel void p7_reduce_final(__global const acc_t *partials, const uint count, 
 }
 
 /* dx = scale * dy[0] (acc: dx += ...). */
-__kernel void p7_sum_backward(__global const float *dy, const ulong dyo, const float scale, __global float *dx,
+__kernel void reduce_sum_backward(__global const float *dy, const ulong dyo, const float scale, __global float *dx,
                               const ulong dxo, const ulong n, const int acc)
 {
     const size_t i = get_global_id(0);
@@ -48,7 +48,7 @@ __kernel void p7_sum_backward(__global const float *dy, const ulong dyo, const f
 
 /* g *= min(1, max_norm / (norm + 1e-6)), the factor read on the device. A NaN norm
  * gives a NaN factor and poisons g, as PyTorch's clip_grad_norm_ does. */
-__kernel void p7_clip_scale(__global float *g, const ulong go, const ulong n, __global const float *norm,
+__kernel void reduce_clip_scale(__global float *g, const ulong go, const ulong n, __global const float *norm,
                             const ulong no, const float max_norm)
 {
     const size_t i = get_global_id(0);

@@ -35,7 +35,7 @@ inline float p7_unit(const uint w) { return (float)(w >> 8) * (1.0f / 16777216.0
 
 /* kind 0: uniform in [a, b); kind 1: +1 with probability a, else -1 (the study's
  * random-sign init). One work-item per block of four elements. */
-__kernel void p7_fill_random_words(__global float *x, const ulong offset, const ulong count, const ulong seed,
+__kernel void rng_philox_fill_random_words(__global float *x, const ulong offset, const ulong count, const ulong seed,
                                    const ulong stream, const int kind, const float a, const float b)
 {
     const ulong block = get_global_id(0);
@@ -51,7 +51,7 @@ __kernel void p7_fill_random_words(__global float *x, const ulong offset, const 
 /* Normal(mean, std) by Box-Muller from words 2i (u1 in (0, 1]) and 2i+1 (u2). One
  * work-item per block: two elements. Uses the cosine branch only, so element i
  * depends on its own two words and nothing else. */
-__kernel void p7_fill_normal(__global float *x, const ulong offset, const ulong count, const ulong seed,
+__kernel void rng_philox_fill_normal(__global float *x, const ulong offset, const ulong count, const ulong seed,
                              const ulong stream, const float mean, const float std)
 {
     const ulong block = get_global_id(0);

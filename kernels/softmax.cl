@@ -39,7 +39,7 @@ static void row_stats(__global const float *x, const uint k, __local float *fbuf
 }
 
 /* log_out 0: y = softmax(x); 1: y = log_softmax(x) = x - max - log(sum). */
-__kernel void p7_softmax_forward(__global const float *x, const ulong xo, __global float *y, const ulong yo,
+__kernel void softmax_forward(__global const float *x, const ulong xo, __global float *y, const ulong yo,
                                  const uint k, const int log_out)
 {
     __local float fbuf[P7_WG];
@@ -63,7 +63,7 @@ __kernel void p7_softmax_forward(__global const float *x, const ulong xo, __glob
 /* From the saved output y:
  *   softmax:     dx = y * (dy - sum(dy * y))
  *   log_softmax: dx = dy - exp(y) * sum(dy) */
-__kernel void p7_softmax_backward(__global const float *y, const ulong yo, __global const float *dy,
+__kernel void softmax_backward(__global const float *y, const ulong yo, __global const float *dy,
                                   const ulong dyo, __global float *dx, const ulong dxo, const uint k,
                                   const int log_out, const int acc)
 {
@@ -89,7 +89,7 @@ __kernel void p7_softmax_backward(__global const float *y, const ulong yo, __glo
 /* probs = softmax(logits) per row, and the row's loss -log softmax[label] computed in
  * log space (max + log(sum) - x[label]) so a tiny probability does not underflow.
  * A label outside [0, k) gives NaN. */
-__kernel void p7_cross_entropy_rows(__global const float *x, const ulong xo, __global const int *labels,
+__kernel void softmax_cross_entropy_rows(__global const float *x, const ulong xo, __global const int *labels,
                                     const ulong lo, __global float *probs, const ulong po, const uint k,
                                     __global acc_t *row_loss)
 {
@@ -111,7 +111,7 @@ __kernel void p7_cross_entropy_rows(__global const float *x, const ulong xo, __g
 }
 
 /* loss = mean of the n row losses: one work-group, fixed order. */
-__kernel void p7_cross_entropy_mean(__global const acc_t *row_loss, const uint n, __global float *loss,
+__kernel void softmax_cross_entropy_mean(__global const acc_t *row_loss, const uint n, __global float *loss,
                                     const ulong lo)
 {
     __local acc_t abuf[P7_WG];
@@ -123,7 +123,7 @@ __kernel void p7_cross_entropy_mean(__global const acc_t *row_loss, const uint n
 
 /* dlogits = dloss[0] * (probs - onehot(label)) / n for global (k, n); a row with a bad
  * label gets NaN, like its loss. */
-__kernel void p7_cross_entropy_backward(__global const float *probs, const ulong po, __global const int *labels,
+__kernel void softmax_cross_entropy_backward(__global const float *probs, const ulong po, __global const int *labels,
                                         const ulong lo, __global const float *dloss, const ulong dlo,
                                         const float inv_n, __global float *dx, const ulong dxo, const int acc)
 {

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "tensor/tensor_internal.h"
+#include "runtime/p7_kernels.h"
 #include "p7_test_support.h"
 
 static void test_syntax_error_returns_log(void **state)
@@ -34,14 +35,36 @@ static void test_embedded_kernels_build(void **state)
     (void)state;
     p7_device *device = p7_test_open_device(NULL);
     cl_kernel k1, k2;
-    P7_ASSERT_OK(p7_kernel_get(device, "tensor_fill.cl", NULL, "p7_fill", &k1));
-    P7_ASSERT_OK(p7_kernel_get(device, "tensor_fill.cl", NULL, "p7_fill", &k2));
+    P7_ASSERT_OK(p7_kernel_get(device, &p7_kernels_tensor_fill, NULL, "tensor_fill", &k1));
+    P7_ASSERT_OK(p7_kernel_get(device, &p7_kernels_tensor_fill, NULL, "tensor_fill", &k2));
     assert_ptr_equal(k1, k2); /* built once per process */
-    assert_int_equal(p7_kernel_get(device, "no_such_file.cl", NULL, "x", &k1), P7_ERROR_KERNEL_NOT_FOUND);
-    assert_non_null(strstr(p7_last_error(), "no_such_file.cl"));
-    assert_int_equal(p7_kernel_get(device, "tensor_fill.cl", NULL, "p7_no_such_kernel", &k1),
+    /* A kernel file is a symbol (p7_kernels_<stem>), so a misspelled file does not
+     * compile; a NULL one and a misspelled kernel name are errors that say so. */
+    assert_int_equal(p7_kernel_get(device, NULL, NULL, "x", &k1), P7_ERROR_INVALID_ARGUMENT);
+    assert_int_equal(p7_kernel_get(device, &p7_kernels_tensor_fill, NULL, "p7_no_such_kernel", &k1),
                      P7_ERROR_KERNEL_NOT_FOUND);
-    assert_non_null(strstr(p7_last_error(), "p7_no_such_kernel"));
+    assert_non_null(strstr(p7_last_error(), "tensor_fill.cl has no kernel named p7_no_such_kernel"));
+    p7_device_close(device);
+}
+
+/* The host's argument list must match the kernel's: one too few or too many is an
+ * error naming the kernel and both counts, before any argument is set. */
+static void test_argument_count_is_checked(void **state)
+{
+    (void)state;
+    p7_device *device = p7_test_open_device(NULL);
+    cl_kernel k;
+    P7_ASSERT_OK(p7_kernel_get(device, &p7_kernels_tensor_fill, NULL, "tensor_fill", &k));
+    cl_mem m = NULL;
+    cl_ulong offset = 0;
+    cl_float value = 0;
+    assert_int_equal(P7_SET_ARGS(k, "fill", P7_ARG(m), P7_ARG(offset)), P7_ERROR_INVALID_ARGUMENT);
+    assert_non_null(strstr(p7_last_error(), "fill: kernel tensor_fill takes"));
+    assert_non_null(strstr(p7_last_error(), "the host passes 2"));
+    cl_uint n = 0, extra = 0;
+    assert_int_equal(P7_SET_ARGS(k, "fill", P7_ARG(m), P7_ARG(offset), P7_ARG(value), P7_ARG(n), P7_ARG(extra)),
+                     P7_ERROR_INVALID_ARGUMENT);
+    assert_int_equal(P7_COUNT_ARG_PAIRS(P7_ARG(m), P7_ARG(offset), P7_ARG(value)), 3);
     p7_device_close(device);
 }
 
@@ -95,7 +118,7 @@ static void test_program_cache(void **state)
         p7_tensor *t;
         P7_ASSERT_OK(p7_tensor_create(device, 1, shape, &t));
         cl_mem m = p7_tensor_mem(t);
-        P7_ASSERT_OK(p7_set_args(k, "probe", 1, P7_ARG(m)));
+        P7_ASSERT_OK(P7_SET_ARGS(k, "probe", P7_ARG(m)));
         size_t global = 64;
         P7_ASSERT_OK(p7_launch(device, k, 1, &global, NULL, "probe"));
         float out[64];
@@ -117,6 +140,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_syntax_error_returns_log),
         cmocka_unit_test(test_embedded_kernels_build),
+        cmocka_unit_test(test_argument_count_is_checked),
         cmocka_unit_test(test_program_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,6 +8,7 @@
 
 #include "gemm/gemm_internal.h"
 #include "runtime/runtime.h"
+#include "runtime/p7_kernels.h"
 
 /* Must match MR/NR and P7_PACK_KB in kernels/gemm_p7.cl. */
 enum { P7_GEMM_MR = 8, P7_GEMM_NR = 32, P7_GEMM_PACK_KB = 16 };
@@ -38,10 +39,10 @@ static p7_status pack(p7_device *device, const p7_gemm_desc *d, int copy, int wi
     char name[32];
     snprintf(name, sizeof name, "gemm_p7_pack_%s_%d", copy ? "copy" : "gather", width);
     cl_kernel kernel;
-    P7_TRY(p7_kernel_get(device, "gemm_p7.cl", "", name, &kernel));
+    P7_TRY(p7_kernel_get(device, &p7_kernels_gemm_p7, "", name, &kernel));
     cl_uint k_total = (cl_uint)d->k;
     cl_ulong offset = src_offset, ld64 = ld, dst_off = dst_offset;
-    P7_TRY(p7_set_args(kernel, label, 7, P7_ARG(rows), P7_ARG(k_total), P7_ARG(src), P7_ARG(offset),
+    P7_TRY(P7_SET_ARGS(kernel, label, P7_ARG(rows), P7_ARG(k_total), P7_ARG(src), P7_ARG(offset),
                        P7_ARG(ld64), P7_ARG(dst), P7_ARG(dst_off)));
     size_t global[2], local[2];
     if (copy) {
@@ -86,7 +87,7 @@ static p7_status run_tiles(p7_device *device, const p7_gemm_desc *d, cl_mem ap, 
                            size_t bp_offset, cl_mem c, size_t m_panels, size_t n_panels)
 {
     cl_kernel tile;
-    P7_TRY(p7_kernel_get(device, "gemm_p7.cl", "", "gemm_p7_tile", &tile));
+    P7_TRY(p7_kernel_get(device, &p7_kernels_gemm_p7, "", "gemm_p7_tile", &tile));
     const size_t blocks = (d->k + P7_GEMM_KC_MAX - 1) / P7_GEMM_KC_MAX;
     const size_t kc = (d->k + blocks - 1) / blocks; /* equal blocks, none tiny */
     cl_uint m32 = (cl_uint)d->m, n32 = (cl_uint)d->n, k32 = (cl_uint)d->k;
@@ -100,7 +101,7 @@ static p7_status run_tiles(p7_device *device, const p7_gemm_desc *d, cl_mem ap, 
         cl_uint k_len = (cl_uint)(d->k - k0 < kc ? d->k - k0 : kc);
         /* Later blocks accumulate onto what the earlier ones wrote. */
         float beta = k0 == 0 ? d->beta : 1.0f;
-        P7_TRY(p7_set_args(tile, "gemm_p7.tile", 15, P7_ARG(m32), P7_ARG(n32), P7_ARG(k32), P7_ARG(k_begin),
+        P7_TRY(P7_SET_ARGS(tile, "gemm_p7.tile", P7_ARG(m32), P7_ARG(n32), P7_ARG(k32), P7_ARG(k_begin),
                            P7_ARG(k_len), P7_ARG(n_fastest), P7_ARG(ap), P7_ARG(ap_off), P7_ARG(bp),
                            P7_ARG(bp_off), P7_ARG(c), P7_ARG(c_off), P7_ARG(ldc), P7_ARG(alpha),
                            P7_ARG(beta)));

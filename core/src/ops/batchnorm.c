@@ -4,8 +4,9 @@
  * did); only the affine weight/bias are per member. */
 #include "ops/op_kernels.h"
 #include "ops/op_reduce_config.h"
+#include "runtime/p7_kernels.h"
 
-#define BN_FILE "batchnorm.cl"
+#define BN_FILE (&p7_kernels_batchnorm)
 
 typedef struct bn_geometry {
     cl_uint rows, channels, hw, rows_per_member;
@@ -125,33 +126,33 @@ p7_status p7_batchnorm2d_forward(const p7_tensor *x, const p7_tensor *weight, co
     cl_ulong rmo = running_mean ? p7_tensor_offset(running_mean) : 0;
     cl_ulong rvo = running_var ? p7_tensor_offset(running_var) : 0;
     if (training) {
-        st = p7_kernel_get(d, BN_FILE, opts, "p7_bn_stats", &k);
+        st = p7_kernel_get(d, BN_FILE, opts, "batchnorm_stats", &k);
         cl_mem xm = p7_tensor_mem(x);
         cl_ulong xo = p7_tensor_offset(x);
         cl_int has_running = running_mean != NULL;
         if (st == P7_SUCCESS)
-            st = p7_set_args(k, "batchnorm2d stats", 16, P7_ARG(xm), P7_ARG(xo), P7_ARG(g.channels), P7_ARG(g.hw),
+            st = P7_SET_ARGS(k, "batchnorm2d stats", P7_ARG(xm), P7_ARG(xo), P7_ARG(g.channels), P7_ARG(g.hw),
                              P7_ARG(g.rows), P7_ARG(momentum), P7_ARG(eps), P7_ARG(smem), P7_ARG(smo), P7_ARG(imem),
                              P7_ARG(sio), P7_ARG(rm), P7_ARG(rmo), P7_ARG(rv), P7_ARG(rvo), P7_ARG(has_running));
         size_t global = c * cfg.wg, local = cfg.wg;
         if (st == P7_SUCCESS) st = p7_launch(d, k, 1, &global, &local, "batchnorm2d.stats");
     } else {
-        st = p7_kernel_get(d, BN_FILE, opts, "p7_bn_eval_stats", &k);
+        st = p7_kernel_get(d, BN_FILE, opts, "batchnorm_eval_stats", &k);
         if (st == P7_SUCCESS)
-            st = p7_set_args(k, "batchnorm2d eval stats", 10, P7_ARG(rm), P7_ARG(rmo), P7_ARG(rv), P7_ARG(rvo),
+            st = P7_SET_ARGS(k, "batchnorm2d eval stats", P7_ARG(rm), P7_ARG(rmo), P7_ARG(rv), P7_ARG(rvo),
                              P7_ARG(eps), P7_ARG(smem), P7_ARG(smo), P7_ARG(imem), P7_ARG(sio), P7_ARG(g.channels));
         size_t global = (c + 63) / 64 * 64;
         if (st == P7_SUCCESS) st = p7_launch(d, k, 1, &global, NULL, "batchnorm2d.eval_stats");
     }
 
-    if (st == P7_SUCCESS) st = p7_kernel_get(d, BN_FILE, opts, "p7_bn_apply", &k);
+    if (st == P7_SUCCESS) st = p7_kernel_get(d, BN_FILE, opts, "batchnorm_apply", &k);
     if (st == P7_SUCCESS) {
         cl_mem xm = p7_tensor_mem(x), ym = p7_tensor_mem(y);
         cl_ulong xo = p7_tensor_offset(x), yo = p7_tensor_offset(y);
         cl_mem wm = weight ? p7_tensor_mem(weight) : NULL, bm = bias ? p7_tensor_mem(bias) : NULL;
         cl_ulong wo = weight ? p7_tensor_offset(weight) : 0, bo = bias ? p7_tensor_offset(bias) : 0;
         cl_int has_w = weight != NULL, has_b = bias != NULL;
-        st = p7_set_args(k, "batchnorm2d apply", 15, P7_ARG(xm), P7_ARG(xo), P7_ARG(smem), P7_ARG(smo), P7_ARG(imem),
+        st = P7_SET_ARGS(k, "batchnorm2d apply", P7_ARG(xm), P7_ARG(xo), P7_ARG(smem), P7_ARG(smo), P7_ARG(imem),
                          P7_ARG(sio), P7_ARG(wm), P7_ARG(wo), P7_ARG(has_w), P7_ARG(bm), P7_ARG(bo), P7_ARG(has_b),
                          P7_ARG(g.rows_per_member), P7_ARG(ym), P7_ARG(yo));
         size_t global[3] = {g.hw, g.channels, g.rows};
@@ -219,13 +220,13 @@ p7_status p7_batchnorm2d_backward(const p7_tensor *x, const p7_tensor *weight, i
     cl_int has_w = weight != NULL;
 
     if (need_sums) {
-        st = p7_kernel_get(d, BN_FILE, opts, "p7_bn_reduce", &k);
+        st = p7_kernel_get(d, BN_FILE, opts, "batchnorm_reduce", &k);
         cl_mem dwm = dweight ? p7_tensor_mem(dweight) : NULL, dbm = dbias ? p7_tensor_mem(dbias) : NULL;
         cl_ulong dwo = dweight ? p7_tensor_offset(dweight) : 0, dbo = dbias ? p7_tensor_offset(dbias) : 0;
         cl_int dw_mode = dweight ? (dweight_accumulate ? 2 : 1) : 0;
         cl_int db_mode = dbias ? (dbias_accumulate ? 2 : 1) : 0;
         if (st == P7_SUCCESS)
-            st = p7_set_args(k, "batchnorm2d reduce", 19, P7_ARG(xm), P7_ARG(xo), P7_ARG(dym), P7_ARG(dyo), P7_ARG(mm),
+            st = P7_SET_ARGS(k, "batchnorm2d reduce", P7_ARG(xm), P7_ARG(xo), P7_ARG(dym), P7_ARG(dyo), P7_ARG(mm),
                              P7_ARG(mo), P7_ARG(im), P7_ARG(io), P7_ARG(g.channels), P7_ARG(g.hw),
                              P7_ARG(rows_per_group), P7_ARG(groups), P7_ARG(sums), P7_ARG(dwm), P7_ARG(dwo),
                              P7_ARG(dw_mode), P7_ARG(dbm), P7_ARG(dbo), P7_ARG(db_mode));
@@ -236,22 +237,22 @@ p7_status p7_batchnorm2d_backward(const p7_tensor *x, const p7_tensor *weight, i
     /* The channel totals of g = dy * w follow the [2][groups][C] sums in the scratch. */
     cl_ulong to = 2 * (cl_ulong)groups * c;
     if (st == P7_SUCCESS && dx && training) {
-        st = p7_kernel_get(d, BN_FILE, opts, "p7_bn_combine", &k);
+        st = p7_kernel_get(d, BN_FILE, opts, "batchnorm_combine", &k);
         if (st == P7_SUCCESS)
-            st = p7_set_args(k, "batchnorm2d combine", 8, P7_ARG(sums), P7_ARG(wm), P7_ARG(wo), P7_ARG(has_w),
+            st = P7_SET_ARGS(k, "batchnorm2d combine", P7_ARG(sums), P7_ARG(wm), P7_ARG(wo), P7_ARG(has_w),
                              P7_ARG(groups), P7_ARG(g.channels), P7_ARG(sums), P7_ARG(to));
         size_t global = (c + 63) / 64 * 64;
         if (st == P7_SUCCESS) st = p7_launch(d, k, 1, &global, NULL, "batchnorm2d.backward_combine");
     }
     if (st == P7_SUCCESS && dx) {
-        const char *name = training ? (dx_accumulate ? "p7_bn_dx_train_acc" : "p7_bn_dx_train")
-                                    : (dx_accumulate ? "p7_bn_dx_eval_acc" : "p7_bn_dx_eval");
+        const char *name = training ? (dx_accumulate ? "batchnorm_dx_train_acc" : "batchnorm_dx_train")
+                                    : (dx_accumulate ? "batchnorm_dx_eval_acc" : "batchnorm_dx_eval");
         st = p7_kernel_get(d, BN_FILE, opts, name, &k);
         cl_mem dxm = p7_tensor_mem(dx);
         cl_ulong dxo = p7_tensor_offset(dx);
         float inv_count = (float)(1.0 / ((double)g.rows * (double)g.hw));
         if (st == P7_SUCCESS)
-            st = p7_set_args(k, "batchnorm2d dx", 17, P7_ARG(xm), P7_ARG(xo), P7_ARG(dym), P7_ARG(dyo), P7_ARG(mm),
+            st = P7_SET_ARGS(k, "batchnorm2d dx", P7_ARG(xm), P7_ARG(xo), P7_ARG(dym), P7_ARG(dyo), P7_ARG(mm),
                              P7_ARG(mo), P7_ARG(im), P7_ARG(io), P7_ARG(wm), P7_ARG(wo), P7_ARG(has_w),
                              P7_ARG(g.rows_per_member), P7_ARG(sums), P7_ARG(to), P7_ARG(inv_count), P7_ARG(dxm),
                              P7_ARG(dxo));

@@ -19,16 +19,17 @@
 #include "ops/conv2d_internal.h"
 #include "gemm/gemm_internal.h"
 #include "ops/op_kernels.h"
+#include "runtime/p7_kernels.h"
 #include "p7/gemm.h"
 
 _Static_assert(P7_CONV_PANEL == P7_GEMM_P7_PANEL, "packed im2col must match the GEMM's B panel width");
 
-#define CONV_FILE "conv2d.cl"
+#define CONV_FILE (&p7_kernels_conv2d)
 
 /* Input rows up to this width use the per-pixel col2im (see p7_conv2d_backward). */
 #define P7_CONV_FLAT_COL2IM_MAX_W 4
 
-/* Work-group sizes of conv_col2im_same and conv_im2col_packed_same (along channels).
+/* Work-group sizes of conv2d_col2im_same and conv2d_im2col_packed_same (along channels).
  * Each work-item already moves whole vectors; sizes 1-16 measured within noise. */
 #define P7_CONV_SAME_LOCAL 16
 #define P7_CONV_SAME_LOCAL_C 4
@@ -129,12 +130,12 @@ static p7_status conv_kernel(p7_device *device, const conv_dims *d, const char *
 static p7_status im2col(p7_device *device, const conv_dims *d, const p7_tensor *x, cl_mem col)
 {
     cl_kernel k;
-    P7_TRY(conv_kernel(device, d, "conv_im2col", &k));
+    P7_TRY(conv_kernel(device, d, "conv2d_im2col", &k));
     cl_mem xm = p7_tensor_mem(x);
     cl_ulong xo = p7_tensor_offset(x);
     cl_uint n = (cl_uint)d->n, c = (cl_uint)d->c, h = (cl_uint)d->h, w = (cl_uint)d->w;
     cl_uint oh = (cl_uint)d->oh, ow = (cl_uint)d->ow;
-    P7_TRY(p7_set_args(k, "conv2d.im2col", 9, P7_ARG(xm), P7_ARG(xo), P7_ARG(col), P7_ARG(n), P7_ARG(c),
+    P7_TRY(P7_SET_ARGS(k, "conv2d.im2col", P7_ARG(xm), P7_ARG(xo), P7_ARG(col), P7_ARG(n), P7_ARG(c),
                        P7_ARG(h), P7_ARG(w), P7_ARG(oh), P7_ARG(ow)));
     return launch_rows(device, k, d->n * d->c * d->oh, "conv2d.im2col");
 }
@@ -150,15 +151,15 @@ static int same16(const conv_dims *d)
 
 static size_t packed_panels(size_t n) { return (n + P7_CONV_PANEL - 1) / P7_CONV_PANEL; }
 
-/* col^T packed as the dW GEMM's B panels (conv_im2col_packed_t), into bp from offset 0. */
+/* col^T packed as the dW GEMM's B panels (conv2d_im2col_packed_t), into bp from offset 0. */
 static p7_status im2col_packed_t(p7_device *device, const conv_dims *d, const p7_tensor *x, cl_mem bp)
 {
     cl_kernel k;
-    P7_TRY(conv_kernel(device, d, "conv_im2col_packed_t", &k));
+    P7_TRY(conv_kernel(device, d, "conv2d_im2col_packed_t", &k));
     cl_mem xm = p7_tensor_mem(x);
     cl_ulong xo = p7_tensor_offset(x), bo = 0;
     cl_uint n = (cl_uint)d->n, c = (cl_uint)d->c, h = (cl_uint)d->h, w = (cl_uint)d->w;
-    P7_TRY(p7_set_args(k, "conv2d.im2col_packed_t", 8, P7_ARG(xm), P7_ARG(xo), P7_ARG(bp), P7_ARG(bo), P7_ARG(n),
+    P7_TRY(P7_SET_ARGS(k, "conv2d.im2col_packed_t", P7_ARG(xm), P7_ARG(xo), P7_ARG(bp), P7_ARG(bo), P7_ARG(n),
                        P7_ARG(c), P7_ARG(h), P7_ARG(w)));
     size_t local[2] = {P7_CONV_SAME_LOCAL_C, 1};
     size_t global[2] = {round_up(d->np / 16, P7_CONV_SAME_LOCAL_C), packed_panels(d->ckk)};
@@ -202,13 +203,13 @@ p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_ten
     if (st != P7_SUCCESS) goto done;
 
     cl_kernel k;
-    st = conv_kernel(device, &d, "conv_unfold_output", &k);
+    st = conv_kernel(device, &d, "conv2d_unfold_output", &k);
     if (st != P7_SUCCESS) goto done;
     cl_mem ym = p7_tensor_mem(y), bm = b ? p7_tensor_mem(b) : tm;
     cl_ulong yo = p7_tensor_offset(y), bo = b ? p7_tensor_offset(b) : 0;
     cl_int has_bias = b != NULL;
     cl_uint n = (cl_uint)d.n, o = (cl_uint)d.o, plane = (cl_uint)d.plane;
-    st = p7_set_args(k, "conv2d.unfold_output", 9, P7_ARG(tm), P7_ARG(ym), P7_ARG(yo), P7_ARG(bm), P7_ARG(bo),
+    st = P7_SET_ARGS(k, "conv2d.unfold_output", P7_ARG(tm), P7_ARG(ym), P7_ARG(yo), P7_ARG(bm), P7_ARG(bo),
                      P7_ARG(has_bias), P7_ARG(n), P7_ARG(o), P7_ARG(plane));
     if (st == P7_SUCCESS) st = launch_rows(device, k, d.n * d.o, "conv2d.unfold_output");
 done:
@@ -270,22 +271,22 @@ p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_te
     cl_uint n = (cl_uint)d.n, o = (cl_uint)d.o, plane = (cl_uint)d.plane;
 
     cl_kernel k;
-    st = conv_kernel(device, &d, "conv_fold_grad", &k);
+    st = conv_kernel(device, &d, "conv2d_fold_grad", &k);
     if (st != P7_SUCCESS) goto done;
     cl_mem dym = p7_tensor_mem(dy);
     cl_ulong dyo = p7_tensor_offset(dy);
-    st = p7_set_args(k, "conv2d.fold_grad", 6, P7_ARG(dym), P7_ARG(dyo), P7_ARG(tm), P7_ARG(n), P7_ARG(o),
+    st = P7_SET_ARGS(k, "conv2d.fold_grad", P7_ARG(dym), P7_ARG(dyo), P7_ARG(tm), P7_ARG(n), P7_ARG(o),
                      P7_ARG(plane));
     if (st == P7_SUCCESS) st = launch_rows(device, k, d.n * d.o, "conv2d.fold_grad");
     if (st != P7_SUCCESS) goto done;
 
     if (db) {
-        st = conv_kernel(device, &d, "conv_bias_grad", &k);
+        st = conv_kernel(device, &d, "conv2d_bias_grad", &k);
         if (st != P7_SUCCESS) goto done;
         cl_mem dbm = p7_tensor_mem(db);
         cl_ulong len = d.np, dbo = p7_tensor_offset(db);
         cl_int acc = db_accumulate != 0;
-        st = p7_set_args(k, "conv2d.bias_grad", 6, P7_ARG(tm), P7_ARG(len), P7_ARG(dbm), P7_ARG(dbo), P7_ARG(acc),
+        st = P7_SET_ARGS(k, "conv2d.bias_grad", P7_ARG(tm), P7_ARG(len), P7_ARG(dbm), P7_ARG(dbo), P7_ARG(acc),
                          P7_ARG(o));
         if (st == P7_SUCCESS) {
             size_t local = 1, global = d.o;
@@ -322,15 +323,19 @@ p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_te
          * work-item per pixel measured up to 1.6x faster (L7/L8 at 2x2). */
         int same = same16(&d);
         int flat = !same && d.w <= P7_CONV_FLAT_COL2IM_MAX_W;
-        st = conv_kernel(device, &d, same ? "conv_col2im_same" : flat ? "conv_col2im_flat" : "conv_col2im", &k);
+        st = conv_kernel(device, &d, same ? "conv2d_col2im_same" : flat ? "conv2d_col2im_flat" : "conv2d_col2im", &k);
         if (st != P7_SUCCESS) goto done;
         cl_mem dxm = p7_tensor_mem(dx);
         cl_ulong dxo = p7_tensor_offset(dx);
         cl_int acc = dx_accumulate != 0;
         cl_uint c = (cl_uint)d.c, h = (cl_uint)d.h, wd = (cl_uint)d.w, oh = (cl_uint)d.oh, ow = (cl_uint)d.ow;
-        /* conv_col2im_same takes no output sizes: they equal the input's. */
-        st = p7_set_args(k, "conv2d.col2im", same ? 8 : 10, P7_ARG(colm), P7_ARG(dxm), P7_ARG(dxo), P7_ARG(acc),
-                         P7_ARG(n), P7_ARG(c), P7_ARG(h), P7_ARG(wd), P7_ARG(oh), P7_ARG(ow));
+        /* conv2d_col2im_same takes no output sizes: they equal the input's. */
+        if (same)
+            st = P7_SET_ARGS(k, "conv2d.col2im", P7_ARG(colm), P7_ARG(dxm), P7_ARG(dxo), P7_ARG(acc), P7_ARG(n),
+                             P7_ARG(c), P7_ARG(h), P7_ARG(wd));
+        else
+            st = P7_SET_ARGS(k, "conv2d.col2im", P7_ARG(colm), P7_ARG(dxm), P7_ARG(dxo), P7_ARG(acc), P7_ARG(n),
+                             P7_ARG(c), P7_ARG(h), P7_ARG(wd), P7_ARG(oh), P7_ARG(ow));
         if (st == P7_SUCCESS && same) {
             size_t local = P7_CONV_SAME_LOCAL, global = round_up(d.c * (d.np / 16), local);
             st = p7_launch(device, k, 1, &global, &local, "conv2d.col2im");
@@ -390,22 +395,22 @@ p7_status p7_conv2d_im2col_packed(const p7_tensor *x, int k, int stride, int pad
     p7_device *device = p7_tensor_device(x);
     cl_kernel kern;
     if (same16(&d)) {
-        P7_TRY(conv_kernel(device, &d, "conv_im2col_packed_same", &kern));
+        P7_TRY(conv_kernel(device, &d, "conv2d_im2col_packed_same", &kern));
         cl_mem xm = p7_tensor_mem(x);
         cl_ulong xo = p7_tensor_offset(x), bo = bp_offset;
         cl_uint n = (cl_uint)d.n, c = (cl_uint)d.c, h = (cl_uint)d.h, w = (cl_uint)d.w;
-        P7_TRY(p7_set_args(kern, "conv2d.im2col_packed", 8, P7_ARG(xm), P7_ARG(xo), P7_ARG(bp), P7_ARG(bo),
+        P7_TRY(P7_SET_ARGS(kern, "conv2d.im2col_packed", P7_ARG(xm), P7_ARG(xo), P7_ARG(bp), P7_ARG(bo),
                            P7_ARG(n), P7_ARG(c), P7_ARG(h), P7_ARG(w)));
         size_t local[2] = {P7_CONV_SAME_LOCAL_C, 1};
         size_t global[2] = {round_up(d.c, P7_CONV_SAME_LOCAL_C), packed_panels(d.np)};
         return p7_launch(device, kern, 2, global, local, "conv2d.im2col_packed");
     }
-    P7_TRY(conv_kernel(device, &d, "conv_im2col_packed", &kern));
+    P7_TRY(conv_kernel(device, &d, "conv2d_im2col_packed", &kern));
     cl_mem xm = p7_tensor_mem(x);
     cl_ulong xo = p7_tensor_offset(x), bo = bp_offset;
     cl_uint n = (cl_uint)d.n, c = (cl_uint)d.c, h = (cl_uint)d.h, w = (cl_uint)d.w;
     cl_uint oh = (cl_uint)d.oh, ow = (cl_uint)d.ow;
-    P7_TRY(p7_set_args(kern, "conv2d.im2col_packed", 10, P7_ARG(xm), P7_ARG(xo), P7_ARG(bp), P7_ARG(bo), P7_ARG(n),
+    P7_TRY(P7_SET_ARGS(kern, "conv2d.im2col_packed", P7_ARG(xm), P7_ARG(xo), P7_ARG(bp), P7_ARG(bo), P7_ARG(n),
                        P7_ARG(c), P7_ARG(h), P7_ARG(w), P7_ARG(oh), P7_ARG(ow)));
     size_t panels = (d.np + P7_CONV_PANEL - 1) / P7_CONV_PANEL;
     size_t local[2] = {1, 1}, global[2] = {panels, d.c};

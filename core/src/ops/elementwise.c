@@ -2,8 +2,9 @@
 #include <stdio.h>
 
 #include "ops/op_kernels.h"
+#include "runtime/p7_kernels.h"
 
-#define EW_FILE "elementwise.cl"
+#define EW_FILE (&p7_kernels_elementwise)
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
@@ -32,10 +33,10 @@ p7_status p7_relu_forward(const p7_tensor *x, p7_tensor *y)
     P7_TRY(same_count("relu", x, y));
     p7_device *d = p7_tensor_device(x);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "p7_relu_forward", &k));
+    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_relu_forward", &k));
     cl_mem xm = p7_tensor_mem(x), ym = p7_tensor_mem(y);
     cl_ulong xo = p7_tensor_offset(x), yo = p7_tensor_offset(y), n = p7_tensor_numel(x);
-    P7_TRY(p7_set_args(k, "relu", 5, P7_ARG(xm), P7_ARG(xo), P7_ARG(ym), P7_ARG(yo), P7_ARG(n)));
+    P7_TRY(P7_SET_ARGS(k, "relu", P7_ARG(xm), P7_ARG(xo), P7_ARG(ym), P7_ARG(yo), P7_ARG(n)));
     return launch_1d(d, k, n, "relu.forward");
 }
 
@@ -45,12 +46,12 @@ p7_status p7_relu_backward(const p7_tensor *y, const p7_tensor *dy, p7_tensor *d
     P7_TRY(same_count("relu backward", y, dx));
     p7_device *d = p7_tensor_device(y);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "p7_relu_backward", &k));
+    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_relu_backward", &k));
     cl_mem ym = p7_tensor_mem(y), dym = p7_tensor_mem(dy), dxm = p7_tensor_mem(dx);
     cl_ulong yo = p7_tensor_offset(y), dyo = p7_tensor_offset(dy), dxo = p7_tensor_offset(dx);
     cl_ulong n = p7_tensor_numel(y);
     cl_int acc = dx_accumulate != 0;
-    P7_TRY(p7_set_args(k, "relu backward", 8, P7_ARG(ym), P7_ARG(yo), P7_ARG(dym), P7_ARG(dyo), P7_ARG(dxm),
+    P7_TRY(P7_SET_ARGS(k, "relu backward", P7_ARG(ym), P7_ARG(yo), P7_ARG(dym), P7_ARG(dyo), P7_ARG(dxm),
                        P7_ARG(dxo), P7_ARG(n), P7_ARG(acc)));
     return launch_1d(d, k, n, "relu.backward");
 }
@@ -61,10 +62,10 @@ static p7_status binary(const char *op, const p7_tensor *a, const p7_tensor *b, 
     P7_TRY(same_count(op, a, y));
     p7_device *d = p7_tensor_device(a);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "p7_binary", &k));
+    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_binary", &k));
     cl_mem am = p7_tensor_mem(a), bm = p7_tensor_mem(b), ym = p7_tensor_mem(y);
     cl_ulong ao = p7_tensor_offset(a), bo = p7_tensor_offset(b), yo = p7_tensor_offset(y), n = p7_tensor_numel(a);
-    P7_TRY(p7_set_args(k, op, 8, P7_ARG(am), P7_ARG(ao), P7_ARG(bm), P7_ARG(bo), P7_ARG(ym), P7_ARG(yo), P7_ARG(n),
+    P7_TRY(P7_SET_ARGS(k, op, P7_ARG(am), P7_ARG(ao), P7_ARG(bm), P7_ARG(bo), P7_ARG(ym), P7_ARG(yo), P7_ARG(n),
                        P7_ARG(code)));
     return launch_1d(d, k, n, op);
 }
@@ -77,11 +78,11 @@ p7_status p7_axpy(float alpha, const p7_tensor *x, p7_tensor *out, int accumulat
     P7_TRY(same_count("axpy", x, out));
     p7_device *d = p7_tensor_device(x);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "p7_axpy", &k));
+    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_axpy", &k));
     cl_mem xm = p7_tensor_mem(x), om = p7_tensor_mem(out);
     cl_ulong xo = p7_tensor_offset(x), oo = p7_tensor_offset(out), n = p7_tensor_numel(x);
     cl_int acc = accumulate != 0;
-    P7_TRY(p7_set_args(k, "axpy", 7, P7_ARG(alpha), P7_ARG(xm), P7_ARG(xo), P7_ARG(om), P7_ARG(oo), P7_ARG(n),
+    P7_TRY(P7_SET_ARGS(k, "axpy", P7_ARG(alpha), P7_ARG(xm), P7_ARG(xo), P7_ARG(om), P7_ARG(oo), P7_ARG(n),
                        P7_ARG(acc)));
     return launch_1d(d, k, n, "axpy");
 }
@@ -121,10 +122,10 @@ static p7_status channel_broadcast(const char *op, const p7_tensor *x, const p7_
     P7_TRY(same_count(op, x, y));
     p7_device *d = p7_tensor_device(x);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "p7_channel_broadcast", &k));
+    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_channel_broadcast", &k));
     cl_mem xm = p7_tensor_mem(x), vm = p7_tensor_mem(v), ym = p7_tensor_mem(y);
     cl_ulong xo = p7_tensor_offset(x), vo = p7_tensor_offset(v), yo = p7_tensor_offset(y), n = p7_tensor_numel(x);
-    P7_TRY(p7_set_args(k, op, 11, P7_ARG(xm), P7_ARG(xo), P7_ARG(vm), P7_ARG(vo), P7_ARG(ym), P7_ARG(yo), P7_ARG(n),
+    P7_TRY(P7_SET_ARGS(k, op, P7_ARG(xm), P7_ARG(xo), P7_ARG(vm), P7_ARG(vo), P7_ARG(ym), P7_ARG(yo), P7_ARG(n),
                        P7_ARG(g.channels), P7_ARG(g.hw), P7_ARG(g.rows_per_member), P7_ARG(code)));
     return launch_1d(d, k, n, op);
 }
@@ -147,11 +148,11 @@ p7_status p7_channel_reduce_backward(const p7_tensor *dy, const p7_tensor *x, in
     if (x) P7_TRY(same_count("channel backward (dv)", dy, x));
     p7_device *d = p7_tensor_device(dy);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "p7_channel_reduce", &k));
+    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_channel_reduce", &k));
     cl_mem dym = p7_tensor_mem(dy), xm = x ? p7_tensor_mem(x) : dym, dvm = p7_tensor_mem(dv);
     cl_ulong dyo = p7_tensor_offset(dy), xo = x ? p7_tensor_offset(x) : 0, dvo = p7_tensor_offset(dv);
     cl_int has_x = x != NULL, acc = dv_accumulate != 0;
-    P7_TRY(p7_set_args(k, "channel backward (dv)", 12, P7_ARG(dym), P7_ARG(dyo), P7_ARG(xm), P7_ARG(xo),
+    P7_TRY(P7_SET_ARGS(k, "channel backward (dv)", P7_ARG(dym), P7_ARG(dyo), P7_ARG(xm), P7_ARG(xo),
                        P7_ARG(has_x), P7_ARG(dvm), P7_ARG(dvo), P7_ARG(g.members), P7_ARG(g.channels), P7_ARG(g.hw),
                        P7_ARG(g.rows_per_member), P7_ARG(acc)));
     return launch_1d(d, k, (size_t)g.members * g.channels, "channel.backward_v");
@@ -165,11 +166,11 @@ p7_status p7_channel_mul_backward_x(const p7_tensor *dy, const p7_tensor *v, int
     P7_TRY(same_count("channel_mul backward (dx)", dy, dx));
     p7_device *d = p7_tensor_device(dy);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "p7_channel_mul_backward_x", &k));
+    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_channel_mul_backward_x", &k));
     cl_mem dym = p7_tensor_mem(dy), vm = p7_tensor_mem(v), dxm = p7_tensor_mem(dx);
     cl_ulong dyo = p7_tensor_offset(dy), vo = p7_tensor_offset(v), dxo = p7_tensor_offset(dx), n = p7_tensor_numel(dy);
     cl_int acc = dx_accumulate != 0;
-    P7_TRY(p7_set_args(k, "channel_mul backward (dx)", 11, P7_ARG(dym), P7_ARG(dyo), P7_ARG(vm), P7_ARG(vo),
+    P7_TRY(P7_SET_ARGS(k, "channel_mul backward (dx)", P7_ARG(dym), P7_ARG(dyo), P7_ARG(vm), P7_ARG(vo),
                        P7_ARG(dxm), P7_ARG(dxo), P7_ARG(n), P7_ARG(g.channels), P7_ARG(g.hw),
                        P7_ARG(g.rows_per_member), P7_ARG(acc)));
     return launch_1d(d, k, n, "channel_mul.backward_x");
@@ -193,11 +194,11 @@ p7_status p7_tile_members_forward(const p7_tensor *x, int members, p7_tensor *y)
     P7_TRY(check_members("tile_members", x, y, members));
     p7_device *d = p7_tensor_device(x);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "p7_tile_members", &k));
+    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_tile_members", &k));
     cl_mem xm = p7_tensor_mem(x), ym = p7_tensor_mem(y);
     cl_ulong xo = p7_tensor_offset(x), yo = p7_tensor_offset(y), size = p7_tensor_numel(x);
     cl_uint m = (cl_uint)members;
-    P7_TRY(p7_set_args(k, "tile_members", 6, P7_ARG(xm), P7_ARG(xo), P7_ARG(ym), P7_ARG(yo), P7_ARG(size), P7_ARG(m)));
+    P7_TRY(P7_SET_ARGS(k, "tile_members", P7_ARG(xm), P7_ARG(xo), P7_ARG(ym), P7_ARG(yo), P7_ARG(size), P7_ARG(m)));
     return launch_1d(d, k, size, "tile_members");
 }
 
@@ -207,12 +208,12 @@ static p7_status sum_members(const char *op, const p7_tensor *big, int members, 
     P7_TRY(check_members(op, out, big, members));
     p7_device *d = p7_tensor_device(big);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "p7_sum_members", &k));
+    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_sum_members", &k));
     cl_mem xm = p7_tensor_mem(big), om = p7_tensor_mem(out);
     cl_ulong xo = p7_tensor_offset(big), oo = p7_tensor_offset(out), size = p7_tensor_numel(out);
     cl_uint m = (cl_uint)members;
     cl_int acc = accumulate != 0;
-    P7_TRY(p7_set_args(k, op, 8, P7_ARG(xm), P7_ARG(xo), P7_ARG(om), P7_ARG(oo), P7_ARG(size), P7_ARG(m),
+    P7_TRY(P7_SET_ARGS(k, op, P7_ARG(xm), P7_ARG(xo), P7_ARG(om), P7_ARG(oo), P7_ARG(size), P7_ARG(m),
                        P7_ARG(scale), P7_ARG(acc)));
     return launch_1d(d, k, size, op);
 }
@@ -232,13 +233,13 @@ p7_status p7_member_mean_backward(const p7_tensor *dy, int members, p7_tensor *d
     P7_TRY(check_members("member_mean.backward", dy, dx, members));
     p7_device *d = p7_tensor_device(dy);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "p7_spread_members", &k));
+    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_spread_members", &k));
     cl_mem dym = p7_tensor_mem(dy), om = p7_tensor_mem(dx);
     cl_ulong dyo = p7_tensor_offset(dy), oo = p7_tensor_offset(dx), size = p7_tensor_numel(dy);
     cl_uint m = (cl_uint)members;
     float scale = 1.0f / (float)members;
     cl_int acc = dx_accumulate != 0;
-    P7_TRY(p7_set_args(k, "member_mean.backward", 8, P7_ARG(dym), P7_ARG(dyo), P7_ARG(om), P7_ARG(oo), P7_ARG(size),
+    P7_TRY(P7_SET_ARGS(k, "member_mean.backward", P7_ARG(dym), P7_ARG(dyo), P7_ARG(om), P7_ARG(oo), P7_ARG(size),
                        P7_ARG(m), P7_ARG(scale), P7_ARG(acc)));
     return launch_1d(d, k, size, "member_mean.backward");
 }

@@ -4,9 +4,10 @@
 #include <stdio.h>
 
 #include "ops/op_kernels.h"
+#include "runtime/p7_kernels.h"
 #include "p7/gemm.h"
 
-#define LINEAR_FILE "linear.cl"
+#define LINEAR_FILE (&p7_kernels_linear)
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
@@ -59,7 +60,7 @@ p7_status p7_linear_forward(const p7_tensor *x, const p7_tensor *w, const p7_ten
         cl_mem ym = p7_tensor_mem(y), bm = p7_tensor_mem(b);
         cl_ulong yo = p7_tensor_offset(y), bo = p7_tensor_offset(b);
         cl_uint rows = (cl_uint)d.n, cols = (cl_uint)d.out;
-        P7_TRY(p7_set_args(k, "linear.bias_rows", 6, P7_ARG(ym), P7_ARG(yo), P7_ARG(bm), P7_ARG(bo), P7_ARG(rows),
+        P7_TRY(P7_SET_ARGS(k, "linear.bias_rows", P7_ARG(ym), P7_ARG(yo), P7_ARG(bm), P7_ARG(bo), P7_ARG(rows),
                            P7_ARG(cols)));
         size_t global = round_up(d.n * d.out, 64);
         P7_TRY(p7_launch(device, k, 1, &global, NULL, "linear.bias_rows"));
@@ -124,7 +125,7 @@ p7_status p7_linear_backward(const p7_tensor *x, const p7_tensor *w, const p7_te
         cl_ulong dyo = p7_tensor_offset(dy), dbo = p7_tensor_offset(db);
         cl_int acc = db_accumulate != 0;
         cl_uint rows = (cl_uint)d.n, cols = (cl_uint)d.out;
-        P7_TRY(p7_set_args(k, "linear.bias_grad", 7, P7_ARG(dym), P7_ARG(dyo), P7_ARG(dbm), P7_ARG(dbo), P7_ARG(acc),
+        P7_TRY(P7_SET_ARGS(k, "linear.bias_grad", P7_ARG(dym), P7_ARG(dyo), P7_ARG(dbm), P7_ARG(dbo), P7_ARG(acc),
                            P7_ARG(rows), P7_ARG(cols)));
         size_t global = round_up(d.out, 8), local = 8;
         P7_TRY(p7_launch(device, k, 1, &global, &local, "linear.bias_grad"));

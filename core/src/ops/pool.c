@@ -3,8 +3,9 @@
 #include <stdio.h>
 
 #include "ops/op_kernels.h"
+#include "runtime/p7_kernels.h"
 
-#define POOL_FILE "pool.cl"
+#define POOL_FILE (&p7_kernels_pool)
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
@@ -88,7 +89,7 @@ p7_status p7_maxpool2d_forward(const p7_tensor *x, int k, int s, p7_tensor *y, p
     cl_ulong xo = p7_tensor_offset(x), yo = p7_tensor_offset(y);
     cl_uint planes = (cl_uint)d.planes, h = (cl_uint)d.h, w = (cl_uint)d.w, oh = (cl_uint)d.oh, ow = (cl_uint)d.ow;
     cl_uint ku = (cl_uint)k, su = (cl_uint)s;
-    P7_TRY(p7_set_args(kern, "maxpool2d.forward", 12, P7_ARG(xm), P7_ARG(xo), P7_ARG(ym), P7_ARG(yo), P7_ARG(im),
+    P7_TRY(P7_SET_ARGS(kern, "maxpool2d.forward", P7_ARG(xm), P7_ARG(xo), P7_ARG(ym), P7_ARG(yo), P7_ARG(im),
                        P7_ARG(planes), P7_ARG(h), P7_ARG(w), P7_ARG(oh), P7_ARG(ow), P7_ARG(ku), P7_ARG(su)));
     if (fast) return launch_elements(device, kern, d.planes * d.oh * d.ow, "maxpool2d.forward");
     return launch_rows(device, kern, d.planes * d.oh, "maxpool2d.forward");
@@ -111,7 +112,7 @@ p7_status p7_maxpool2d_backward(const p7_tensor *dy, const p7_buffer *indices, i
     cl_int acc = dx_accumulate != 0;
     cl_uint planes = (cl_uint)d.planes, h = (cl_uint)d.h, w = (cl_uint)d.w, oh = (cl_uint)d.oh, ow = (cl_uint)d.ow;
     cl_uint ku = (cl_uint)k, su = (cl_uint)s;
-    P7_TRY(p7_set_args(kern, "maxpool2d.backward", 13, P7_ARG(dym), P7_ARG(dyo), P7_ARG(im), P7_ARG(dxm),
+    P7_TRY(P7_SET_ARGS(kern, "maxpool2d.backward", P7_ARG(dym), P7_ARG(dyo), P7_ARG(im), P7_ARG(dxm),
                        P7_ARG(dxo), P7_ARG(acc), P7_ARG(planes), P7_ARG(h), P7_ARG(w), P7_ARG(oh), P7_ARG(ow),
                        P7_ARG(ku), P7_ARG(su)));
     if (fast) return launch_elements(device, kern, d.planes * d.oh * d.ow, "maxpool2d.backward");

@@ -1,9 +1,10 @@
 /* Sum/mean reductions and global-norm gradient clipping (kernels/reduce.cl). */
 #include "ops/op_kernels.h"
 #include "ops/op_reduce_config.h"
+#include "runtime/p7_kernels.h"
 #include "p7/ops.h"
 
-#define RD_FILE "reduce.cl"
+#define RD_FILE (&p7_kernels_reduce)
 #define RD_MAX_GROUPS 1024
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
@@ -26,10 +27,10 @@ static p7_status enqueue_partial(p7_device *d, const p7_reduce_config *cfg, cons
     size_t groups, chunk;
     chunking(p7_tensor_numel(x), cfg->wg, &groups, &chunk);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, RD_FILE, cfg->options, "p7_reduce_partial", &k));
+    P7_TRY(p7_kernel_get(d, RD_FILE, cfg->options, "reduce_partial", &k));
     cl_mem xm = p7_tensor_mem(x);
     cl_ulong xo = p7_tensor_offset(x), n = p7_tensor_numel(x), ch = chunk, po = first_slot;
-    P7_TRY(p7_set_args(k, label, 7, P7_ARG(xm), P7_ARG(xo), P7_ARG(n), P7_ARG(ch), P7_ARG(squares),
+    P7_TRY(P7_SET_ARGS(k, label, P7_ARG(xm), P7_ARG(xo), P7_ARG(n), P7_ARG(ch), P7_ARG(squares),
                        P7_ARG(partials), P7_ARG(po)));
     size_t global = groups * cfg->wg, local = cfg->wg;
     P7_TRY(p7_launch(d, k, 1, &global, &local, label));
@@ -41,11 +42,11 @@ static p7_status enqueue_final(p7_device *d, const p7_reduce_config *cfg, cl_mem
                                cl_int norm, p7_tensor *out, const char *label)
 {
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, RD_FILE, cfg->options, "p7_reduce_final", &k));
+    P7_TRY(p7_kernel_get(d, RD_FILE, cfg->options, "reduce_final", &k));
     cl_uint cnt = (cl_uint)count;
     cl_mem om = p7_tensor_mem(out);
     cl_ulong oo = p7_tensor_offset(out);
-    P7_TRY(p7_set_args(k, label, 6, P7_ARG(partials), P7_ARG(cnt), P7_ARG(scale), P7_ARG(norm), P7_ARG(om),
+    P7_TRY(P7_SET_ARGS(k, label, P7_ARG(partials), P7_ARG(cnt), P7_ARG(scale), P7_ARG(norm), P7_ARG(om),
                        P7_ARG(oo)));
     size_t global = cfg->wg, local = cfg->wg;
     return p7_launch(d, k, 1, &global, &local, label);
@@ -99,11 +100,11 @@ p7_status p7_sum_backward(const p7_tensor *dy, float scale, p7_tensor *dx, int d
     p7_reduce_config cfg;
     P7_TRY(p7_reduce_config_get(d, &cfg));
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, RD_FILE, cfg.options, "p7_sum_backward", &k));
+    P7_TRY(p7_kernel_get(d, RD_FILE, cfg.options, "reduce_sum_backward", &k));
     cl_mem dym = p7_tensor_mem(dy), dxm = p7_tensor_mem(dx);
     cl_ulong dyo = p7_tensor_offset(dy), dxo = p7_tensor_offset(dx), n = p7_tensor_numel(dx);
     cl_int acc = dx_accumulate != 0;
-    P7_TRY(p7_set_args(k, op, 7, P7_ARG(dym), P7_ARG(dyo), P7_ARG(scale), P7_ARG(dxm), P7_ARG(dxo), P7_ARG(n),
+    P7_TRY(P7_SET_ARGS(k, op, P7_ARG(dym), P7_ARG(dyo), P7_ARG(scale), P7_ARG(dxm), P7_ARG(dxo), P7_ARG(n),
                        P7_ARG(acc)));
     return launch_elementwise(d, k, n, "sum.backward");
 }
@@ -149,14 +150,14 @@ p7_status p7_clip_grad_norm(p7_tensor *const *grads, size_t count, float max_nor
     p7_buffer_free(scratch); /* in-order queue: later users of the block run after us */
 
     cl_kernel k;
-    if (st == P7_SUCCESS) st = p7_kernel_get(d, RD_FILE, cfg.options, "p7_clip_scale", &k);
+    if (st == P7_SUCCESS) st = p7_kernel_get(d, RD_FILE, cfg.options, "reduce_clip_scale", &k);
     cl_mem nm = p7_tensor_mem(total_norm);
     cl_ulong no = p7_tensor_offset(total_norm);
     for (size_t i = 0; i < count && st == P7_SUCCESS; i++) {
         if (!grads[i]) continue;
         cl_mem gm = p7_tensor_mem(grads[i]);
         cl_ulong go = p7_tensor_offset(grads[i]), n = p7_tensor_numel(grads[i]);
-        st = p7_set_args(k, "clip_grad_norm scale", 6, P7_ARG(gm), P7_ARG(go), P7_ARG(n), P7_ARG(nm), P7_ARG(no),
+        st = P7_SET_ARGS(k, "clip_grad_norm scale", P7_ARG(gm), P7_ARG(go), P7_ARG(n), P7_ARG(nm), P7_ARG(no),
                          P7_ARG(max_norm));
         if (st == P7_SUCCESS) st = launch_elementwise(d, k, n, "clip_grad_norm.scale");
     }

@@ -2,8 +2,9 @@
  * (kernels/softmax.cl). */
 #include "ops/op_kernels.h"
 #include "ops/op_reduce_config.h"
+#include "runtime/p7_kernels.h"
 
-#define SM_FILE "softmax.cl"
+#define SM_FILE (&p7_kernels_softmax)
 
 /* x must be [N, K]; writes N and K. */
 static p7_status rows_of(const char *op, const char *name, const p7_tensor *x, cl_uint *n, cl_uint *k)
@@ -47,10 +48,10 @@ static p7_status softmax_forward(const char *op, const p7_tensor *x, p7_tensor *
     p7_reduce_config cfg;
     P7_TRY(p7_reduce_config_get(d, &cfg));
     cl_kernel kern;
-    P7_TRY(p7_kernel_get(d, SM_FILE, cfg.options, "p7_softmax_forward", &kern));
+    P7_TRY(p7_kernel_get(d, SM_FILE, cfg.options, "softmax_forward", &kern));
     cl_mem xm = p7_tensor_mem(x), ym = p7_tensor_mem(y);
     cl_ulong xo = p7_tensor_offset(x), yo = p7_tensor_offset(y);
-    P7_TRY(p7_set_args(kern, op, 6, P7_ARG(xm), P7_ARG(xo), P7_ARG(ym), P7_ARG(yo), P7_ARG(k), P7_ARG(log_out)));
+    P7_TRY(P7_SET_ARGS(kern, op, P7_ARG(xm), P7_ARG(xo), P7_ARG(ym), P7_ARG(yo), P7_ARG(k), P7_ARG(log_out)));
     size_t global = (size_t)n * cfg.wg, local = cfg.wg;
     return p7_launch(d, kern, 1, &global, &local, log_out ? "log_softmax.forward" : "softmax.forward");
 }
@@ -67,11 +68,11 @@ static p7_status softmax_backward(const char *op, const p7_tensor *y, const p7_t
     p7_reduce_config cfg;
     P7_TRY(p7_reduce_config_get(d, &cfg));
     cl_kernel kern;
-    P7_TRY(p7_kernel_get(d, SM_FILE, cfg.options, "p7_softmax_backward", &kern));
+    P7_TRY(p7_kernel_get(d, SM_FILE, cfg.options, "softmax_backward", &kern));
     cl_mem ym = p7_tensor_mem(y), dym = p7_tensor_mem(dy), dxm = p7_tensor_mem(dx);
     cl_ulong yo = p7_tensor_offset(y), dyo = p7_tensor_offset(dy), dxo = p7_tensor_offset(dx);
     cl_int acc = dx_accumulate != 0;
-    P7_TRY(p7_set_args(kern, op, 9, P7_ARG(ym), P7_ARG(yo), P7_ARG(dym), P7_ARG(dyo), P7_ARG(dxm), P7_ARG(dxo),
+    P7_TRY(P7_SET_ARGS(kern, op, P7_ARG(ym), P7_ARG(yo), P7_ARG(dym), P7_ARG(dyo), P7_ARG(dxm), P7_ARG(dxo),
                        P7_ARG(k), P7_ARG(log_out), P7_ARG(acc)));
     size_t global = (size_t)n * cfg.wg, local = cfg.wg;
     return p7_launch(d, kern, 1, &global, &local, log_out ? "log_softmax.backward" : "softmax.backward");
@@ -132,17 +133,17 @@ p7_status p7_cross_entropy_forward(const p7_tensor *logits, cl_mem labels, size_
     cl_mem rows = p7_buffer_mem(scratch);
 
     cl_kernel kern;
-    p7_status st = p7_kernel_get(d, SM_FILE, cfg.options, "p7_cross_entropy_rows", &kern);
+    p7_status st = p7_kernel_get(d, SM_FILE, cfg.options, "softmax_cross_entropy_rows", &kern);
     cl_mem xm = p7_tensor_mem(logits), pm = p7_tensor_mem(probs), lm = p7_tensor_mem(loss);
     cl_ulong xo = p7_tensor_offset(logits), po = p7_tensor_offset(probs), lo = p7_tensor_offset(loss);
     cl_ulong lbo = labels_offset;
     if (st == P7_SUCCESS)
-        st = p7_set_args(kern, op, 8, P7_ARG(xm), P7_ARG(xo), P7_ARG(labels), P7_ARG(lbo), P7_ARG(pm), P7_ARG(po),
+        st = P7_SET_ARGS(kern, op, P7_ARG(xm), P7_ARG(xo), P7_ARG(labels), P7_ARG(lbo), P7_ARG(pm), P7_ARG(po),
                          P7_ARG(k), P7_ARG(rows));
     size_t global = (size_t)n * cfg.wg, local = cfg.wg;
     if (st == P7_SUCCESS) st = p7_launch(d, kern, 1, &global, &local, "cross_entropy.rows");
-    if (st == P7_SUCCESS) st = p7_kernel_get(d, SM_FILE, cfg.options, "p7_cross_entropy_mean", &kern);
-    if (st == P7_SUCCESS) st = p7_set_args(kern, op, 4, P7_ARG(rows), P7_ARG(n), P7_ARG(lm), P7_ARG(lo));
+    if (st == P7_SUCCESS) st = p7_kernel_get(d, SM_FILE, cfg.options, "softmax_cross_entropy_mean", &kern);
+    if (st == P7_SUCCESS) st = P7_SET_ARGS(kern, op, P7_ARG(rows), P7_ARG(n), P7_ARG(lm), P7_ARG(lo));
     global = cfg.wg;
     if (st == P7_SUCCESS) st = p7_launch(d, kern, 1, &global, &local, "cross_entropy.mean");
     /* The in-order queue runs any later user of this block after these kernels. */
@@ -171,13 +172,13 @@ p7_status p7_cross_entropy_backward(const p7_tensor *probs, cl_mem labels, size_
     p7_reduce_config cfg;
     P7_TRY(p7_reduce_config_get(d, &cfg));
     cl_kernel kern;
-    P7_TRY(p7_kernel_get(d, SM_FILE, cfg.options, "p7_cross_entropy_backward", &kern));
+    P7_TRY(p7_kernel_get(d, SM_FILE, cfg.options, "softmax_cross_entropy_backward", &kern));
     cl_mem pm = p7_tensor_mem(probs), dlm = p7_tensor_mem(dloss), dxm = p7_tensor_mem(dlogits);
     cl_ulong po = p7_tensor_offset(probs), dlo = p7_tensor_offset(dloss), dxo = p7_tensor_offset(dlogits);
     cl_ulong lbo = labels_offset;
     float inv_n = (float)(1.0 / (double)n);
     cl_int acc = dlogits_accumulate != 0;
-    P7_TRY(p7_set_args(kern, op, 10, P7_ARG(pm), P7_ARG(po), P7_ARG(labels), P7_ARG(lbo), P7_ARG(dlm), P7_ARG(dlo),
+    P7_TRY(P7_SET_ARGS(kern, op, P7_ARG(pm), P7_ARG(po), P7_ARG(labels), P7_ARG(lbo), P7_ARG(dlm), P7_ARG(dlo),
                        P7_ARG(inv_n), P7_ARG(dxm), P7_ARG(dxo), P7_ARG(acc)));
     size_t global[2] = {k, n};
     return p7_launch(d, kern, 2, global, NULL, "cross_entropy.backward");

@@ -249,6 +249,15 @@ p7_status p7_device_finish(p7_device *device)
 
 p7_status p7_set_args(cl_kernel kernel, const char *label, int count, ...)
 {
+    cl_uint expected = 0;
+    P7_CL_TRY(clGetKernelInfo(kernel, CL_KERNEL_NUM_ARGS, sizeof expected, &expected, NULL), "clGetKernelInfo");
+    if ((cl_uint)count != expected) {
+        char name[96] = "";
+        clGetKernelInfo(kernel, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
+        name[sizeof name - 1] = '\0';
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: kernel %s takes %u arguments; the host passes %d", label, name,
+                       (unsigned)expected, count);
+    }
     va_list args;
     va_start(args, count);
     for (int i = 0; i < count; i++) {

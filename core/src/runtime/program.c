@@ -6,13 +6,6 @@
 
 #include "runtime/runtime.h"
 
-static const char *find_embedded(const char *file)
-{
-    for (size_t i = 0; i < p7_kernel_source_count; i++)
-        if (strcmp(p7_kernel_sources[i].file, file) == 0) return p7_kernel_sources[i].text;
-    return NULL;
-}
-
 /* Embedded sources have no include path, so `#include "name.clh"` lines naming an
  * embedded file are replaced by its text here (one level: headers include nothing).
  * Returns a malloc'd copy, or NULL when out of memory; *missing names an unknown one. */
@@ -24,9 +17,9 @@ static char *splice_includes(const char *source, const char **missing)
         const char *name = p + sizeof directive - 1, *end = strchr(name, '"');
         if (!end) break;
         for (size_t i = 0; i < p7_kernel_source_count; i++)
-            if (strlen(p7_kernel_sources[i].file) == (size_t)(end - name) &&
-                strncmp(p7_kernel_sources[i].file, name, (size_t)(end - name)) == 0)
-                cap += strlen(p7_kernel_sources[i].text);
+            if (strlen(p7_kernel_sources[i]->file) == (size_t)(end - name) &&
+                strncmp(p7_kernel_sources[i]->file, name, (size_t)(end - name)) == 0)
+                cap += strlen(p7_kernel_sources[i]->text);
     }
     char *out = malloc(cap);
     if (!out) return NULL;
@@ -42,9 +35,9 @@ static char *splice_includes(const char *source, const char **missing)
         len += (size_t)(d - p);
         const char *text = NULL;
         for (size_t i = 0; i < p7_kernel_source_count && !text; i++)
-            if (strlen(p7_kernel_sources[i].file) == (size_t)(end - name) &&
-                strncmp(p7_kernel_sources[i].file, name, (size_t)(end - name)) == 0)
-                text = p7_kernel_sources[i].text;
+            if (strlen(p7_kernel_sources[i]->file) == (size_t)(end - name) &&
+                strncmp(p7_kernel_sources[i]->file, name, (size_t)(end - name)) == 0)
+                text = p7_kernel_sources[i]->text;
         if (!text) {
             *missing = name;
             free(out);
@@ -108,8 +101,11 @@ p7_status p7_program_build_source(p7_device *device, const char *name, const cha
     return P7_SUCCESS;
 }
 
-p7_status p7_program_get(p7_device *device, const char *file, const char *options, cl_program *out)
+p7_status p7_program_get(p7_device *device, const p7_kernel_source *source_file, const char *options,
+                         cl_program *out)
 {
+    if (!source_file) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_program_get: NULL kernel file");
+    const char *file = source_file->file, *source = source_file->text;
     if (!options) options = "";
     for (p7_program_entry *e = device->programs; e; e = e->next) {
         size_t fl = strlen(file);
@@ -118,9 +114,6 @@ p7_status p7_program_get(p7_device *device, const char *file, const char *option
             return P7_SUCCESS;
         }
     }
-    const char *source = find_embedded(file);
-    if (!source)
-        return p7_fail(P7_ERROR_KERNEL_NOT_FOUND, "no embedded kernel file kernels/%s in this libp7", file);
 
     char name[256];
     snprintf(name, sizeof name, "kernels/%s", file);
@@ -155,9 +148,11 @@ p7_status p7_program_get(p7_device *device, const char *file, const char *option
     return P7_SUCCESS;
 }
 
-p7_status p7_kernel_get(p7_device *device, const char *file, const char *options,
+p7_status p7_kernel_get(p7_device *device, const p7_kernel_source *source_file, const char *options,
                         const char *kernel_name, cl_kernel *out)
 {
+    if (!source_file || !kernel_name) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_kernel_get: NULL argument");
+    const char *file = source_file->file;
     if (!options) options = "";
     char *key = join_key(file, options, kernel_name);
     if (!key) return p7_fail(P7_ERROR_OUT_OF_MEMORY, "p7_kernel_get: out of host memory");
@@ -168,7 +163,7 @@ p7_status p7_kernel_get(p7_device *device, const char *file, const char *options
             return P7_SUCCESS;
         }
     cl_program program;
-    p7_status st = p7_program_get(device, file, options, &program);
+    p7_status st = p7_program_get(device, source_file, options, &program);
     if (st != P7_SUCCESS) { free(key); return st; }
     cl_int err;
     cl_kernel kernel = clCreateKernel(program, kernel_name, &err);

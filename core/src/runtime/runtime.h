@@ -51,19 +51,22 @@ p7_status p7_fail_cl(cl_int err, const char *what);
 
 /* ---- embedded kernel sources (generated from the kernels folder at build time) ---- */
 
+/* One embedded file. Each kernel file X.cl is the symbol p7_kernels_X, declared in the
+ * generated "runtime/p7_kernels.h"; the table lists those and the .clh headers they
+ * include. */
 typedef struct p7_kernel_source {
     const char *file;   /* e.g. "gemm_p7.cl" */
     const char *text;
 } p7_kernel_source;
 
-extern const p7_kernel_source p7_kernel_sources[];
+extern const p7_kernel_source *const p7_kernel_sources[];
 extern const size_t p7_kernel_source_count;
 
 /* ---- programs (program.c) ---- */
 
 /* A built program from an embedded kernel file, cached per device, file and options:
  * built once per process. The device keeps ownership; do not release it. */
-p7_status p7_program_get(p7_device *device, const char *file, const char *options,
+p7_status p7_program_get(p7_device *device, const p7_kernel_source *file, const char *options,
                          cl_program *out);
 
 /* Build `source` for the device (not cached in memory; the on-disk cache applies).
@@ -71,9 +74,10 @@ p7_status p7_program_get(p7_device *device, const char *file, const char *option
 p7_status p7_program_build_source(p7_device *device, const char *name, const char *source,
                                   const char *options, cl_program *out);
 
-/* A kernel object from an embedded file, cached per device (so its argument slots are
- * shared: set every argument before each launch, on one thread at a time). */
-p7_status p7_kernel_get(p7_device *device, const char *file, const char *options,
+/* A kernel object from an embedded file (kernels are named <family>_<verb>, the family
+ * being the file's name), cached per device: its argument slots are shared, so set
+ * every argument before each launch, on one thread at a time. */
+p7_status p7_kernel_get(p7_device *device, const p7_kernel_source *file, const char *options,
                         const char *kernel_name, cl_kernel *out);
 
 /* ---- launches (device.c) ---- */
@@ -83,9 +87,26 @@ p7_status p7_kernel_get(p7_device *device, const char *file, const char *options
 p7_status p7_launch(p7_device *device, cl_kernel kernel, cl_uint work_dim, const size_t *global,
                     const size_t *local, const char *label);
 
-/* Set kernel arguments in order: P7_ARG(x) expands to sizeof and address. */
+/* Set every argument of a kernel in order: P7_SET_ARGS(kernel, label, P7_ARG(a),
+ * P7_ARG(b), ...). P7_ARG(x) expands to sizeof and address, and the macro counts the
+ * arguments itself; p7_set_args checks that count against the kernel's own, so a host
+ * call that passes one argument too few or too many fails with both numbers instead of
+ * launching with a stale slot. */
 #define P7_ARG(x) sizeof(x), &(x)
+#define P7_SET_ARGS(kernel, label, ...) p7_set_args((kernel), (label), P7_COUNT_ARG_PAIRS(__VA_ARGS__), __VA_ARGS__)
 p7_status p7_set_args(cl_kernel kernel, const char *label, int count, ...);
+
+/* The number of (size, pointer) pairs in a P7_SET_ARGS list, up to 32 pairs. */
+#define P7_COUNT_ARG_PAIRS(...)                                                                                \
+    P7_NTH_ARG_(__VA_ARGS__, 32, 31.5, 31, 30.5, 30, 29.5, 29, 28.5, 28, 27.5, 27, 26.5, 26, 25.5, 25, 24.5, \
+                24, 23.5, 23, 22.5, 22, 21.5, 21, 20.5, 20, 19.5, 19, 18.5, 18, 17.5, 17, 16.5, 16, 15.5, 15,   \
+                14.5, 14, 13.5, 13, 12.5, 12, 11.5, 11, 10.5, 10, 9.5, 9, 8.5, 8, 7.5, 7, 6.5, 6, 5.5, 5, 4.5, \
+                4, 3.5, 3, 2.5, 2, 1.5, 1, 0.5)
+#define P7_NTH_ARG_(a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, \
+                    a21, a22, a23, a24, a25, a26, a27, a28, a29, a30, a31, a32, a33, a34, a35, a36, a37, a38,   \
+                    a39, a40, a41, a42, a43, a44, a45, a46, a47, a48, a49, a50, a51, a52, a53, a54, a55, a56,   \
+                    a57, a58, a59, a60, a61, a62, a63, a64, n, ...)                                              \
+    ((int)(n))
 
 /* Profiling (profile.c). Record an event (takes ownership of `event`); no-op when
  * profiling is off. Shutdown releases what was recorded and not collected. */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "tensor/tensor_internal.h"
+#include "runtime/p7_kernels.h"
 
 const char *p7_shape_format(int ndim, const int64_t *shape, char *buf, size_t size)
 {
@@ -128,10 +129,10 @@ p7_status p7_tensor_fill(p7_tensor *tensor, float value)
 {
     if (!tensor) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_tensor_fill: NULL tensor");
     cl_kernel kernel;
-    P7_TRY(p7_kernel_get(tensor->device, "tensor_fill.cl", NULL, "p7_fill", &kernel));
+    P7_TRY(p7_kernel_get(tensor->device, &p7_kernels_tensor_fill, NULL, "tensor_fill", &kernel));
     cl_mem mem = p7_tensor_mem(tensor);
     cl_ulong offset = tensor->offset, count = tensor->numel;
-    P7_TRY(p7_set_args(kernel, "p7_tensor_fill", 4, P7_ARG(mem), P7_ARG(offset), P7_ARG(count), P7_ARG(value)));
+    P7_TRY(P7_SET_ARGS(kernel, "p7_tensor_fill", P7_ARG(mem), P7_ARG(offset), P7_ARG(count), P7_ARG(value)));
     size_t global = (tensor->numel + 63) / 64 * 64;
     return p7_launch(tensor->device, kernel, 1, &global, NULL, "tensor_fill");
 }

@@ -1,15 +1,16 @@
 /* Seeded random fills on the device (kernels/rng_philox.cl). */
 #include "tensor/tensor_internal.h"
+#include "runtime/p7_kernels.h"
 
 static p7_status fill_words(p7_tensor *t, uint64_t seed, uint64_t stream, cl_int kind, float a, float b,
                             const char *label)
 {
     if (!t) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL tensor", label);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(t->device, "rng_philox.cl", NULL, "p7_fill_random_words", &k));
+    P7_TRY(p7_kernel_get(t->device, &p7_kernels_rng_philox, NULL, "rng_philox_fill_random_words", &k));
     cl_mem mem = p7_tensor_mem(t);
     cl_ulong offset = t->offset, count = t->numel, s = seed, st = stream;
-    P7_TRY(p7_set_args(k, label, 8, P7_ARG(mem), P7_ARG(offset), P7_ARG(count), P7_ARG(s), P7_ARG(st), P7_ARG(kind),
+    P7_TRY(P7_SET_ARGS(k, label, P7_ARG(mem), P7_ARG(offset), P7_ARG(count), P7_ARG(s), P7_ARG(st), P7_ARG(kind),
                        P7_ARG(a), P7_ARG(b)));
     size_t global = (t->numel + 3) / 4;
     return p7_launch(t->device, k, 1, &global, NULL, label);
@@ -34,10 +35,10 @@ p7_status p7_tensor_fill_normal(p7_tensor *t, uint64_t seed, uint64_t stream, fl
     if (!t) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_tensor_fill_normal: NULL tensor");
     if (!(std >= 0.0f)) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_tensor_fill_normal: std %g < 0", std);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(t->device, "rng_philox.cl", NULL, "p7_fill_normal", &k));
+    P7_TRY(p7_kernel_get(t->device, &p7_kernels_rng_philox, NULL, "rng_philox_fill_normal", &k));
     cl_mem mem = p7_tensor_mem(t);
     cl_ulong offset = t->offset, count = t->numel, s = seed, st = stream;
-    P7_TRY(p7_set_args(k, "fill_normal", 7, P7_ARG(mem), P7_ARG(offset), P7_ARG(count), P7_ARG(s), P7_ARG(st),
+    P7_TRY(P7_SET_ARGS(k, "fill_normal", P7_ARG(mem), P7_ARG(offset), P7_ARG(count), P7_ARG(s), P7_ARG(st),
                        P7_ARG(mean), P7_ARG(std)));
     size_t global = (t->numel + 1) / 2;
     return p7_launch(t->device, k, 1, &global, NULL, "fill_normal");
