@@ -21,18 +21,6 @@
 #define FD_TOL 1e-3
 #define FD_STEP 1e-5
 
-static int setup(void **state)
-{
-    *state = p7_test_open_device(NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    p7_device_close(*state);
-    return 0;
-}
-
 /* ---- float64 host reference ---- */
 
 typedef struct bn_shape { int n, c, hw, m; } bn_shape;
@@ -95,39 +83,6 @@ static double host_objective(bn_shape s, const double *x, const double *w, const
     return l;
 }
 
-static double *to_double(const float *f, size_t n)
-{
-    double *d = malloc((n ? n : 1) * sizeof *d);
-    for (size_t i = 0; i < n; i++) d[i] = f[i];
-    return d;
-}
-
-/* max |got - ref| / max |ref| must be at most tol (NaN fails). */
-static void assert_normwise(const char *what, const float *got, const double *ref, size_t n, double tol)
-{
-    double err = 0.0, scale = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - ref[i]);
-        if (!(e == e)) e = INFINITY;
-        if (e > err) err = e;
-        if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
-    }
-    if (!(err <= tol * (scale > 0 ? scale : 1.0))) {
-        print_error("%s: normwise error %g (scale %g) exceeds %g\n", what, err, scale, tol);
-        fail();
-    }
-}
-
-static void assert_close(const char *what, const float *got, const double *ref, size_t n, double tol)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (!(fabs((double)got[i] - ref[i]) <= tol * fmax(1.0, fabs(ref[i])))) {
-            print_error("%s[%zu]: got %.9g, expected %.9g\n", what, i, (double)got[i], ref[i]);
-            fail();
-        }
-    }
-}
-
 /* Central differences of the objective with respect to every element of p[0..n). */
 static void fd_gradient(bn_shape s, double *x, double *w, double *b, int training, const double *rm,
                         const double *rv, double eps, const double *dy, double *p, size_t n, double *g)
@@ -166,8 +121,8 @@ static void check_case(p7_device *d, bn_shape s, int affine, int training, uint6
     p7_tensor *ty = p7_test_tensor(d, 4, xs, NULL), *tmean = p7_test_tensor(d, 1, cs, NULL), *tinv = p7_test_tensor(d, 1, cs, NULL);
     P7_ASSERT_OK(p7_batchnorm2d_forward(tx, tw, tb, s.m, trm, trv, training, momentum, eps, tmean, tinv, ty));
 
-    double *xd = to_double(x, nx), *dyd = to_double(dy, nx), *wd = to_double(w, nmc), *bd = to_double(b, nmc);
-    double *rmd = to_double(rm, (size_t)s.c), *rvd = to_double(rv, (size_t)s.c);
+    double *xd = p7_test_to_double(x, nx), *dyd = p7_test_to_double(dy, nx), *wd = p7_test_to_double(w, nmc), *bd = p7_test_to_double(b, nmc);
+    double *rmd = p7_test_to_double(rm, (size_t)s.c), *rvd = p7_test_to_double(rv, (size_t)s.c);
     double mean[16], var[16];
     if (training) {
         host_stats(s, xd, mean, var);
@@ -180,7 +135,7 @@ static void check_case(p7_device *d, bn_shape s, int affine, int training, uint6
 
     float *gy = p7_test_download(ty), *gmean = p7_test_download(tmean), *ginv = p7_test_download(tinv);
     float *grm = p7_test_download(trm), *grv = p7_test_download(trv);
-    assert_close("y", gy, y, nx, FWD_TOL);
+    p7_test_assert_close("y", gy, y, nx, FWD_TOL);
     double inv[16], erm[16], erv[16];
     const double count = (double)s.n * s.hw;
     for (int c = 0; c < s.c; c++) {
@@ -188,10 +143,10 @@ static void check_case(p7_device *d, bn_shape s, int affine, int training, uint6
         erm[c] = training ? (1 - momentum) * rmd[c] + momentum * mean[c] : rmd[c];
         erv[c] = training ? (1 - momentum) * rvd[c] + momentum * var[c] * count / (count - 1) : rvd[c];
     }
-    assert_close("save_mean", gmean, mean, (size_t)s.c, FWD_TOL);
-    assert_close("save_invstd", ginv, inv, (size_t)s.c, FWD_TOL);
-    assert_close("running_mean", grm, erm, (size_t)s.c, FWD_TOL);
-    assert_close("running_var", grv, erv, (size_t)s.c, FWD_TOL);
+    p7_test_assert_close("save_mean", gmean, mean, (size_t)s.c, FWD_TOL);
+    p7_test_assert_close("save_invstd", ginv, inv, (size_t)s.c, FWD_TOL);
+    p7_test_assert_close("running_mean", grm, erm, (size_t)s.c, FWD_TOL);
+    p7_test_assert_close("running_var", grv, erv, (size_t)s.c, FWD_TOL);
 
     /* backward, every output NaN-prefilled so a skipped element shows */
     p7_tensor *tdx = p7_test_tensor(d, 4, xs, NULL);
@@ -200,14 +155,14 @@ static void check_case(p7_device *d, bn_shape s, int affine, int training, uint6
     double *fd = malloc(nx * sizeof *fd);
     fd_gradient(s, xd, affine ? wd : NULL, affine ? bd : NULL, training, rmd, rvd, eps, dyd, xd, nx, fd);
     float *gdx = p7_test_download(tdx);
-    assert_normwise("dx", gdx, fd, nx, FD_TOL);
+    p7_test_assert_normwise("dx", gdx, fd, nx, FD_TOL);
     if (affine) {
         double fdw[64], fdb[64];
         fd_gradient(s, xd, wd, bd, training, rmd, rvd, eps, dyd, wd, nmc, fdw);
         fd_gradient(s, xd, wd, bd, training, rmd, rvd, eps, dyd, bd, nmc, fdb);
         float *gdw = p7_test_download(tdw), *gdb = p7_test_download(tdb);
-        assert_normwise("dweight", gdw, fdw, nmc, FD_TOL);
-        assert_normwise("dbias", gdb, fdb, nmc, FD_TOL);
+        p7_test_assert_normwise("dweight", gdw, fdw, nmc, FD_TOL);
+        p7_test_assert_normwise("dbias", gdb, fdb, nmc, FD_TOL);
 
         /* accumulate=1 adds to what is there: prefill with known values */
         float *pre_x = malloc(nx * sizeof *pre_x), pre_w[64], pre_b[64];
@@ -299,13 +254,13 @@ static void test_forward_long_channels(void **state)
         p7_tensor *tw = p7_test_tensor(d, 2, ms, w), *tb = p7_test_tensor(d, 2, ms, b);
         p7_tensor *ty = p7_test_tensor(d, 4, x4, NULL), *tm = p7_test_tensor(d, 1, cs, NULL), *ti = p7_test_tensor(d, 1, cs, NULL);
         P7_ASSERT_OK(p7_batchnorm2d_forward(tx, tw, tb, s.m, NULL, NULL, 1, 0.1f, 1e-5f, tm, ti, ty));
-        double *xd = to_double(x, nx), *wd = to_double(w, nmc), *bd = to_double(b, nmc);
+        double *xd = p7_test_to_double(x, nx), *wd = p7_test_to_double(w, nmc), *bd = p7_test_to_double(b, nmc);
         double mean[4], var[4], *y = malloc(nx * sizeof *y);
         host_stats(s, xd, mean, var);
         host_apply(s, xd, mean, var, wd, bd, 1e-5, y);
         float *gy = p7_test_download(ty);
         /* x ~ 1000 +- 1: the float mean (ulp 6e-5 at 1000) over the std (0.58) bounds y's accuracy */
-        assert_close("y (offset 1000)", gy, y, nx, 2e-4);
+        p7_test_assert_close("y (offset 1000)", gy, y, nx, 2e-4);
         free(gy);
         free(y);
         free(xd);
@@ -356,7 +311,7 @@ static void test_running_stats_steps(void **state)
         p7_tensor *tx = p7_test_tensor(d, 4, xs, x);
         P7_ASSERT_OK(p7_batchnorm2d_forward(tx, tw, tb, s.m, trm, trv, 1, 0.1f, 1e-5f, tm, ti, ty));
         p7_tensor_release(tx);
-        double *xd = to_double(x, nx), mean[3], var[3];
+        double *xd = p7_test_to_double(x, nx), mean[3], var[3];
         host_stats(s, xd, mean, var);
         const double count = (double)s.n * s.hw;
         for (int c = 0; c < 3; c++) {
@@ -366,19 +321,19 @@ static void test_running_stats_steps(void **state)
         free(xd);
     }
     float *grm = p7_test_download(trm), *grv = p7_test_download(trv);
-    assert_close("running_mean after 4 steps", grm, rm, 3, FWD_TOL);
-    assert_close("running_var after 4 steps", grv, rv, 3, FWD_TOL);
+    p7_test_assert_close("running_mean after 4 steps", grm, rm, 3, FWD_TOL);
+    p7_test_assert_close("running_var after 4 steps", grv, rv, 3, FWD_TOL);
 
     /* eval mode then normalises with exactly those running statistics */
     p7_test_fill_uniform(x, nx, 90, -1.0f, 1.0f);
     p7_tensor *tx = p7_test_tensor(d, 4, xs, x);
     P7_ASSERT_OK(p7_batchnorm2d_forward(tx, tw, tb, s.m, trm, trv, 0, 0.1f, 1e-5f, tm, ti, ty));
-    double *xd = to_double(x, nx), *wd = to_double(w, 6), *bd = to_double(b, 6), *y = malloc(nx * sizeof *y);
+    double *xd = p7_test_to_double(x, nx), *wd = p7_test_to_double(w, 6), *bd = p7_test_to_double(b, 6), *y = malloc(nx * sizeof *y);
     double grmd[3], grvd[3];
     for (int c = 0; c < 3; c++) { grmd[c] = grm[c]; grvd[c] = grv[c]; }
     host_apply(s, xd, grmd, grvd, wd, bd, 1e-5, y);
     float *gy = p7_test_download(ty), *grm2 = p7_test_download(trm);
-    assert_close("eval y", gy, y, nx, FWD_TOL);
+    p7_test_assert_close("eval y", gy, y, nx, FWD_TOL);
     assert_memory_equal(grm, grm2, 3 * sizeof(float)); /* eval leaves running stats alone */
     free(grm2);
     free(gy);
@@ -472,13 +427,13 @@ static void test_views_and_null_outputs(void **state)
     float after[200];
     P7_ASSERT_OK(p7_tensor_download(pool, after, 200));
 
-    double *xd = to_double(x, nx), *dyd = to_double(dy, nx), *wd = to_double(w, 4), *bd = to_double(b, 4);
+    double *xd = p7_test_to_double(x, nx), *dyd = p7_test_to_double(dy, nx), *wd = p7_test_to_double(w, 4), *bd = p7_test_to_double(b, 4);
     double mean[2], var[2], y[24], fdw[4];
     host_stats(s, xd, mean, var);
     host_apply(s, xd, mean, var, wd, bd, 1e-5, y);
-    assert_close("y view", after + 70, y, nx, FWD_TOL);
+    p7_test_assert_close("y view", after + 70, y, nx, FWD_TOL);
     fd_gradient(s, xd, wd, bd, 1, NULL, NULL, 1e-5, dyd, wd, 4, fdw);
-    assert_normwise("dweight view", after + 141, fdw, 4, FD_TOL);
+    p7_test_assert_normwise("dweight view", after + 141, fdw, 4, FD_TOL);
     /* everything outside the outputs is untouched */
     for (int i = 0; i < 200; i++) {
         int out = (i >= 70 && i < 94) || (i >= 101 && i < 103) || (i >= 105 && i < 107) || (i >= 141 && i < 145);
@@ -587,5 +542,5 @@ int main(void)
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_bad_shapes),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, p7_test_setup_device, p7_test_teardown_device);
 }

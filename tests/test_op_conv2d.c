@@ -18,44 +18,11 @@
 #include "ops/op_kernels.h"
 #include "p7_test_support.h"
 
-typedef struct fixture { p7_device *device; } fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    f->device = p7_test_open_device(NULL);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    p7_device_close(f->device);
-    free(f);
-    return 0;
-}
-
 static size_t count_of(int ndim, const int64_t *shape)
 {
     size_t n = 1;
     for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
     return n;
-}
-
-/* A view at element `offset` of a larger NaN-filled tensor, so kernels that ignore
- * the view's offset, or write past its end, read or leave NaN. host may be NULL. */
-static p7_tensor *make(p7_device *device, int ndim, const int64_t *shape, size_t offset, const float *host)
-{
-    size_t n = count_of(ndim, shape);
-    int64_t total = (int64_t)(n + offset + 7);
-    p7_tensor *backing, *view;
-    P7_ASSERT_OK(p7_tensor_create(device, 1, &total, &backing));
-    P7_ASSERT_OK(p7_tensor_fill(backing, NAN));
-    P7_ASSERT_OK(p7_tensor_view(backing, offset, ndim, shape, &view));
-    p7_tensor_release(backing);
-    if (host) P7_ASSERT_OK(p7_tensor_upload(view, host, n));
-    return view;
 }
 
 typedef struct conv_case {
@@ -120,13 +87,6 @@ static void finite_diff(fd_problem *pr, double *v, size_t count, double *grad)
     }
 }
 
-static double *to_double(const float *f, size_t n)
-{
-    double *d = malloc((n ? n : 1) * sizeof *d);
-    for (size_t i = 0; i < n; i++) d[i] = f[i];
-    return d;
-}
-
 static void expect_close(const char *what, const float *got, const double *want, const double *pre, size_t n,
                          double tol)
 {
@@ -154,14 +114,14 @@ static void run_case(p7_device *device, const conv_case *cc)
     p7_test_fill_uniform(b, nb, 13, -1.0f, 1.0f);
     p7_test_fill_uniform(dyf, ny, 14 + (uint64_t)cc->p, -1.0f, 1.0f);
 
-    p7_tensor *tx = make(device, 4, xs, cc->offset, x), *tw = make(device, 4, ws, cc->offset, w);
-    p7_tensor *tb = cc->bias ? make(device, 1, bs, cc->offset, b) : NULL;
-    p7_tensor *ty = make(device, 4, ys, cc->offset, NULL), *tdy = make(device, 4, ys, cc->offset, dyf);
+    p7_tensor *tx = p7_test_view(device, 4, xs, cc->offset, x), *tw = p7_test_view(device, 4, ws, cc->offset, w);
+    p7_tensor *tb = cc->bias ? p7_test_view(device, 1, bs, cc->offset, b) : NULL;
+    p7_tensor *ty = p7_test_view(device, 4, ys, cc->offset, NULL), *tdy = p7_test_view(device, 4, ys, cc->offset, dyf);
 
     /* forward */
     P7_ASSERT_OK(p7_conv2d_forward(tx, tw, tb, cc->s, cc->p, ty));
-    fd_problem pr = {cc, to_double(x, nx), to_double(w, nw), cc->bias ? to_double(b, nb) : NULL,
-                     to_double(dyf, ny), malloc(ny * sizeof(double)), ny};
+    fd_problem pr = {cc, p7_test_to_double(x, nx), p7_test_to_double(w, nw), cc->bias ? p7_test_to_double(b, nb) : NULL,
+                     p7_test_to_double(dyf, ny), malloc(ny * sizeof(double)), ny};
     double *yref = malloc(ny * sizeof *yref);
     conv_ref(cc, pr.x, pr.w, pr.b, yref);
     float *y = p7_test_download(ty);
@@ -182,8 +142,8 @@ static void run_case(p7_device *device, const conv_case *cc)
     }
 
     /* backward into NaN-filled outputs */
-    p7_tensor *tdx = make(device, 4, xs, cc->offset, NULL), *tdw = make(device, 4, ws, cc->offset, NULL);
-    p7_tensor *tdb = make(device, 1, bs, cc->offset, NULL);
+    p7_tensor *tdx = p7_test_view(device, 4, xs, cc->offset, NULL), *tdw = p7_test_view(device, 4, ws, cc->offset, NULL);
+    p7_tensor *tdb = p7_test_view(device, 1, bs, cc->offset, NULL);
     P7_ASSERT_OK(p7_conv2d_backward(tx, tw, tdy, cc->s, cc->p, tdx, 0, tdw, 0, tdb, 0));
     float *dx = p7_test_download(tdx), *dw = p7_test_download(tdw), *db = p7_test_download(tdb);
     expect_close("dx", dx, gx, NULL, nx, 2e-5);
@@ -208,7 +168,7 @@ static void run_case(p7_device *device, const conv_case *cc)
     P7_ASSERT_OK(p7_tensor_upload(tdw, pw, nw));
     P7_ASSERT_OK(p7_tensor_upload(tdb, pb, nb));
     P7_ASSERT_OK(p7_conv2d_backward(tx, tw, tdy, cc->s, cc->p, tdx, 1, tdw, 1, tdb, 1));
-    double *dpx = to_double(px, nx), *dpw = to_double(pw, nw), *dpb = to_double(pb, nb);
+    double *dpx = p7_test_to_double(px, nx), *dpw = p7_test_to_double(pw, nw), *dpb = p7_test_to_double(pb, nb);
     float *ax = p7_test_download(tdx), *aw = p7_test_download(tdw), *ab = p7_test_download(tdb);
     expect_close("dx (accumulated)", ax, gx, dpx, nx, 2e-5);
     expect_close("dw (accumulated)", aw, gw, dpw, nw, 2e-5);
@@ -216,9 +176,9 @@ static void run_case(p7_device *device, const conv_case *cc)
 
     /* NULL gradient outputs: each one alone, into fresh NaN-filled tensors */
     for (int which = 0; which < 3; which++) {
-        p7_tensor *ox = which == 0 ? make(device, 4, xs, cc->offset, NULL) : NULL;
-        p7_tensor *ow_ = which == 1 ? make(device, 4, ws, cc->offset, NULL) : NULL;
-        p7_tensor *ob = which == 2 ? make(device, 1, bs, cc->offset, NULL) : NULL;
+        p7_tensor *ox = which == 0 ? p7_test_view(device, 4, xs, cc->offset, NULL) : NULL;
+        p7_tensor *ow_ = which == 1 ? p7_test_view(device, 4, ws, cc->offset, NULL) : NULL;
+        p7_tensor *ob = which == 2 ? p7_test_view(device, 1, bs, cc->offset, NULL) : NULL;
         P7_ASSERT_OK(p7_conv2d_backward(tx, tw, tdy, cc->s, cc->p, ox, 0, ow_, 0, ob, 0));
         p7_tensor *t = ox ? ox : ow_ ? ow_ : ob;
         float *g = p7_test_download(t);
@@ -239,7 +199,7 @@ static void run_case(p7_device *device, const conv_case *cc)
 
 static void test_small_cases(void **state)
 {
-    fixture *f = *state;
+    p7_device *device = *state;
     static const conv_case cases[] = {
         /* n c  h  w  o  k  s  p  bias offset */
         {2, 3, 6, 7, 4, 3, 1, 1, 1, 5},  /* VGG's 3x3 s1 p1, non-square */
@@ -262,7 +222,7 @@ static void test_small_cases(void **state)
         {3, 5, 16, 16, 4, 3, 1, 1, 1, 7},
         {5, 4, 4, 4, 6, 3, 1, 1, 1, 7},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(f->device, &cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(device, &cases[i]);
 }
 
 static void expect_shape_error(p7_status st)
@@ -273,13 +233,13 @@ static void expect_shape_error(p7_status st)
 
 static void test_shape_errors(void **state)
 {
-    fixture *f = *state;
+    p7_device *device = *state;
     int64_t xs[4] = {2, 3, 6, 6}, ws[4] = {4, 3, 3, 3}, wbad[4] = {4, 2, 3, 3}, ys[4] = {2, 4, 6, 6};
     int64_t ybad[4] = {2, 4, 5, 6}, bs[1] = {4}, bbad[1] = {5};
-    p7_tensor *x = make(f->device, 4, xs, 0, NULL), *w = make(f->device, 4, ws, 0, NULL);
-    p7_tensor *wb = make(f->device, 4, wbad, 0, NULL), *y = make(f->device, 4, ys, 0, NULL);
-    p7_tensor *yb = make(f->device, 4, ybad, 0, NULL), *b = make(f->device, 1, bs, 0, NULL);
-    p7_tensor *bb = make(f->device, 1, bbad, 0, NULL);
+    p7_tensor *x = p7_test_view(device, 4, xs, 0, NULL), *w = p7_test_view(device, 4, ws, 0, NULL);
+    p7_tensor *wb = p7_test_view(device, 4, wbad, 0, NULL), *y = p7_test_view(device, 4, ys, 0, NULL);
+    p7_tensor *yb = p7_test_view(device, 4, ybad, 0, NULL), *b = p7_test_view(device, 1, bs, 0, NULL);
+    p7_tensor *bb = p7_test_view(device, 1, bbad, 0, NULL);
     expect_shape_error(p7_conv2d_forward(x, wb, b, 1, 1, y));
     expect_shape_error(p7_conv2d_forward(x, w, b, 1, 1, yb));
     expect_shape_error(p7_conv2d_forward(x, w, bb, 1, 1, y));
@@ -297,7 +257,7 @@ static void test_shape_errors(void **state)
  * sums, with a tolerance scaled by the sum of the absolute terms. */
 static void test_vgg_layer(void **state)
 {
-    fixture *f = *state;
+    p7_device *device = *state;
     const int N = 8, C = 64, H = 16, W = 16, O = 128, K = 3;
     int64_t xs[4] = {N, C, H, W}, ws[4] = {O, C, K, K}, ys[4] = {N, O, H, W}, bs[1] = {O};
     size_t nx = count_of(4, xs), nw = count_of(4, ws), ny = count_of(4, ys);
@@ -307,10 +267,10 @@ static void test_vgg_layer(void **state)
     p7_test_fill_uniform(w, nw, 32, -0.1f, 0.1f);
     p7_test_fill_uniform(b, O, 33, -1.0f, 1.0f);
     p7_test_fill_uniform(dy, ny, 34, -1.0f, 1.0f);
-    p7_tensor *tx = make(f->device, 4, xs, 0, x), *tw = make(f->device, 4, ws, 0, w);
-    p7_tensor *tb = make(f->device, 1, bs, 0, b), *ty = make(f->device, 4, ys, 0, NULL);
-    p7_tensor *tdy = make(f->device, 4, ys, 0, dy), *tdx = make(f->device, 4, xs, 0, NULL);
-    p7_tensor *tdw = make(f->device, 4, ws, 0, NULL), *tdb = make(f->device, 1, bs, 0, NULL);
+    p7_tensor *tx = p7_test_view(device, 4, xs, 0, x), *tw = p7_test_view(device, 4, ws, 0, w);
+    p7_tensor *tb = p7_test_view(device, 1, bs, 0, b), *ty = p7_test_view(device, 4, ys, 0, NULL);
+    p7_tensor *tdy = p7_test_view(device, 4, ys, 0, dy), *tdx = p7_test_view(device, 4, xs, 0, NULL);
+    p7_tensor *tdw = p7_test_view(device, 4, ws, 0, NULL), *tdb = p7_test_view(device, 1, bs, 0, NULL);
     P7_ASSERT_OK(p7_conv2d_forward(tx, tw, tb, 1, 1, ty));
     P7_ASSERT_OK(p7_conv2d_backward(tx, tw, tdy, 1, 1, tdx, 0, tdw, 0, tdb, 0));
     float *y = p7_test_download(ty), *dx = p7_test_download(tdx), *dw = p7_test_download(tdw), *db = p7_test_download(tdb);
@@ -396,7 +356,7 @@ static void check_packed(p7_device *device, int n, int c, int h, int w, int k, i
     size_t nx = (size_t)n * c * h * w, np = (size_t)n * oh * ow, ckk = (size_t)c * k * k;
     float *x = malloc(nx * sizeof *x);
     p7_test_fill_uniform(x, nx, 71, -1.0f, 1.0f);
-    p7_tensor *tx = make(device, 4, xs, 2, x);
+    p7_tensor *tx = p7_test_view(device, 4, xs, 2, x);
     size_t floats = p7_conv2d_packed_col_floats(tx, k, s, p), off = 3;
     size_t panels = (np + 31) / 32;
     assert_int_equal(floats, panels * 32 * ckk);
@@ -435,16 +395,16 @@ static void check_packed(p7_device *device, int n, int c, int h, int w, int k, i
 
 static void test_im2col_packed(void **state)
 {
-    fixture *f = *state;
-    check_packed(f->device, 2, 3, 6, 7, 3, 1, 1); /* 84 columns: a ragged last panel */
-    check_packed(f->device, 3, 2, 5, 5, 3, 2, 0);
-    check_packed(f->device, 2, 4, 8, 8, 3, 1, 1); /* whole panels */
-    check_packed(f->device, 4, 3, 2, 2, 3, 1, 1);
-    check_packed(f->device, 3, 2, 4, 8, 3, 1, 1);
-    check_packed(f->device, 5, 2, 4, 4, 3, 1, 1);
-    check_packed(f->device, 8, 3, 2, 4, 3, 1, 1);
-    check_packed(f->device, 16, 2, 1, 1, 3, 1, 1);
-    check_packed(f->device, 2, 2, 8, 2, 5, 1, 2);
+    p7_device *device = *state;
+    check_packed(device, 2, 3, 6, 7, 3, 1, 1); /* 84 columns: a ragged last panel */
+    check_packed(device, 3, 2, 5, 5, 3, 2, 0);
+    check_packed(device, 2, 4, 8, 8, 3, 1, 1); /* whole panels */
+    check_packed(device, 4, 3, 2, 2, 3, 1, 1);
+    check_packed(device, 3, 2, 4, 8, 3, 1, 1);
+    check_packed(device, 5, 2, 4, 4, 3, 1, 1);
+    check_packed(device, 8, 3, 2, 4, 3, 1, 1);
+    check_packed(device, 16, 2, 1, 1, 3, 1, 1);
+    check_packed(device, 2, 2, 8, 2, 5, 1, 2);
 }
 
 int main(void)
@@ -455,5 +415,5 @@ int main(void)
         cmocka_unit_test(test_vgg_layer),
         cmocka_unit_test(test_im2col_packed),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, p7_test_setup_device, p7_test_teardown_device);
 }

@@ -15,38 +15,6 @@
 #include "ops/op_kernels.h"
 #include "p7_test_support.h"
 
-typedef struct fixture { p7_device *device; } fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    f->device = p7_test_open_device(NULL);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    p7_device_close(f->device);
-    free(f);
-    return 0;
-}
-
-static p7_tensor *make(p7_device *device, int ndim, const int64_t *shape, size_t offset, const float *host)
-{
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
-    int64_t total = (int64_t)(n + offset + 5);
-    p7_tensor *backing, *view;
-    P7_ASSERT_OK(p7_tensor_create(device, 1, &total, &backing));
-    P7_ASSERT_OK(p7_tensor_fill(backing, NAN));
-    P7_ASSERT_OK(p7_tensor_view(backing, offset, ndim, shape, &view));
-    p7_tensor_release(backing);
-    if (host) P7_ASSERT_OK(p7_tensor_upload(view, host, n));
-    return view;
-}
-
 typedef struct lin { int n, in, out; const double *x, *w, *b, *dyf; } lin;
 
 static double forward_ref(const lin *l, const double *x, const double *w, const double *b, double *y)
@@ -73,13 +41,6 @@ static void check(const char *what, const float *got, const double *want, const 
     }
 }
 
-static double *to_double(const float *f, size_t n)
-{
-    double *d = malloc(n * sizeof *d);
-    for (size_t i = 0; i < n; i++) d[i] = f[i];
-    return d;
-}
-
 /* four_d: x is [N, I, 1, 1] instead of [N, I]. */
 static void run_case(p7_device *device, int n, int in, int out, size_t offset, int bias, int four_d)
 {
@@ -91,12 +52,12 @@ static void run_case(p7_device *device, int n, int in, int out, size_t offset, i
     p7_test_fill_uniform(b, (size_t)out, 53, -1.0f, 1.0f);
     p7_test_fill_uniform(dyf, ny, 54, -1.0f, 1.0f);
     int64_t xs4[4] = {n, in, 1, 1}, xs[2] = {n, in}, ws[2] = {out, in}, ys[2] = {n, out}, bs[1] = {out};
-    p7_tensor *tx = four_d ? make(device, 4, xs4, offset, x) : make(device, 2, xs, offset, x);
-    p7_tensor *tw = make(device, 2, ws, offset, w), *tb = bias ? make(device, 1, bs, offset, b) : NULL;
-    p7_tensor *ty = make(device, 2, ys, offset, NULL), *tdy = make(device, 2, ys, offset, dyf);
+    p7_tensor *tx = four_d ? p7_test_view(device, 4, xs4, offset, x) : p7_test_view(device, 2, xs, offset, x);
+    p7_tensor *tw = p7_test_view(device, 2, ws, offset, w), *tb = bias ? p7_test_view(device, 1, bs, offset, b) : NULL;
+    p7_tensor *ty = p7_test_view(device, 2, ys, offset, NULL), *tdy = p7_test_view(device, 2, ys, offset, dyf);
 
-    double *xd = to_double(x, nx), *wd = to_double(w, nw), *bd = to_double(b, (size_t)out);
-    double *dyd = to_double(dyf, ny), *yref = malloc(ny * sizeof *yref);
+    double *xd = p7_test_to_double(x, nx), *wd = p7_test_to_double(w, nw), *bd = p7_test_to_double(b, (size_t)out);
+    double *dyd = p7_test_to_double(dyf, ny), *yref = malloc(ny * sizeof *yref);
     lin l = {n, in, out, xd, wd, bd, dyd};
     forward_ref(&l, xd, wd, bias ? bd : NULL, yref);
     P7_ASSERT_OK(p7_linear_forward(tx, tw, tb, ty));
@@ -118,8 +79,8 @@ static void run_case(p7_device *device, int n, int in, int out, size_t offset, i
             params[p].g[i] = (lp - lm) / (2.0 * h);
         }
 
-    p7_tensor *tdx = four_d ? make(device, 4, xs4, offset, NULL) : make(device, 2, xs, offset, NULL);
-    p7_tensor *tdw = make(device, 2, ws, offset, NULL), *tdb = make(device, 1, bs, offset, NULL);
+    p7_tensor *tdx = four_d ? p7_test_view(device, 4, xs4, offset, NULL) : p7_test_view(device, 2, xs, offset, NULL);
+    p7_tensor *tdw = p7_test_view(device, 2, ws, offset, NULL), *tdb = p7_test_view(device, 1, bs, offset, NULL);
     P7_ASSERT_OK(p7_linear_backward(tx, tw, tdy, tdx, 0, tdw, 0, tdb, 0));
     float *dx = p7_test_download(tdx), *dw = p7_test_download(tdw), *db = p7_test_download(tdb);
     check("dx", dx, gx, NULL, nx);
@@ -160,27 +121,27 @@ static void run_case(p7_device *device, int n, int in, int out, size_t offset, i
 
 static void test_small(void **state)
 {
-    fixture *f = *state;
-    run_case(f->device, 5, 7, 3, 3, 1, 0);
-    run_case(f->device, 4, 6, 5, 0, 0, 1);
-    run_case(f->device, 1, 9, 2, 1, 1, 1);
+    p7_device *device = *state;
+    run_case(device, 5, 7, 3, 3, 1, 0);
+    run_case(device, 4, 6, 5, 0, 0, 1);
+    run_case(device, 1, 9, 2, 1, 1, 1);
 }
 
 /* VGG11's classifier, 512 -> 10 at batch 16 (finite differences stay cheap: L is
  * linear, so each step costs one host forward). */
 static void test_classifier_shape(void **state)
 {
-    fixture *f = *state;
-    run_case(f->device, 16, 512, 10, 0, 1, 1);
+    p7_device *device = *state;
+    run_case(device, 16, 512, 10, 0, 1, 1);
 }
 
 static void test_shape_errors(void **state)
 {
-    fixture *f = *state;
+    p7_device *device = *state;
     int64_t xs[2] = {4, 6}, ws[2] = {3, 6}, wbad[2] = {3, 5}, ys[2] = {4, 3}, ybad[2] = {4, 2}, bbad[1] = {4};
-    p7_tensor *x = make(f->device, 2, xs, 0, NULL), *w = make(f->device, 2, ws, 0, NULL);
-    p7_tensor *wb = make(f->device, 2, wbad, 0, NULL), *y = make(f->device, 2, ys, 0, NULL);
-    p7_tensor *yb = make(f->device, 2, ybad, 0, NULL), *bb = make(f->device, 1, bbad, 0, NULL);
+    p7_tensor *x = p7_test_view(device, 2, xs, 0, NULL), *w = p7_test_view(device, 2, ws, 0, NULL);
+    p7_tensor *wb = p7_test_view(device, 2, wbad, 0, NULL), *y = p7_test_view(device, 2, ys, 0, NULL);
+    p7_tensor *yb = p7_test_view(device, 2, ybad, 0, NULL), *bb = p7_test_view(device, 1, bbad, 0, NULL);
     assert_int_equal(p7_linear_forward(x, wb, NULL, y), P7_ERROR_INVALID_SHAPE);
     assert_non_null(strstr(p7_last_error(), "linear"));
     assert_int_equal(p7_linear_forward(x, w, NULL, yb), P7_ERROR_INVALID_SHAPE);
@@ -199,5 +160,5 @@ int main(void)
         cmocka_unit_test(test_classifier_shape),
         cmocka_unit_test(test_shape_errors),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, p7_test_setup_device, p7_test_teardown_device);
 }

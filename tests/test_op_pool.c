@@ -16,38 +16,6 @@
 #include "ops/op_kernels.h"
 #include "p7_test_support.h"
 
-typedef struct fixture { p7_device *device; } fixture;
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    f->device = p7_test_open_device(NULL);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    p7_device_close(f->device);
-    free(f);
-    return 0;
-}
-
-/* A view at `offset` of a larger NaN-filled tensor; host may be NULL. */
-static p7_tensor *make(p7_device *device, const int64_t *shape, size_t offset, const float *host)
-{
-    size_t n = (size_t)(shape[0] * shape[1] * shape[2] * shape[3]);
-    int64_t total = (int64_t)(n + offset + 5);
-    p7_tensor *backing, *view;
-    P7_ASSERT_OK(p7_tensor_create(device, 1, &total, &backing));
-    P7_ASSERT_OK(p7_tensor_fill(backing, NAN));
-    P7_ASSERT_OK(p7_tensor_view(backing, offset, 4, shape, &view));
-    p7_tensor_release(backing);
-    if (host) P7_ASSERT_OK(p7_tensor_upload(view, host, n));
-    return view;
-}
-
 typedef struct pool_case { int n, c, h, w, k, s; size_t offset; } pool_case;
 
 /* Host forward in double; idx may be NULL. */
@@ -88,8 +56,8 @@ static void run_case(p7_device *device, const pool_case *pc)
     }
     p7_test_fill_uniform(dyf, ny, 42, -1.0f, 1.0f);
 
-    p7_tensor *tx = make(device, xs, pc->offset, x), *ty = make(device, ys, pc->offset, NULL);
-    p7_tensor *tdy = make(device, ys, pc->offset, dyf), *tdx = make(device, xs, pc->offset, NULL);
+    p7_tensor *tx = p7_test_view(device, 4, xs, pc->offset, x), *ty = p7_test_view(device, 4, ys, pc->offset, NULL);
+    p7_tensor *tdy = p7_test_view(device, 4, ys, pc->offset, dyf), *tdx = p7_test_view(device, 4, xs, pc->offset, NULL);
     p7_buffer *idx;
     P7_ASSERT_OK(p7_buffer_alloc(device, ny * sizeof(int), &idx));
 
@@ -151,7 +119,7 @@ static void run_case(p7_device *device, const pool_case *pc)
 
 static void test_cases(void **state)
 {
-    fixture *f = *state;
+    p7_device *device = *state;
     static const pool_case cases[] = {
         {2, 3, 6, 8, 2, 2, 3},  /* VGG's 2x2 s2 */
         {2, 3, 7, 5, 2, 2, 0},  /* odd planes: the last row/column is dropped */
@@ -159,17 +127,17 @@ static void test_cases(void **state)
         {1, 2, 5, 6, 3, 1, 2},
         {1, 1, 4, 4, 4, 4, 0},  /* global */
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(f->device, &cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(device, &cases[i]);
 }
 
 static void test_nan_propagates(void **state)
 {
-    fixture *f = *state;
+    p7_device *device = *state;
     int64_t xs[4] = {1, 1, 2, 2}, ys[4] = {1, 1, 1, 1};
     float x[4] = {1.0f, NAN, 3.0f, 2.0f}, y;
-    p7_tensor *tx = make(f->device, xs, 0, x), *ty = make(f->device, ys, 0, NULL);
+    p7_tensor *tx = p7_test_view(device, 4, xs, 0, x), *ty = p7_test_view(device, 4, ys, 0, NULL);
     p7_buffer *idx;
-    P7_ASSERT_OK(p7_buffer_alloc(f->device, sizeof(int), &idx));
+    P7_ASSERT_OK(p7_buffer_alloc(device, sizeof(int), &idx));
     P7_ASSERT_OK(p7_maxpool2d_forward(tx, 2, 2, ty, idx));
     P7_ASSERT_OK(p7_tensor_download(ty, &y, 1));
     assert_true(isnan(y));
@@ -180,12 +148,12 @@ static void test_nan_propagates(void **state)
 
 static void test_shape_errors(void **state)
 {
-    fixture *f = *state;
+    p7_device *device = *state;
     int64_t xs[4] = {2, 3, 8, 8}, ys[4] = {2, 3, 4, 4}, ybad[4] = {2, 3, 4, 3};
-    p7_tensor *x = make(f->device, xs, 0, NULL), *y = make(f->device, ys, 0, NULL), *yb = make(f->device, ybad, 0, NULL);
+    p7_tensor *x = p7_test_view(device, 4, xs, 0, NULL), *y = p7_test_view(device, 4, ys, 0, NULL), *yb = p7_test_view(device, 4, ybad, 0, NULL);
     p7_buffer *idx, *small;
-    P7_ASSERT_OK(p7_buffer_alloc(f->device, 96 * sizeof(int), &idx));
-    P7_ASSERT_OK(p7_buffer_alloc(f->device, 16, &small));
+    P7_ASSERT_OK(p7_buffer_alloc(device, 96 * sizeof(int), &idx));
+    P7_ASSERT_OK(p7_buffer_alloc(device, 16, &small));
     assert_int_equal(p7_maxpool2d_forward(x, 2, 2, yb, idx), P7_ERROR_INVALID_SHAPE);
     assert_non_null(strstr(p7_last_error(), "maxpool2d"));
     assert_int_equal(p7_maxpool2d_forward(x, 2, 2, y, small), P7_ERROR_INVALID_SHAPE);
@@ -204,5 +172,5 @@ int main(void)
         cmocka_unit_test(test_nan_propagates),
         cmocka_unit_test(test_shape_errors),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, p7_test_setup_device, p7_test_teardown_device);
 }

@@ -17,18 +17,6 @@
 #define FD_TOL 1e-3
 #define FD_STEP 1e-3
 
-static int setup(void **state)
-{
-    *state = p7_test_open_device(NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    p7_device_close(*state);
-    return 0;
-}
-
 static void check_sum(p7_device *d, size_t n, float scale, uint64_t seed)
 {
     /* x is a view at element 5 of a larger tensor */
@@ -231,5 +219,5 @@ int main(void)
         cmocka_unit_test(test_clip_empty),
         cmocka_unit_test(test_deterministic),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, p7_test_setup_device, p7_test_teardown_device);
 }

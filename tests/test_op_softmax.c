@@ -1,5 +1,7 @@
-/* softmax, log_softmax and cross-entropy against a float64 host reference and float64
- * central finite differences. */
+/* softmax, log_softmax and cross-entropy kernels: gradients against finite differences,
+ * accumulation into known contents, NULL gradient outputs, label offsets, bad labels,
+ * views, the float path and determinism. The op-level forwards (rows short, long and
+ * far from zero) are rows of tests/test_ops.c. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,18 +21,6 @@
  * 1e-3 of the largest gradient entry. */
 #define FD_TOL 1e-3
 #define FD_STEP 1e-5
-
-static int setup(void **state)
-{
-    *state = p7_test_open_device(NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    p7_device_close(*state);
-    return 0;
-}
 
 /* Labels as the data pipeline hands them over: int32 in a cl_mem, at an offset. */
 static p7_buffer *upload_labels(p7_device *d, const int *labels, size_t n)
@@ -74,68 +64,6 @@ static double objective(const double *x, int n, int k, int log_out, const double
     return l;
 }
 
-static void assert_normwise(const char *what, const float *got, const double *ref, size_t n, double tol)
-{
-    double err = 0.0, scale = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - ref[i]);
-        if (!(e == e)) e = INFINITY;
-        if (e > err) err = e;
-        if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
-    }
-    if (!(err <= tol * (scale > 0 ? scale : 1.0))) {
-        print_error("%s: normwise error %g (scale %g) exceeds %g\n", what, err, scale, tol);
-        fail();
-    }
-}
-
-static void assert_close(const char *what, const float *got, const double *ref, size_t n, double tol)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (!(fabs((double)got[i] - ref[i]) <= tol * fmax(1.0, fabs(ref[i])))) {
-            print_error("%s[%zu]: got %.9g, expected %.9g\n", what, i, (double)got[i], ref[i]);
-            fail();
-        }
-    }
-}
-
-/* Forward of both variants on rows short and long (longer than a work-group), with a
- * large logit offset that would overflow exp without the max subtraction. */
-static void test_forward(void **state)
-{
-    p7_device *d = *state;
-    const int shapes[3][2] = {{5, 7}, {3, 1000}, {2, 1}};
-    for (int t = 0; t < 3; t++) {
-        const int n = shapes[t][0], k = shapes[t][1];
-        const size_t nx = (size_t)n * k;
-        float *x = malloc(nx * sizeof *x);
-        p7_test_fill_uniform(x, nx, 200 + t, -8.0f, 8.0f);
-        for (int j = 0; j < k; j++) x[j] += 500.0f; /* row 0 far from zero */
-        const int64_t xs[2] = {n, k};
-        double *xd = malloc(nx * sizeof *xd), *y = malloc(nx * sizeof *y);
-        for (size_t i = 0; i < nx; i++) xd[i] = x[i];
-        p7_tensor *tx = p7_test_tensor(d, 2, xs, x);
-        for (int log_out = 0; log_out < 2; log_out++) {
-            p7_tensor *ty = p7_test_tensor(d, 2, xs, NULL);
-            P7_ASSERT_OK(log_out ? p7_log_softmax_forward(tx, ty) : p7_softmax_forward(tx, ty));
-            host_softmax(xd, n, k, log_out, y);
-            float *g = p7_test_download(ty);
-            if (log_out) {
-                assert_close("log_softmax", g, y, nx, FWD_TOL);
-            } else {
-                /* probabilities: relative to the row's largest, i.e. absolute on [0, 1] */
-                for (size_t i = 0; i < nx; i++) assert_true(fabs(g[i] - y[i]) <= FWD_TOL * fmax(y[i], 1e-3));
-            }
-            free(g);
-            p7_tensor_release(ty);
-        }
-        p7_tensor_release(tx);
-        free(x);
-        free(xd);
-        free(y);
-    }
-}
-
 static void check_backward(p7_device *d, int n, int k, int log_out, uint64_t seed)
 {
     const size_t nx = (size_t)n * k;
@@ -161,7 +89,7 @@ static void check_backward(p7_device *d, int n, int k, int log_out, uint64_t see
         xd[i] = v;
         fd[i] = (lp - lm) / (2 * FD_STEP);
     }
-    assert_normwise(log_out ? "log_softmax dx" : "softmax dx", g, fd, nx, FD_TOL);
+    p7_test_assert_normwise(log_out ? "log_softmax dx" : "softmax dx", g, fd, nx, FD_TOL);
 
     /* accumulate=1 adds to known contents */
     P7_ASSERT_OK(p7_tensor_upload(tdx, pre, nx));
@@ -216,7 +144,7 @@ static void check_cross_entropy(p7_device *d, int n, int k, uint64_t seed)
     host_softmax(xd, n, k, 0, probs);
     const double loss = host_cross_entropy(xd, n, k, labels + 3);
     float *gl = p7_test_download(tl), *gp = p7_test_download(tp), *g = p7_test_download(tdx);
-    assert_close("cross_entropy loss", gl, &loss, 1, FWD_TOL);
+    p7_test_assert_close("cross_entropy loss", gl, &loss, 1, FWD_TOL);
     for (size_t i = 0; i < nx; i++) assert_true(fabs(gp[i] - probs[i]) <= FWD_TOL * fmax(probs[i], 1e-3));
     for (size_t i = 0; i < nx; i++) {
         const double v = xd[i];
@@ -227,7 +155,7 @@ static void check_cross_entropy(p7_device *d, int n, int k, uint64_t seed)
         xd[i] = v;
         fd[i] = dloss_value * (lp - lm) / (2 * FD_STEP);
     }
-    assert_normwise("cross_entropy dlogits", g, fd, nx, FD_TOL);
+    p7_test_assert_normwise("cross_entropy dlogits", g, fd, nx, FD_TOL);
 
     P7_ASSERT_OK(p7_tensor_upload(tdx, pre, nx));
     P7_ASSERT_OK(p7_cross_entropy_backward(tp, p7_buffer_mem(lb), 3, tdl, tdx, 1));
@@ -273,7 +201,7 @@ static void test_cross_entropy_many_rows(void **state)
     for (size_t i = 0; i < nx; i++) xd[i] = x[i];
     const double loss = host_cross_entropy(xd, n, k, labels);
     float *gl = p7_test_download(tl);
-    assert_close("cross_entropy loss (700 rows)", gl, &loss, 1, FWD_TOL);
+    p7_test_assert_close("cross_entropy loss (700 rows)", gl, &loss, 1, FWD_TOL);
     free(gl);
     free(xd);
     free(x);
@@ -338,7 +266,7 @@ static void test_views_and_float_path(void **state)
         double xd[120], y[120];
         for (size_t i = 0; i < nx; i++) xd[i] = big[7 + i];
         host_softmax(xd, n, k, 1, y);
-        assert_close("log_softmax view", after + 200, y, nx, FWD_TOL);
+        p7_test_assert_close("log_softmax view", after + 200, y, nx, FWD_TOL);
         for (int i = 0; i < 400; i++)
             if (i < 200 || i >= 200 + (int)nx) assert_true(after[i] == big[i]);
         p7_tensor_release(tx);
@@ -423,7 +351,6 @@ static void test_bad_shapes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_forward),
         cmocka_unit_test(test_backward),
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_cross_entropy_many_rows),
@@ -432,5 +359,5 @@ int main(void)
         cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_bad_shapes),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, p7_test_setup_device, p7_test_teardown_device);
 }

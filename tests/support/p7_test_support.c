@@ -92,3 +92,62 @@ const char *p7_test_plugin(const char *name)
     snprintf(path, sizeof path, "%s/plugins/lib%s.so", dir, name);
     return path;
 }
+
+int p7_test_setup_device(void **state)
+{
+    *state = p7_test_open_device(NULL);
+    return 0;
+}
+
+int p7_test_teardown_device(void **state)
+{
+    p7_device_close(*state);
+    return 0;
+}
+
+p7_tensor *p7_test_view(p7_device *device, int ndim, const int64_t *shape, size_t offset, const float *host)
+{
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    const int64_t total = (int64_t)(n + offset + 7);
+    p7_tensor *backing, *view;
+    p7_test_assert_ok(p7_tensor_create(device, 1, &total, &backing), "p7_tensor_create", __FILE__, __LINE__);
+    p7_test_assert_ok(p7_tensor_fill(backing, NAN), "p7_tensor_fill", __FILE__, __LINE__);
+    p7_test_assert_ok(p7_tensor_view(backing, offset, ndim, shape, &view), "p7_tensor_view", __FILE__, __LINE__);
+    p7_tensor_release(backing);
+    if (host) p7_test_assert_ok(p7_tensor_upload(view, host, n), "p7_tensor_upload", __FILE__, __LINE__);
+    return view;
+}
+
+double *p7_test_to_double(const float *f, size_t n)
+{
+    double *d = malloc((n ? n : 1) * sizeof *d);
+    if (!d) fail_msg("out of host memory");
+    for (size_t i = 0; i < n; i++) d[i] = f[i];
+    return d;
+}
+
+void p7_test_assert_close(const char *what, const float *got, const double *ref, size_t n, double tol)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!(fabs((double)got[i] - ref[i]) <= tol * fmax(1.0, fabs(ref[i])))) {
+            print_error("%s[%zu]: got %.9g, expected %.9g\n", what, i, (double)got[i], ref[i]);
+            fail();
+        }
+    }
+}
+
+void p7_test_assert_normwise(const char *what, const float *got, const double *ref, size_t n, double tol)
+{
+    double err = 0.0, scale = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - ref[i]);
+        if (!(e == e)) e = INFINITY;
+        if (e > err) err = e;
+        if (fabs(ref[i]) > scale) scale = fabs(ref[i]);
+    }
+    if (!(err <= tol * (scale > 0 ? scale : 1.0))) {
+        print_error("%s: normwise error %g (scale %g) exceeds %g\n", what, err, scale, tol);
+        fail();
+    }
+}

@@ -11,6 +11,10 @@
  * p7's message when that is impossible. */
 p7_device *p7_test_open_device(const p7_device_options *options);
 
+/* cmocka group setup/teardown: *state is the test device (p7_test_open_device(NULL)). */
+int p7_test_setup_device(void **state);
+int p7_test_teardown_device(void **state);
+
 /* Fails the current test with the status name and p7_last_error() unless st == 0. */
 #define P7_ASSERT_OK(call) p7_test_assert_ok((call), #call, __FILE__, __LINE__)
 void p7_test_assert_ok(p7_status st, const char *what, const char *file, int line);
@@ -24,6 +28,19 @@ void p7_test_fill_nan(float *x, size_t n);
 /* A new tensor holding `host` (numel floats), or quiet NaNs when host is NULL. Fails
  * the test on error. */
 p7_tensor *p7_test_tensor(p7_device *device, int ndim, const int64_t *shape, const float *host);
+
+/* A view at element `offset` of a larger NaN-filled tensor, so kernels that ignore the
+ * view's offset, or write past its end, read or leave NaN; holding `host` unless NULL. */
+p7_tensor *p7_test_view(p7_device *device, int ndim, const int64_t *shape, size_t offset, const float *host);
+
+/* A malloc'd double copy of f[0..n) (free it). */
+double *p7_test_to_double(const float *f, size_t n);
+
+/* Elementwise: |got - ref| <= tol * max(1, |ref|), NaN failing. */
+void p7_test_assert_close(const char *what, const float *got, const double *ref, size_t n, double tol);
+
+/* Normwise: max |got - ref| <= tol * max |ref| (tol alone when ref is all zero), NaN failing. */
+void p7_test_assert_normwise(const char *what, const float *got, const double *ref, size_t n, double tol);
 
 /* The tensor's values in a malloc'd array (free it). Fails the test on error. */
 float *p7_test_download(const p7_tensor *tensor);

@@ -63,6 +63,8 @@ typedef struct p7_device_options {
                                 capacity (tests use it to force the out-of-memory path) */
     int kernel_cache;        /* -1 off, 1 on, 0 auto (P7_KERNEL_CACHE, else per device) */
     p7_gemm_backend gemm;    /* P7_GEMM_AUTO: P7_GEMM env, else by device kind */
+    int poison_allocations;  /* nonzero: every new tensor starts as quiet NaNs, so an op that
+                                leaves an output element unwritten shows (tests; costs a fill) */
 } p7_device_options;
 
 /* Enumerate every device of every platform. Writes up to `capacity` entries to `infos`

@@ -9,6 +9,7 @@
 
 #include "ops/autograd_internal.h"
 #include "ops/op_kernels.h"
+#include "ops/op_list.h"
 #include "p7/ops.h"
 
 /* ---- helpers ---- */
@@ -71,7 +72,7 @@ static p7_status conv2d_backward(p7_tape *tape, p7_node *n, p7_tensor *dy)
 
 p7_status p7_conv2d(p7_tape *tape, p7_tensor *x, p7_tensor *w, p7_tensor *b, int stride, int pad, p7_tensor **y)
 {
-    P7_TRY(check_out("conv2d", y));
+    P7_TRY(check_out(p7_op_name(P7_OP_CONV2D), y));
     if (!x || !w) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "conv2d: NULL input or weight");
     if (x->ndim != 4 || w->ndim != 4 || stride < 1 || pad < 0) {
         char sx[128], sw[128];
@@ -87,7 +88,7 @@ p7_status p7_conv2d(p7_tape *tape, p7_tensor *x, p7_tensor *w, p7_tensor *b, int
     const int64_t shape[4] = {x->shape[0], w->shape[0], oh, ow};
     p7_tensor *out;
     P7_TRY(new_shape(x->device, 4, shape, &out));
-    p7_node node = {.op = "conv2d", .backward = conv2d_backward, .in = {x, w, b}, .ints = {stride, pad}};
+    p7_node node = {.op = p7_op_name(P7_OP_CONV2D), .backward = conv2d_backward, .in = {x, w, b}, .ints = {stride, pad}};
     return finish(tape, &node, out, y, p7_conv2d_forward(x, w, b, stride, pad, out));
 }
 
@@ -105,7 +106,7 @@ static p7_status linear_backward(p7_tape *tape, p7_node *n, p7_tensor *dy)
 
 p7_status p7_linear(p7_tape *tape, p7_tensor *x, p7_tensor *w, p7_tensor *b, p7_tensor **y)
 {
-    P7_TRY(check_out("linear", y));
+    P7_TRY(check_out(p7_op_name(P7_OP_LINEAR), y));
     if (!x || !w) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "linear: NULL input or weight");
     if (x->ndim != 2 || w->ndim != 2) {
         char sx[128], sw[128];
@@ -115,7 +116,7 @@ p7_status p7_linear(p7_tape *tape, p7_tensor *x, p7_tensor *w, p7_tensor *b, p7_
     const int64_t shape[2] = {x->shape[0], w->shape[0]};
     p7_tensor *out;
     P7_TRY(new_shape(x->device, 2, shape, &out));
-    p7_node node = {.op = "linear", .backward = linear_backward, .in = {x, w, b}};
+    p7_node node = {.op = p7_op_name(P7_OP_LINEAR), .backward = linear_backward, .in = {x, w, b}};
     return finish(tape, &node, out, y, p7_linear_forward(x, w, b, out));
 }
 
@@ -131,11 +132,11 @@ static p7_status relu_backward(p7_tape *tape, p7_node *n, p7_tensor *dy)
 
 p7_status p7_relu(p7_tape *tape, p7_tensor *x, p7_tensor **y)
 {
-    P7_TRY(check_out("relu", y));
+    P7_TRY(check_out(p7_op_name(P7_OP_RELU), y));
     if (!x) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "relu: NULL input");
     p7_tensor *out;
     P7_TRY(new_like(x, &out));
-    p7_node node = {.op = "relu", .backward = relu_backward, .in = {x}};
+    p7_node node = {.op = p7_op_name(P7_OP_RELU), .backward = relu_backward, .in = {x}};
     return finish(tape, &node, out, y, p7_relu_forward(x, out));
 }
 
@@ -151,7 +152,7 @@ static p7_status maxpool2d_backward(p7_tape *tape, p7_node *n, p7_tensor *dy)
 
 p7_status p7_maxpool2d(p7_tape *tape, p7_tensor *x, int k, int s, p7_tensor **y)
 {
-    P7_TRY(check_out("maxpool2d", y));
+    P7_TRY(check_out(p7_op_name(P7_OP_MAXPOOL2D), y));
     if (!x) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "maxpool2d: NULL input");
     if (x->ndim != 4 || k < 1 || s < 1 || x->shape[2] < k || x->shape[3] < k) {
         char sx[128];
@@ -161,7 +162,7 @@ p7_status p7_maxpool2d(p7_tape *tape, p7_tensor *x, int k, int s, p7_tensor **y)
     const int64_t shape[4] = {x->shape[0], x->shape[1], (x->shape[2] - k) / s + 1, (x->shape[3] - k) / s + 1};
     p7_tensor *out;
     P7_TRY(new_shape(x->device, 4, shape, &out));
-    p7_node node = {.op = "maxpool2d", .backward = maxpool2d_backward, .in = {x}, .ints = {k, s}};
+    p7_node node = {.op = p7_op_name(P7_OP_MAXPOOL2D), .backward = maxpool2d_backward, .in = {x}, .ints = {k, s}};
     p7_status st = p7_buffer_alloc(x->device, out->numel * sizeof(cl_int), &node.saved_buffer);
     if (st == P7_SUCCESS) st = p7_maxpool2d_forward(x, k, s, out, node.saved_buffer);
     return finish(tape, &node, out, y, st);
@@ -179,10 +180,10 @@ static p7_status reshape_backward(p7_tape *tape, p7_node *n, p7_tensor *dy)
 
 p7_status p7_reshape(p7_tape *tape, p7_tensor *x, int ndim, const int64_t *shape, p7_tensor **y)
 {
-    P7_TRY(check_out("reshape", y));
+    P7_TRY(check_out(p7_op_name(P7_OP_RESHAPE), y));
     p7_tensor *out;
     P7_TRY(p7_tensor_reshape(x, ndim, shape, &out));
-    p7_node node = {.op = "reshape", .backward = reshape_backward, .in = {x}};
+    p7_node node = {.op = p7_op_name(P7_OP_RESHAPE), .backward = reshape_backward, .in = {x}};
     return finish(tape, &node, out, y, P7_SUCCESS);
 }
 
@@ -224,9 +225,10 @@ static p7_status mul_backward(p7_tape *tape, p7_node *n, p7_tensor *dy)
     return P7_SUCCESS;
 }
 
-static p7_status binary_op(p7_tape *tape, const char *op, p7_backward_fn backward, p7_tensor *a, p7_tensor *b,
+static p7_status binary_op(p7_tape *tape, p7_op_id id, p7_backward_fn backward, p7_tensor *a, p7_tensor *b,
                            p7_tensor **y, int is_mul)
 {
+    const char *op = p7_op_name(id);
     P7_TRY(check_out(op, y));
     if (!a || !b) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL input", op);
     p7_tensor *out;
@@ -237,12 +239,12 @@ static p7_status binary_op(p7_tape *tape, const char *op, p7_backward_fn backwar
 
 p7_status p7_add(p7_tape *tape, p7_tensor *a, p7_tensor *b, p7_tensor **y)
 {
-    return binary_op(tape, "add", add_backward, a, b, y, 0);
+    return binary_op(tape, P7_OP_ADD, add_backward, a, b, y, 0);
 }
 
 p7_status p7_mul(p7_tape *tape, p7_tensor *a, p7_tensor *b, p7_tensor **y)
 {
-    return binary_op(tape, "mul", mul_backward, a, b, y, 1);
+    return binary_op(tape, P7_OP_MUL, mul_backward, a, b, y, 1);
 }
 
 /* ---- channel_mul: y = x * v[member, c]; dx = dy * v, dv = sum dy * x ---- */
@@ -271,9 +273,10 @@ static p7_status channel_add_backward(p7_tape *tape, p7_node *n, p7_tensor *dy)
     return P7_SUCCESS;
 }
 
-static p7_status channel_op(p7_tape *tape, const char *op, p7_backward_fn backward, p7_tensor *x, p7_tensor *v,
+static p7_status channel_op(p7_tape *tape, p7_op_id id, p7_backward_fn backward, p7_tensor *x, p7_tensor *v,
                             int members, p7_tensor **y, int is_mul)
 {
+    const char *op = p7_op_name(id);
     P7_TRY(check_out(op, y));
     if (!x || !v) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL input", op);
     p7_tensor *out;
@@ -285,12 +288,12 @@ static p7_status channel_op(p7_tape *tape, const char *op, p7_backward_fn backwa
 
 p7_status p7_channel_mul(p7_tape *tape, p7_tensor *x, p7_tensor *v, int members, p7_tensor **y)
 {
-    return channel_op(tape, "channel_mul", channel_mul_backward, x, v, members, y, 1);
+    return channel_op(tape, P7_OP_CHANNEL_MUL, channel_mul_backward, x, v, members, y, 1);
 }
 
 p7_status p7_channel_add(p7_tape *tape, p7_tensor *x, p7_tensor *v, int members, p7_tensor **y)
 {
-    return channel_op(tape, "channel_add", channel_add_backward, x, v, members, y, 0);
+    return channel_op(tape, P7_OP_CHANNEL_ADD, channel_add_backward, x, v, members, y, 0);
 }
 
 /* ---- tile_members: y = [x; x; ...]; dx = sum of the copies' gradients ---- */
@@ -305,7 +308,7 @@ static p7_status tile_members_backward(p7_tape *tape, p7_node *n, p7_tensor *dy)
 
 p7_status p7_tile_members(p7_tape *tape, p7_tensor *x, int members, p7_tensor **y)
 {
-    P7_TRY(check_out("tile_members", y));
+    P7_TRY(check_out(p7_op_name(P7_OP_TILE_MEMBERS), y));
     if (!x) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "tile_members: NULL input");
     if (members < 1) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "tile_members: %d members; expected >= 1", members);
     int64_t shape[P7_MAX_DIMS];
@@ -313,7 +316,7 @@ p7_status p7_tile_members(p7_tape *tape, p7_tensor *x, int members, p7_tensor **
     shape[0] *= members;
     p7_tensor *out;
     P7_TRY(new_shape(x->device, x->ndim, shape, &out));
-    p7_node node = {.op = "tile_members", .backward = tile_members_backward, .in = {x}, .ints = {members}};
+    p7_node node = {.op = p7_op_name(P7_OP_TILE_MEMBERS), .backward = tile_members_backward, .in = {x}, .ints = {members}};
     return finish(tape, &node, out, y, p7_tile_members_forward(x, members, out));
 }
 
@@ -329,7 +332,7 @@ static p7_status member_mean_backward(p7_tape *tape, p7_node *n, p7_tensor *dy)
 
 p7_status p7_member_mean(p7_tape *tape, p7_tensor *x, int members, p7_tensor **y)
 {
-    P7_TRY(check_out("member_mean", y));
+    P7_TRY(check_out(p7_op_name(P7_OP_MEMBER_MEAN), y));
     if (!x) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "member_mean: NULL input");
     if (members < 1 || x->shape[0] % members != 0) {
         char sx[128];
@@ -341,7 +344,7 @@ p7_status p7_member_mean(p7_tape *tape, p7_tensor *x, int members, p7_tensor **y
     shape[0] /= members;
     p7_tensor *out;
     P7_TRY(new_shape(x->device, x->ndim, shape, &out));
-    p7_node node = {.op = "member_mean", .backward = member_mean_backward, .in = {x}, .ints = {members}};
+    p7_node node = {.op = p7_op_name(P7_OP_MEMBER_MEAN), .backward = member_mean_backward, .in = {x}, .ints = {members}};
     return finish(tape, &node, out, y, p7_member_mean_forward(x, members, out));
 }
 
@@ -358,7 +361,7 @@ static p7_status softmax_backward(p7_tape *tape, p7_node *n, p7_tensor *dy)
 
 static p7_status softmax_op(p7_tape *tape, p7_tensor *x, p7_tensor **y, int log)
 {
-    const char *op = log ? "log_softmax" : "softmax";
+    const char *op = p7_op_name(log ? P7_OP_LOG_SOFTMAX : P7_OP_SOFTMAX);
     P7_TRY(check_out(op, y));
     if (!x) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL input", op);
     if (x->ndim != 2) {
@@ -386,7 +389,7 @@ static p7_status cross_entropy_backward(p7_tape *tape, p7_node *n, p7_tensor *dl
 
 p7_status p7_cross_entropy(p7_tape *tape, p7_tensor *logits, cl_mem labels, size_t labels_offset, p7_tensor **loss)
 {
-    P7_TRY(check_out("cross_entropy", loss));
+    P7_TRY(check_out(p7_op_name(P7_OP_CROSS_ENTROPY), loss));
     if (!logits || !labels) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "cross_entropy: NULL logits or labels");
     if (logits->ndim != 2) {
         char sx[128];
@@ -398,7 +401,7 @@ p7_status p7_cross_entropy(p7_tape *tape, p7_tensor *logits, cl_mem labels, size
     P7_TRY(new_shape(logits->device, 1, one, &out));
     p7_status st = new_like(logits, &probs);
     if (st != P7_SUCCESS) { p7_tensor_release(out); return st; }
-    p7_node node = {.op = "cross_entropy", .backward = cross_entropy_backward, .in = {logits},
+    p7_node node = {.op = p7_op_name(P7_OP_CROSS_ENTROPY), .backward = cross_entropy_backward, .in = {logits},
                     .saved = {probs}, .labels = labels, .labels_offset = labels_offset};
     st = finish(tape, &node, out, loss, p7_cross_entropy_forward(logits, labels, labels_offset, probs, out));
     p7_tensor_release(probs); /* the tape holds it when recorded */
@@ -417,7 +420,7 @@ static p7_status sum_backward(p7_tape *tape, p7_node *n, p7_tensor *dy)
 
 static p7_status sum_op(p7_tape *tape, p7_tensor *x, p7_tensor **y, int mean)
 {
-    const char *op = mean ? "mean" : "sum";
+    const char *op = p7_op_name(mean ? P7_OP_MEAN : P7_OP_SUM);
     P7_TRY(check_out(op, y));
     if (!x) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL input", op);
     const int64_t one[1] = {1};
@@ -448,7 +451,7 @@ p7_status p7_batchnorm2d(p7_tape *tape, p7_tensor *x, p7_tensor *weight, p7_tens
                          p7_tensor *running_mean, p7_tensor *running_var, int training, float momentum, float eps,
                          p7_tensor **y)
 {
-    P7_TRY(check_out("batchnorm2d", y));
+    P7_TRY(check_out(p7_op_name(P7_OP_BATCHNORM2D), y));
     if (!x) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "batchnorm2d: NULL input");
     if (x->ndim != 4 && x->ndim != 2) {
         char sx[128];
@@ -467,7 +470,7 @@ p7_status p7_batchnorm2d(p7_tape *tape, p7_tensor *x, p7_tensor *weight, p7_tens
         p7_tensor_release(mean);
         return st;
     }
-    p7_node node = {.op = "batchnorm2d", .backward = batchnorm2d_backward, .in = {x, weight, bias},
+    p7_node node = {.op = p7_op_name(P7_OP_BATCHNORM2D), .backward = batchnorm2d_backward, .in = {x, weight, bias},
                     .saved = {mean, invstd}, .ints = {members, training != 0}};
     st = p7_batchnorm2d_forward(x, weight, bias, members, running_mean, running_var, training, momentum, eps, mean,
                                 invstd, out);

@@ -156,6 +156,7 @@ p7_status p7_device_open(const char *spec, const p7_device_options *options, p7_
     }
 
     device->memory_limit = opts.memory_limit;
+    device->poison_allocations = opts.poison_allocations != 0;
     device->kernel_cache = resolve_kernel_cache(device, opts.kernel_cache);
     resolve_cache_dir(device);
 

@@ -166,6 +166,7 @@ struct p7_device {
     char cache_dir[1024];
     p7_gemm_backend gemm_backend;
     int is_pocl;
+    int poison_allocations;      /* options.poison_allocations: tensors start as NaN */
     char description[512];
     char spec_note[512];         /* p7_device_spec_note of the opening spec */
 

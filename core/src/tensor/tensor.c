@@ -1,4 +1,5 @@
 /* Tensors: shape bookkeeping over reference-counted device storage. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,15 @@ p7_status p7_tensor_create(p7_device *device, int ndim, const int64_t *shape, p7
         p7_buffer_free(storage->buffer);
         free(storage);
         return p7_fail(P7_ERROR_OUT_OF_MEMORY, "p7_tensor_create: out of host memory");
+    }
+    /* Poisoned devices hand out NaN-filled tensors: pooled buffers usually still hold
+     * earlier, plausible values, which would hide an element an op forgot to write. */
+    if (device->poison_allocations) {
+        st = p7_tensor_fill(t, NAN);
+        if (st != P7_SUCCESS) {
+            p7_tensor_release(t);
+            return st;
+        }
     }
     *out = t;
     return P7_SUCCESS;
