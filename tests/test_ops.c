@@ -388,10 +388,11 @@ static const p7_oph_row rows[] = {
 
     {.op = P7_OP_ADD, .label = "2-d, with shape errors", .in = {SHAPE2(7, 9), SHAPE2(7, 9)}, .grad_inputs = 3u,
      .out = SHAPE2(7, 9), .reference = ref_add, .call = call_add, ELEMENTWISE, .seed = 11,
-     .bad = {{.in = {SHAPE2(6, 4), SHAPE2(2, 5)}}}},
+     /* same element count, other shape: no silent reinterpretation */
+     .bad = {{.in = {SHAPE2(6, 4), SHAPE2(2, 5)}}, {.in = {SHAPE2(6, 4), SHAPE2(4, 6)}, .expect = "[4, 6]"}}},
     {.op = P7_OP_MUL, .label = "4-d, with shape errors", .in = {SHAPE4(2, 3, 2, 3), SHAPE4(2, 3, 2, 3)},
      .grad_inputs = 3u, .out = SHAPE4(2, 3, 2, 3), .reference = ref_mul, .call = call_mul, ELEMENTWISE, .seed = 12,
-     .bad = {{.in = {SHAPE2(6, 4), SHAPE2(5, 5)}}}},
+     .bad = {{.in = {SHAPE2(6, 4), SHAPE2(5, 5)}}, {.in = {SHAPE4(2, 3, 2, 3), SHAPE2(6, 6)}, .expect = "[6, 6]"}}},
 
     {.op = P7_OP_CHANNEL_MUL, .label = "3 members, 2 rows each, 3x2 planes, with shape errors",
      .in = {SHAPE4(6, 4, 3, 2), SHAPE2(3, 4)}, .grad_inputs = 3u, .ints = {3}, .out = SHAPE4(6, 4, 3, 2),

@@ -231,6 +231,16 @@ static p7_status binary_op(p7_tape *tape, p7_op_id id, p7_backward_fn backward, 
     const char *op = p7_op_name(id);
     P7_TRY(check_out(op, y));
     if (!a || !b) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL input", op);
+    /* No broadcasting, and no reinterpretation: [6, 4] + [4, 6] has matching element
+     * counts but is almost surely a bug, so the shapes must be equal. */
+    int same = a->ndim == b->ndim;
+    for (int i = 0; same && i < a->ndim; i++) same = a->shape[i] == b->shape[i];
+    if (!same) {
+        char sa[128], sb[128];
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: shapes %s and %s differ (%s takes two tensors of one shape)", op,
+                       p7_shape_format(a->ndim, a->shape, sa, sizeof sa),
+                       p7_shape_format(b->ndim, b->shape, sb, sizeof sb), op);
+    }
     p7_tensor *out;
     P7_TRY(new_like(a, &out));
     p7_node node = {.op = op, .backward = backward, .in = {a, b}};
