@@ -275,20 +275,30 @@ static void test_forward_long_channels(void **state)
 /* Same as above on the float accumulation path (devices without fp64). */
 static void test_float_path(void **state)
 {
-    setenv("P7_NO_FP64", "1", 1);
-    check_case(*state, (bn_shape){6, 3, 4, 3}, 1, 1, 18);
-    test_forward_long_channels(state);
-    unsetenv("P7_NO_FP64");
+    (void)state;
+    const p7_device_options options = {.reduce_in_float = 1};
+    void *device = p7_test_open_device(&options);
+    check_case(device, (bn_shape){6, 3, 4, 3}, 1, 1, 18);
+    test_forward_long_channels(&device);
+    p7_device_close(device);
 }
 
-/* The interleaved channel walk (the one GPUs use) on this CPU device. */
+/* Both channel walks on this device: the interleaved one is what GPUs use. */
 static void test_interleaved_walk(void **state)
 {
-    setenv("P7_BN_WALK", "interleaved", 1);
-    check_case(*state, (bn_shape){6, 3, 4, 3}, 1, 1, 19);
-    check_case(*state, (bn_shape){4, 2, 3, 1}, 0, 0, 20);
-    test_forward_long_channels(state);
-    unsetenv("P7_BN_WALK");
+    (void)state;
+    for (int walk = 1; walk <= 2; walk++) {
+        const p7_device_options options = {.batchnorm_walk = walk};
+        void *device = p7_test_open_device(&options);
+        check_case(device, (bn_shape){6, 3, 4, 3}, 1, 1, 19);
+        check_case(device, (bn_shape){4, 2, 3, 1}, 0, 0, 20);
+        test_forward_long_channels(&device);
+        p7_device_close(device);
+    }
+    const p7_device_options bad = {.batchnorm_walk = 3};
+    p7_device *device = NULL;
+    assert_int_equal(p7_device_open(getenv("P7_DEVICE"), &bad, &device), P7_ERROR_INVALID_ARGUMENT);
+    assert_non_null(strstr(p7_last_error(), "batchnorm_walk 3"));
 }
 
 /* Running statistics after several training steps: momentum 0.1, unbiased variance. */

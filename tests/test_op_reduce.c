@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "ops/op_kernels.h"
+#include "ops/op_reduce_config.h"
 #include "p7_test_support.h"
 
 /* A sum of up to 10^5 floats in [-1, 1): the device accumulates in double (or float
@@ -52,9 +53,14 @@ static void test_sum_forward(void **state)
         check_sum(*state, sizes[i], 1.0f, 300 + i);
         check_sum(*state, sizes[i], 1.0f / (float)sizes[i], 310 + i); /* mean */
     }
-    setenv("P7_NO_FP64", "1", 1);
-    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) check_sum(*state, sizes[i], 1.0f, 320 + i);
-    unsetenv("P7_NO_FP64");
+    const p7_device_options float_path = {.reduce_in_float = 1};
+    p7_device *device = p7_test_open_device(&float_path);
+    p7_reduce_config cfg;
+    P7_ASSERT_OK(p7_reduce_config_get(device, &cfg));
+    assert_int_equal(cfg.fp64, 0); /* the option takes the float path even on fp64 devices */
+    assert_int_equal(cfg.acc_bytes, 4);
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) check_sum(device, sizes[i], 1.0f, 320 + i);
+    p7_device_close(device);
 }
 
 /* L = w * y with y = scale * sum(x): the gradient is w * scale everywhere. Checked
@@ -155,9 +161,10 @@ static void test_clip_grad_norm(void **state)
     /* the norm is about sqrt(71009 / 12) ~ 77 */
     check_clip(*state, 1.0f, 1);
     check_clip(*state, 1000.0f, 0);
-    setenv("P7_NO_FP64", "1", 1);
-    check_clip(*state, 5.0f, 1);
-    unsetenv("P7_NO_FP64");
+    const p7_device_options float_path = {.reduce_in_float = 1};
+    p7_device *device = p7_test_open_device(&float_path);
+    check_clip(device, 5.0f, 1);
+    p7_device_close(device);
 }
 
 static void test_clip_empty(void **state)

@@ -249,14 +249,15 @@ static void test_bad_label_gives_nan(void **state)
 /* Views at element offsets, and the float accumulation path. */
 static void test_views_and_float_path(void **state)
 {
-    p7_device *d = *state;
+    const p7_device_options float_path = {.reduce_in_float = 1};
+    p7_device *float_device = p7_test_open_device(&float_path);
     const int n = 3, k = 40;
     const size_t nx = (size_t)n * k;
     float big[400];
     p7_test_fill_uniform(big, 400, 250, -3.0f, 3.0f);
     const int64_t bs[1] = {400}, xs[2] = {n, k};
     for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1) setenv("P7_NO_FP64", "1", 1);
+        p7_device *d = pass == 0 ? (p7_device *)*state : float_device;
         p7_tensor *pool = p7_test_tensor(d, 1, bs, big), *tx, *ty;
         P7_ASSERT_OK(p7_tensor_view(pool, 7, 2, xs, &tx));
         P7_ASSERT_OK(p7_tensor_view(pool, 200, 2, xs, &ty));
@@ -272,8 +273,8 @@ static void test_views_and_float_path(void **state)
         p7_tensor_release(tx);
         p7_tensor_release(ty);
         p7_tensor_release(pool);
-        unsetenv("P7_NO_FP64");
     }
+    p7_device_close(float_device);
 }
 
 static void test_deterministic(void **state)

@@ -65,6 +65,10 @@ typedef struct p7_device_options {
     p7_gemm_backend gemm;    /* P7_GEMM_AUTO: P7_GEMM env, else by device kind */
     int poison_allocations;  /* nonzero: every new tensor starts as quiet NaNs, so an op that
                                 leaves an output element unwritten shows (tests; costs a fill) */
+    int reduce_in_float;     /* nonzero: reductions accumulate in float even where the device
+                                has fp64, the path devices without fp64 take (tests cover it) */
+    int batchnorm_walk;      /* 0: by device kind (whole planes per work-item on CPUs,
+                                interleaved elements elsewhere), 1: planes, 2: interleaved */
 } p7_device_options;
 
 /* Enumerate every device of every platform. Writes up to `capacity` entries to `infos`

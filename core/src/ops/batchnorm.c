@@ -51,13 +51,12 @@ static p7_status geometry_of(const char *op, const p7_tensor *x, int members, bn
 
 /* Reduction build options plus the channel walk: whole planes per work-item on CPU
  * devices (streams contiguous memory), interleaved elements elsewhere (coalesced).
- * P7_BN_WALK=interleaved forces the latter, so tests can cover it on a CPU device. */
+ * p7_device_options.batchnorm_walk picks one, so tests cover both on one device. */
 static p7_status bn_options(p7_device *d, char *opts, size_t size)
 {
     p7_reduce_config cfg;
     P7_TRY(p7_reduce_config_get(d, &cfg));
-    const char *walk = getenv("P7_BN_WALK");
-    int planes = d->info.kind == P7_DEVICE_KIND_CPU && !(walk && strcmp(walk, "interleaved") == 0);
+    int planes = d->batchnorm_walk == 0 ? d->info.kind == P7_DEVICE_KIND_CPU : d->batchnorm_walk == 1;
     snprintf(opts, size, "%s%s", cfg.options, planes ? " -DP7_BN_PLANES=1" : "");
     return P7_SUCCESS;
 }

@@ -104,6 +104,26 @@ static p7_status find_cl_ids(const p7_device_info *info, cl_platform_id *platfor
     return P7_SUCCESS;
 }
 
+/* Limits the ops consult on every call, read from the driver once. */
+static p7_status read_limits(p7_device *device)
+{
+    P7_CL_TRY(clGetDeviceInfo(device->id, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof device->max_work_group_size,
+                              &device->max_work_group_size, NULL),
+              "clGetDeviceInfo(CL_DEVICE_MAX_WORK_GROUP_SIZE)");
+    size_t size = 0;
+    device->has_fp64 = 0;
+    if (clGetDeviceInfo(device->id, CL_DEVICE_EXTENSIONS, 0, NULL, &size) != CL_SUCCESS || size == 0)
+        return P7_SUCCESS; /* no extension list: the float paths, always correct */
+    char *ext = malloc(size + 1);
+    if (!ext) return p7_fail(P7_ERROR_OUT_OF_MEMORY, "p7_device_open: out of host memory");
+    if (clGetDeviceInfo(device->id, CL_DEVICE_EXTENSIONS, size, ext, NULL) == CL_SUCCESS) {
+        ext[size] = '\0';
+        device->has_fp64 = strstr(ext, "cl_khr_fp64") != NULL;
+    }
+    free(ext);
+    return P7_SUCCESS;
+}
+
 p7_status p7_device_open(const char *spec, const p7_device_options *options, p7_device **out)
 {
     if (!out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_device_open: NULL output");
@@ -157,6 +177,18 @@ p7_status p7_device_open(const char *spec, const p7_device_options *options, p7_
 
     device->memory_limit = opts.memory_limit;
     device->poison_allocations = opts.poison_allocations != 0;
+    device->reduce_in_float = opts.reduce_in_float != 0;
+    device->batchnorm_walk = opts.batchnorm_walk;
+    if (opts.batchnorm_walk < 0 || opts.batchnorm_walk > 2) {
+        p7_device_close(device);
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_device_open: batchnorm_walk %d: expected 0, 1 or 2",
+                       opts.batchnorm_walk);
+    }
+    st = read_limits(device);
+    if (st != P7_SUCCESS) {
+        p7_device_close(device);
+        return st;
+    }
     device->kernel_cache = resolve_kernel_cache(device, opts.kernel_cache);
     resolve_cache_dir(device);
 

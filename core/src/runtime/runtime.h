@@ -167,6 +167,11 @@ struct p7_device {
     p7_gemm_backend gemm_backend;
     int is_pocl;
     int poison_allocations;      /* options.poison_allocations: tensors start as NaN */
+    int reduce_in_float;         /* options.reduce_in_float */
+    int batchnorm_walk;          /* options.batchnorm_walk */
+    /* limits, read once at open: ops consult them on every call */
+    size_t max_work_group_size;
+    int has_fp64;                /* cl_khr_fp64 */
     char description[512];
     char spec_note[512];         /* p7_device_spec_note of the opening spec */
 
