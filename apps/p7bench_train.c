@@ -208,6 +208,10 @@ int p7bench_train(p7_device *device, const p7bench_train_options *o, p7bench_pla
     TRY(p7_model_count_params(model, &counts));
     p7_optimizer_options oo = {.hparams = o->hparams, .seed = o->seed, .dataset_size = train.count};
     TRY(p7_optimizer_create_for_model(model, o->optimizer, &oo, &opt));
+    /* Refuse a step that cannot fit before training: otherwise PoCL would map buffers
+     * until it aborts, or a GPU would fail mid-epoch. */
+    p7_training_shape shape = {.batch = o->batch, .optimizer_slots = p7_optimizer_table(opt)->slot_count};
+    TRY(p7_model_check_training_memory(model, &shape, o->model, NULL));
     TRY(p7_tape_create(device, &tape));
     fprintf(stderr, "p7bench: model %s (members %d, %llu parameters), optimizer %s, batch %d, %d epoch(s), %zu training images\n",
             o->model, o->members, (unsigned long long)counts.unique, p7_optimizer_name(opt), o->batch, o->epochs,

@@ -8,6 +8,12 @@
  * cache and retries once; if that fails too it returns P7_ERROR_OUT_OF_MEMORY with
  * a message giving the bytes asked for and the bytes held.
  *
+ * On CPU devices (PoCL) device buffers are host memory: before creating one the
+ * allocator also checks that it fits what the process may still map (MemAvailable and
+ * the address-space limit, ulimit -v, less what the process maps, keeping 256 MiB for
+ * the rest of the process), frees its cache and retries once, and otherwise returns
+ * P7_ERROR_OUT_OF_MEMORY naming the request and the limit. (PoCL itself would abort.)
+ *
  * Most users never call these: tensors allocate through them.
  */
 #ifndef P7_MEMORY_H
@@ -55,6 +61,16 @@ P7_API size_t p7_buffer_size(const p7_buffer *buffer); /* usable bytes (the size
 
 P7_API p7_status p7_memory_get_stats(const p7_device *device, p7_memory_stats *out);
 P7_API void p7_memory_reset_peak(p7_device *device);
+
+/* The most memory the allocator can hold at once on a device, and the limit that sets
+ * it: the smallest of the device's global memory, p7_device_options.memory_limit and, on
+ * CPU devices, the host memory this process may still take plus what p7 holds already. */
+typedef struct p7_memory_budget {
+    uint64_t bytes;
+    char limit[512];   /* that limit in words, with its numbers */
+} p7_memory_budget;
+
+P7_API p7_status p7_memory_get_budget(p7_device *device, p7_memory_budget *out);
 
 /* Release every cached (free) block back to OpenCL. */
 P7_API p7_status p7_memory_release_cache(p7_device *device);

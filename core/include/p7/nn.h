@@ -22,6 +22,7 @@
 #include <stdio.h>
 
 #include "p7/autograd.h"
+#include "p7/memory.h"
 #include "p7/tensor.h"
 
 #ifdef __cplusplus
@@ -124,6 +125,47 @@ P7_API p7_status p7_model_count_params(const p7_model *model, p7_param_counts *o
 
 /* Drop every parameter's gradient (see p7_tensor_zero_grad). */
 P7_API void p7_model_zero_grad(p7_model *model);
+
+/* ---- the device memory of a training step (nn_memory.c) ----
+ * Estimated from the model's program and layer shapes, without allocating: the peak of
+ * the bytes the allocator holds in use (p7_memory_stats.peak_bytes_in_use, in its size
+ * classes) during one training step: forward with the tape, cross-entropy, backward,
+ * optimizer step, with the data pipeline's two batch slots. The tape keeps every
+ * output and intermediate gradient until backward ends, so the peak is late in backward. */
+
+typedef struct p7_training_shape {
+    int batch;                    /* images per step, before BatchEnsemble's M-times tiling */
+    int channels, height, width;  /* one input image; 0 means CIFAR's 3 x 32 x 32 */
+    unsigned optimizer_slots;     /* optimizer state tensors per parameter (p7_opt_plugin.slot_count:
+                                     SGD 1, Adam 3) */
+} p7_training_shape;
+
+/* The peak and what is live at it, in bytes (size classes). */
+typedef struct p7_memory_estimate {
+    uint64_t total;
+    uint64_t parameters;          /* parameters and BatchNorm running statistics */
+    uint64_t gradients;           /* the parameters' gradients */
+    uint64_t optimizer_state;
+    uint64_t inputs;              /* the pipeline's two image and label slots, tiled labels */
+    uint64_t activations;         /* op outputs and what ops save for backward */
+    uint64_t activation_grads;    /* gradients of those outputs */
+    uint64_t workspaces;          /* im2col / GEMM scratch, p7 GEMM's workspace */
+    uint64_t largest_buffer;      /* the largest single allocation of the step */
+} p7_memory_estimate;
+
+P7_API p7_status p7_model_estimate_training_memory(const p7_model *model, const p7_training_shape *shape,
+                                            p7_memory_estimate *out);
+
+/* Refuses, with P7_ERROR_OUT_OF_MEMORY and before anything is allocated, a training step
+ * that does not fit p7_memory_get_budget (the device's global memory, its memory_limit
+ * option, and on CPU devices the host memory this process may still take), or whose
+ * largest buffer passes the device's per-buffer maximum. The message gives the need and
+ * its parts, the limit, and the largest batch that fits; *max_batch (may be NULL)
+ * receives that batch (shape->batch when it fits, 0 when nothing does). `label` names the
+ * model in the message (NULL: "the model"). Call it after creating the model and the
+ * optimizer: what they hold already counts as available. */
+P7_API p7_status p7_model_check_training_memory(const p7_model *model, const p7_training_shape *shape, const char *label,
+                                         int *max_batch);
 
 /* ---- the networks of the studies ---- */
 

@@ -82,6 +82,16 @@ static p7_status workspace(p7_device *device, size_t bytes, cl_mem *ws)
     return p7_device_workspace(device, &((gemm_p7_state *)slot)->workspace, bytes, ws);
 }
 
+size_t p7_gemm_p7_workspace_bytes(size_t m, size_t n, size_t k, int b_packed)
+{
+    /* One workspace holds both packed operands; B starts on a 64-float (256-byte)
+     * boundary so its panels keep the vector alignment the kernel's loads like. */
+    const size_t a_floats = (m + P7_GEMM_MR - 1) / P7_GEMM_MR * P7_GEMM_MR * k;
+    if (b_packed) return a_floats * sizeof(float);
+    const size_t b_floats = (n + P7_GEMM_NR - 1) / P7_GEMM_NR * P7_GEMM_NR * k;
+    return (round_up(a_floats, 64) + b_floats) * sizeof(float);
+}
+
 /* The micro-kernel over K blocks, on A panels at ap/ap_off and B panels at bp/bp_off. */
 static p7_status run_tiles(p7_device *device, const p7_gemm_desc *d, cl_mem ap, size_t ap_offset, cl_mem bp,
                            size_t bp_offset, cl_mem c, size_t m_panels, size_t n_panels)
@@ -122,15 +132,12 @@ p7_status p7_gemm_p7_run(p7_device *device, const p7_gemm_desc *d, cl_mem a, cl_
 
     const size_t m_panels = (d->m + P7_GEMM_MR - 1) / P7_GEMM_MR;
     const size_t n_panels = (d->n + P7_GEMM_NR - 1) / P7_GEMM_NR;
-    /* One workspace holds both packed operands; B starts on a 64-float (256-byte)
-     * boundary so its panels keep the vector alignment the kernel's loads like. */
-    const size_t a_floats = m_panels * P7_GEMM_MR * d->k;
-    const size_t b_offset = round_up(a_floats, 64);
+    const size_t b_offset = round_up(m_panels * P7_GEMM_MR * d->k, 64);
     const size_t b_floats = n_panels * P7_GEMM_NR * d->k;
     if (b_floats > (SIZE_MAX / sizeof(float)) - b_offset)
         return p7_fail(P7_ERROR_OUT_OF_MEMORY, "p7_gemm (p7 backend, m=%zu n=%zu k=%zu): packed panels overflow",
                        d->m, d->n, d->k);
-    const size_t bytes = (b_offset + b_floats) * sizeof(float);
+    const size_t bytes = p7_gemm_p7_workspace_bytes(d->m, d->n, d->k, 0);
 
     cl_mem ws;
     P7_TRY(workspace(device, bytes, &ws));
@@ -155,7 +162,7 @@ p7_status p7_gemm_p7_run_packed_b(p7_device *device, const p7_gemm_desc *d, cl_m
     const size_t m_panels = (d->m + P7_GEMM_MR - 1) / P7_GEMM_MR;
     const size_t n_panels = (d->n + P7_GEMM_NR - 1) / P7_GEMM_NR;
     cl_mem ws;
-    P7_TRY(workspace(device, m_panels * P7_GEMM_MR * d->k * sizeof(float), &ws));
+    P7_TRY(workspace(device, p7_gemm_p7_workspace_bytes(d->m, d->n, d->k, 1), &ws));
     P7_TRY(pack(device, d, d->trans_a, P7_GEMM_MR, (cl_uint)d->m, a, d->a_offset, d->lda, m_panels, ws, 0,
                 "gemm_p7.pack_a"));
     return run_tiles(device, d, ws, 0, bp, bp_offset, c, m_panels, n_panels);

@@ -7,31 +7,7 @@
 #include "tensor/tensor_internal.h"
 #include "p7/nn.h"
 #include "p7/ops.h"
-
-#define MAX_LAYER_PARAMS 4
-
-typedef struct layer {
-    char name[48];
-    p7_layer_config cfg;
-    p7_tensor *weight, *bias, *alpha, *gamma; /* parameters (NULL where absent) */
-    p7_tensor *running_mean, *running_var;    /* BatchNorm buffers (not parameters) */
-} layer;
-
-typedef struct step { p7_step_kind kind; int layer, a, b; } step;
-
-typedef struct param { char name[64]; p7_tensor *tensor; int layer; } param;
-
-struct p7_model {
-    p7_device *device;
-    int members;
-    uint64_t seed;
-    layer *layers;
-    size_t layer_count, layer_capacity;
-    step *steps;
-    size_t step_count, step_capacity;
-    param *params;
-    size_t param_count, param_capacity;
-};
+#include "nn/nn_model_internal.h"
 
 static void *grow(void *array, size_t *capacity, size_t count, size_t size)
 {

@@ -166,6 +166,47 @@ static p7_status im2col_packed_t(p7_device *device, const conv_dims *d, const p7
     return p7_launch(device, k, 2, global, local, "conv2d.im2col_packed_t");
 }
 
+/* The scratch buffers and GEMM workspaces of one conv2d, decided in one place so the
+ * training-memory estimate (nn_memory.c) sees what the passes allocate. */
+static void scratch_of(const conv_dims *d, p7_gemm_backend backend, int need_dx, int need_dw, p7_conv2d_scratch *s)
+{
+    const int p7_gemm = backend == P7_GEMM_P7;
+    /* With p7's GEMM, im2col can write the GEMM's packed B panels directly and save
+     * the pack pass. The stride-1 "same" kernel (every VGG layer) moves vectors and
+     * beats im2col + pack on every plane size (bench/p7-conv: L2 ~4 ms against
+     * 5.8 + 8.9 ms); the scalar general kernel wins only on small planes. */
+    s->forward_packed = p7_gemm && (d->plane <= P7_CONV_PACKED_MAX_PLANE || same16(d));
+    s->forward_col_floats = s->forward_packed ? packed_panels(d->np) * P7_CONV_PANEL * d->ckk : d->ckk * d->np;
+    s->t_floats = d->o * d->np;
+    /* With p7's GEMM on "same" planes, dW's B operand (col^T) is written packed
+     * straight from x: no col, and no transposing pack pass over it (that pack ran
+     * at ~8 GB/s and was most of gemm_p7.pack_b). The col buffer still holds dcol. */
+    s->backward_packed_t = need_dw && p7_gemm && same16(d);
+    s->backward_col_floats = 0;
+    if (need_dx || need_dw) {
+        s->backward_col_floats = d->ckk * d->np;
+        if (s->backward_packed_t && packed_panels(d->ckk) * P7_CONV_PANEL * d->np > s->backward_col_floats)
+            s->backward_col_floats = packed_panels(d->ckk) * P7_CONV_PANEL * d->np;
+    }
+    s->forward_gemm_bytes = s->backward_dw_gemm_bytes = s->backward_dx_gemm_bytes = 0;
+    if (!p7_gemm) return; /* CLBlast keeps its own scratch */
+    s->forward_gemm_bytes = p7_gemm_p7_workspace_bytes(d->o, d->np, d->ckk, s->forward_packed);
+    if (need_dw) s->backward_dw_gemm_bytes = p7_gemm_p7_workspace_bytes(d->o, d->ckk, d->np, s->backward_packed_t);
+    if (need_dx) s->backward_dx_gemm_bytes = p7_gemm_p7_workspace_bytes(d->ckk, d->np, d->o, 0);
+}
+
+void p7_conv2d_scratch_of(size_t n, size_t c, size_t h, size_t w, size_t o, size_t k, int stride, int pad,
+                          p7_gemm_backend backend, int need_dx, int need_dw, p7_conv2d_scratch *out)
+{
+    conv_dims d = {.n = n, .c = c, .h = h, .w = w, .o = o, .k = k, .stride = stride, .pad = pad};
+    d.oh = (h + 2 * (size_t)pad - k) / (size_t)stride + 1;
+    d.ow = (w + 2 * (size_t)pad - k) / (size_t)stride + 1;
+    d.plane = d.oh * d.ow;
+    d.np = n * d.plane;
+    d.ckk = c * k * k;
+    scratch_of(&d, backend, need_dx, need_dw, out);
+}
+
 static p7_status alloc_floats(p7_device *device, size_t count, p7_buffer **out)
 {
     return p7_buffer_alloc(device, count * sizeof(float), out);
@@ -178,16 +219,12 @@ p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_ten
     P7_TRY(conv_check("conv2d forward", x, w, b, y, stride, pad, &d));
     p7_device *device = p7_tensor_device(x);
 
-    /* With p7's GEMM, im2col can write the GEMM's packed B panels directly and save
-     * the pack pass. The stride-1 "same" kernel (every VGG layer) moves vectors and
-     * beats im2col + pack on every plane size (bench/p7-conv: L2 ~4 ms against
-     * 5.8 + 8.9 ms); the scalar general kernel wins only on small planes. */
-    const int packed = p7_device_gemm_backend(device) == P7_GEMM_P7 &&
-                       (d.plane <= P7_CONV_PACKED_MAX_PLANE || same16(&d));
+    p7_conv2d_scratch plan;
+    scratch_of(&d, p7_device_gemm_backend(device), 0, 0, &plan);
+    const int packed = plan.forward_packed;
     p7_buffer *col = NULL, *t = NULL;
-    p7_status st = packed ? alloc_floats(device, p7_conv2d_packed_col_floats(x, (int)d.k, stride, pad), &col)
-                          : alloc_floats(device, d.ckk * d.np, &col);
-    if (st == P7_SUCCESS) st = alloc_floats(device, d.o * d.np, &t);
+    p7_status st = alloc_floats(device, plan.forward_col_floats, &col);
+    if (st == P7_SUCCESS) st = alloc_floats(device, plan.t_floats, &t);
     if (st != P7_SUCCESS) goto done;
     cl_mem colm = p7_buffer_mem(col), tm = p7_buffer_mem(t);
 
@@ -256,16 +293,12 @@ p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_te
     }
     if (!dx && !dw && !db) return P7_SUCCESS;
 
-    /* With p7's GEMM on "same" planes, dW's B operand (col^T) is written packed
-     * straight from x: no col, and no transposing pack pass over it (that pack ran
-     * at ~8 GB/s and was most of gemm_p7.pack_b). The col buffer still holds dcol. */
-    const int packed_t = dw && p7_device_gemm_backend(device) == P7_GEMM_P7 && same16(&d);
-    size_t col_floats = d.ckk * d.np;
-    if (packed_t && packed_panels(d.ckk) * P7_CONV_PANEL * d.np > col_floats)
-        col_floats = packed_panels(d.ckk) * P7_CONV_PANEL * d.np;
+    p7_conv2d_scratch plan;
+    scratch_of(&d, p7_device_gemm_backend(device), dx != NULL, dw != NULL, &plan);
+    const int packed_t = plan.backward_packed_t;
     p7_buffer *t = NULL, *col = NULL;
-    p7_status st = alloc_floats(device, d.o * d.np, &t);
-    if (st == P7_SUCCESS && (dx || dw)) st = alloc_floats(device, col_floats, &col);
+    p7_status st = alloc_floats(device, plan.t_floats, &t);
+    if (st == P7_SUCCESS && (dx || dw)) st = alloc_floats(device, plan.backward_col_floats, &col);
     if (st != P7_SUCCESS) goto done;
     cl_mem tm = p7_buffer_mem(t);
     cl_uint n = (cl_uint)d.n, o = (cl_uint)d.o, plane = (cl_uint)d.plane;

@@ -19,4 +19,19 @@ size_t p7_conv2d_packed_col_floats(const p7_tensor *x, int k, int stride, int pa
 /* Writes the packed col matrix into bp at element offset bp_offset (enqueued only). */
 p7_status p7_conv2d_im2col_packed(const p7_tensor *x, int k, int stride, int pad, cl_mem bp, size_t bp_offset);
 
+/* What one conv2d of x [n, c, h, w] with o filters of k x k allocates besides its
+ * output: the col matrix and the [O, N*P] matrix T (floats), and the p7 GEMM workspace
+ * each GEMM asks for (bytes; 0 with CLBlast, which keeps its own). */
+typedef struct p7_conv2d_scratch {
+    int forward_packed;           /* im2col writes the GEMM's packed B panels */
+    int backward_packed_t;        /* dW's col^T is written packed straight from x */
+    size_t forward_col_floats;
+    size_t backward_col_floats;   /* col^T for dW, then dcol for dx; 0 when neither is needed */
+    size_t t_floats;              /* both passes */
+    size_t forward_gemm_bytes, backward_dw_gemm_bytes, backward_dx_gemm_bytes;
+} p7_conv2d_scratch;
+
+void p7_conv2d_scratch_of(size_t n, size_t c, size_t h, size_t w, size_t o, size_t k, int stride, int pad,
+                          p7_gemm_backend backend, int need_dx, int need_dw, p7_conv2d_scratch *out);
+
 #endif

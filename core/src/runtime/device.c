@@ -189,6 +189,7 @@ p7_status p7_device_open(const char *spec, const p7_device_options *options, p7_
         p7_device_close(device);
         return st;
     }
+    device->host_backed = device->is_pocl || device->info.kind == P7_DEVICE_KIND_CPU;
     device->kernel_cache = resolve_kernel_cache(device, opts.kernel_cache);
     resolve_cache_dir(device);
 

@@ -1,5 +1,6 @@
 /* The caching device allocator: size classes, a free list per device, and the
  * free-the-cache-and-retry-once path on allocation failure. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "runtime/runtime.h"
@@ -67,6 +68,55 @@ static p7_status oom_error(const p7_device *device, size_t asked, size_t size, c
                    (unsigned long long)device->mem.bytes_cached, why);
 }
 
+/* Requests from this size on re-read the host limits; smaller ones count against the
+ * last reading until 64 MiB of them have been created since. Reading costs two small
+ * /proc files, and creating buffers happens only on cache misses. */
+#define HOST_REREAD_BYTES ((uint64_t)1 << 20)
+#define HOST_REREAD_AFTER ((uint64_t)64 << 20)
+
+/* Does a new host-backed buffer of `size` bytes fit what the process may still map,
+ * with P7_HOST_RESERVE_BYTES left over? `limit` receives the binding limit's text. */
+static int host_fits(p7_device *device, size_t size, int reread, char *limit, size_t limit_size,
+                     uint64_t *headroom)
+{
+    if (reread || !device->host_read || size >= HOST_REREAD_BYTES ||
+        device->host_created_since >= HOST_REREAD_AFTER) {
+        device->host_headroom = p7_host_memory_headroom(limit, limit_size);
+        device->host_created_since = 0;
+        device->host_read = 1;
+    }
+    uint64_t left = device->host_headroom > device->host_created_since
+                        ? device->host_headroom - device->host_created_since
+                        : 0;
+    *headroom = left;
+    return left >= P7_HOST_RESERVE_BYTES && size <= left - P7_HOST_RESERVE_BYTES;
+}
+
+static p7_status host_oom_error(const p7_device *device, size_t asked, size_t size, uint64_t headroom,
+                                const char *limit)
+{
+    return p7_fail(P7_ERROR_OUT_OF_MEMORY,
+                   "out of host memory on %s (a CPU device keeps its buffers in host memory): asked for %zu bytes "
+                   "(size class %zu) while %llu bytes are in use, after freeing the cache; %s leaves %llu bytes, "
+                   "of which p7 keeps %llu for the rest of the process",
+                   device->info.name, asked, size, (unsigned long long)device->mem.bytes_in_use,
+                   limit[0] ? limit : "the host", (unsigned long long)headroom,
+                   (unsigned long long)P7_HOST_RESERVE_BYTES);
+}
+
+/* PoCL maps a buffer's memory at the first command that uses it, inside that enqueue
+ * call, and a failed allocation there is an assertion (abort), not an error. A
+ * migration with undefined content makes it map the memory now, right after host_fits
+ * said it fits, so that later readings of the address space include it. */
+static p7_status materialize(p7_device *device, cl_mem mem)
+{
+    if (!device->is_pocl) return P7_SUCCESS;
+    P7_CL_TRY(clEnqueueMigrateMemObjects(device->queue, 1, &mem, CL_MIGRATE_MEM_OBJECT_CONTENT_UNDEFINED, 0, NULL,
+                                         NULL),
+              "p7_buffer_alloc: clEnqueueMigrateMemObjects");
+    return P7_SUCCESS;
+}
+
 p7_status p7_buffer_alloc(p7_device *device, size_t bytes, p7_buffer **out)
 {
     if (!device || !out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_buffer_alloc: NULL argument");
@@ -105,6 +155,17 @@ p7_status p7_buffer_alloc(p7_device *device, size_t bytes, p7_buffer **out)
             return oom_error(device, bytes, size, "the device memory limit would be passed");
         }
     }
+    if (device->host_backed) {
+        char limit[256] = "";
+        uint64_t headroom;
+        if (!host_fits(device, size, 0, limit, sizeof limit, &headroom)) {
+            flush_cache(device);
+            if (!host_fits(device, size, 1, limit, sizeof limit, &headroom)) {
+                free(buffer);
+                return host_oom_error(device, bytes, size, headroom, limit);
+            }
+        }
+    }
     cl_int err;
     buffer->mem = clCreateBuffer(device->context, CL_MEM_READ_WRITE, size, NULL, &err);
     if (is_oom(err)) { /* the cache may hold what the driver needs: give it back, once */
@@ -115,6 +176,15 @@ p7_status p7_buffer_alloc(p7_device *device, size_t bytes, p7_buffer **out)
         free(buffer);
         if (is_oom(err)) return oom_error(device, bytes, size, p7_status_string((p7_status)err));
         return p7_fail_cl(err, "clCreateBuffer");
+    }
+    if (device->host_backed) {
+        p7_status st = materialize(device, buffer->mem);
+        if (st != P7_SUCCESS) {
+            clReleaseMemObject(buffer->mem);
+            free(buffer);
+            return st;
+        }
+        device->host_created_since += size;
     }
     device->mem.buffers_created++;
 
@@ -188,6 +258,35 @@ p7_status p7_memory_get_stats(const p7_device *device, p7_memory_stats *out)
 {
     if (!device || !out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_memory_get_stats: NULL argument");
     *out = device->mem;
+    return P7_SUCCESS;
+}
+
+p7_status p7_memory_get_budget(p7_device *device, p7_memory_budget *out)
+{
+    if (!device || !out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_memory_get_budget: NULL argument");
+    char b[2][32];
+    out->bytes = device->info.global_mem_bytes ? device->info.global_mem_bytes : UINT64_MAX;
+    snprintf(out->limit, sizeof out->limit, "the global memory of %s (%s)", device->info.name,
+             p7_format_bytes(device->info.global_mem_bytes, b[0], sizeof b[0]));
+    if (device->memory_limit && device->memory_limit < out->bytes) {
+        out->bytes = device->memory_limit;
+        snprintf(out->limit, sizeof out->limit, "the memory limit p7_device_options set for %s (%s)",
+                 device->info.name, p7_format_bytes(device->memory_limit, b[0], sizeof b[0]));
+    }
+    if (device->host_backed) {
+        char limit[256];
+        uint64_t headroom = p7_host_memory_headroom(limit, sizeof limit);
+        /* What p7 holds already (live and cached blocks) counts as available to it. */
+        uint64_t held = device->mem.bytes_in_use + device->mem.bytes_cached;
+        uint64_t usable = headroom > P7_HOST_RESERVE_BYTES ? headroom - P7_HOST_RESERVE_BYTES : 0;
+        if (headroom != UINT64_MAX && held + usable < out->bytes) {
+            out->bytes = held + usable;
+            snprintf(out->limit, sizeof out->limit,
+                     "%s, plus the %s p7 holds, less %s kept for the rest of the process (%s keeps its buffers in "
+                     "host memory)", limit, p7_format_bytes(held, b[0], sizeof b[0]),
+                     p7_format_bytes(P7_HOST_RESERVE_BYTES, b[1], sizeof b[1]), device->info.name);
+        }
+    }
     return P7_SUCCESS;
 }
 

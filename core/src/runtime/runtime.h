@@ -33,6 +33,9 @@ p7_status p7_fail(p7_status status, const char *fmt, ...) P7_PRINTF(2, 3);
  * so up to 4 can appear in one p7_fail. NULL gives "(null)". */
 const char *p7_abbrev(const char *text);
 
+/* "1.25 GiB" or "37.0 MiB", for messages; returns buf. */
+const char *p7_format_bytes(uint64_t bytes, char *buf, size_t size);
+
 /* For an OpenCL call that returned `err`: names the call and the code. */
 p7_status p7_fail_cl(cl_int err, const char *what);
 
@@ -180,6 +183,10 @@ struct p7_device {
 
     /* allocator (memory.c) */
     uint64_t memory_limit;
+    int host_backed;                 /* buffers live in host memory (CPU devices, PoCL) */
+    uint64_t host_headroom;          /* p7_host_memory_headroom at the last reading */
+    uint64_t host_created_since;     /* bytes of buffers created since that reading */
+    int host_read;                   /* host_headroom holds a reading */
     p7_free_block *free_blocks;
     p7_memory_stats mem;
     uint64_t live_buffers;
@@ -194,6 +201,16 @@ struct p7_device {
 
 /* Allocator hooks used by device open/close. */
 void p7_memory_shutdown(p7_device *device);
+
+/* Host memory (host_memory.c): bytes this process may still take, the smaller of
+ * MemAvailable and the address-space limit (RLIMIT_AS) less what it maps now;
+ * UINT64_MAX when neither is known. `limit` (may be NULL) receives which one binds,
+ * in words with its numbers. */
+uint64_t p7_host_memory_headroom(char *limit, size_t size);
+
+/* Host memory that host-backed devices leave to the rest of the process (the OpenCL
+ * runtime's compiler, thread stacks, host staging buffers). */
+#define P7_HOST_RESERVE_BYTES ((uint64_t)256 << 20)
 
 /* A scratch buffer of at least `bytes`, owned by the device, reused across calls.
  * Only valid until the next call that asks for it; ops on the in-order queue can

@@ -37,6 +37,14 @@ const char *p7_abbrev(const char *text)
     return out;
 }
 
+const char *p7_format_bytes(uint64_t bytes, char *buf, size_t size)
+{
+    const double mib = 1024.0 * 1024.0, gib = 1024.0 * mib;
+    if (bytes >= (uint64_t)1 << 30) snprintf(buf, size, "%.2f GiB", (double)bytes / gib);
+    else snprintf(buf, size, "%.1f MiB", (double)bytes / mib);
+    return buf;
+}
+
 const char *p7_last_error(void) { return p7_error_message; }
 
 void p7_clear_error(void) { p7_error_message[0] = '\0'; }

@@ -1,0 +1,423 @@
+/* The device memory of one training step, from the model's program and layer shapes
+ * alone (nothing is allocated), and the check that refuses a step that cannot fit.
+ *
+ * The estimate replays, in order, every allocation and release a training step makes
+ * through the caching allocator, in its size classes, and keeps the peak of the bytes
+ * in use: what p7_memory_stats.peak_bytes_in_use measures. Why a replay rather than a
+ * sum: the tape keeps every op's output, saved tensors and every intermediate gradient
+ * until backward ends (autograd.c), so the peak comes late in backward, and which
+ * scratch buffers are live then depends on the order. The allocator's cache does not
+ * add to the need: when a new buffer would pass a limit it frees the cache first.
+ *
+ * What one step allocates (ops.c and the kernels' files):
+ *   persistent  parameters, BatchNorm running statistics, optimizer state slots, the
+ *               data pipeline's two batch slots (images and labels), BatchEnsemble's
+ *               tiled labels, p7 GEMM's workspace (grown to its largest request);
+ *   forward     each op's output; max-pool's argmax indices, BatchNorm's mean and
+ *               inverse std, cross-entropy's probabilities; conv2d's col and T
+ *               scratch and cross-entropy's row scratch, freed at once;
+ *   backward    a gradient for every tensor that requires one, kept to the end; conv2d's
+ *               T and col scratch again, BatchNorm's sums, freed at once. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/conv2d_internal.h"
+#include "gemm/gemm_internal.h"
+#include "nn/nn_model_internal.h"
+
+enum { PARAMS, GRADS, OPT_STATE, INPUTS, ACTIVATIONS, ACTIVATION_GRADS, WORKSPACES, PARTS };
+
+/* Cross-entropy and reductions accumulate in at most 8 bytes per row (fp64). */
+#define ACC_BYTES 8
+
+/* A backward step to replay: gradients to create, then scratch, then GEMMs. */
+typedef struct bw_node {
+    uint64_t x_grad;              /* bytes of the input's gradient; 0 when it needs none */
+    const p7_tensor *params[3];   /* parameters whose gradient this node writes (NULL: none) */
+    uint64_t scratch[2];          /* bytes, allocated after the gradients, freed at the end */
+    uint64_t gemm[2];             /* GEMM workspace requests while the scratch lives */
+} bw_node;
+
+typedef struct replay {
+    const p7_model *model;
+    p7_gemm_backend backend;
+    uint64_t live[PARTS], at_peak[PARTS], peak;
+    uint64_t largest;             /* largest single request */
+    uint64_t gemm_ws, gemm_max;   /* the workspace's size class now; the largest request */
+    bw_node *nodes;
+    size_t count, capacity;
+    const p7_tensor **with_grad;  /* parameters whose gradient exists */
+    size_t with_grad_count;
+} replay;
+
+static void take(replay *r, int part, uint64_t bytes)
+{
+    if (!bytes) return;
+    if (bytes > r->largest) r->largest = bytes;
+    r->live[part] += p7_memory_size_class((size_t)bytes);
+    uint64_t total = 0;
+    for (int i = 0; i < PARTS; i++) total += r->live[i];
+    if (total > r->peak) {
+        r->peak = total;
+        memcpy(r->at_peak, r->live, sizeof r->live);
+    }
+}
+
+static void give(replay *r, int part, uint64_t bytes)
+{
+    if (bytes) r->live[part] -= p7_memory_size_class((size_t)bytes);
+}
+
+/* p7_device_workspace: reused while big enough, else freed and allocated anew. */
+static void gemm(replay *r, uint64_t bytes)
+{
+    if (!bytes) return;
+    if (bytes > r->gemm_max) r->gemm_max = bytes;
+    if (bytes <= r->gemm_ws) return;
+    give(r, WORKSPACES, r->gemm_ws);
+    take(r, WORKSPACES, bytes);
+    r->gemm_ws = p7_memory_size_class((size_t)bytes);
+}
+
+static p7_status push(replay *r, const bw_node *n)
+{
+    if (r->count == r->capacity) {
+        size_t cap = r->capacity ? 2 * r->capacity : 64;
+        bw_node *grown = realloc(r->nodes, cap * sizeof *grown);
+        if (!grown) return p7_fail(P7_ERROR_OUT_OF_MEMORY, "memory estimate: out of host memory");
+        r->nodes = grown;
+        r->capacity = cap;
+    }
+    r->nodes[r->count++] = *n;
+    return P7_SUCCESS;
+}
+
+static uint64_t tensor_bytes(const p7_tensor *t) { return t ? (uint64_t)p7_tensor_numel(t) * sizeof(float) : 0; }
+
+/* The activation flowing through the program. */
+typedef struct act {
+    uint64_t n, c, h, w;   /* h = w = 1 after flatten or a linear layer */
+    int spatial;           /* 4-D [N, C, H, W] (else [N, C]) */
+    int needs_grad;
+} act;
+
+static uint64_t act_bytes(const act *a) { return a->n * a->c * a->h * a->w * sizeof(float); }
+
+/* An op with a new output of `out_bytes`, recorded on the tape (it lives to the end of
+ * backward); the input's gradient is created in backward when the input needs one. */
+static p7_status simple_op(replay *r, act *x, uint64_t out_bytes, uint64_t saved_bytes)
+{
+    take(r, ACTIVATIONS, out_bytes);
+    take(r, ACTIVATIONS, saved_bytes);
+    bw_node n = {.x_grad = x->needs_grad ? act_bytes(x) : 0};
+    return push(r, &n);
+}
+
+static p7_status conv_op(replay *r, const layer *l, act *x, const p7_tensor *bias, act *y)
+{
+    const p7_layer_config *c = &l->cfg;
+    p7_conv2d_scratch s;
+    p7_conv2d_scratch_of(x->n, x->c, x->h, x->w, (size_t)c->out, (size_t)c->kernel, c->stride, c->pad, r->backend,
+                         x->needs_grad, 1, &s);
+    *y = (act){x->n, (uint64_t)c->out, (x->h + 2 * (uint64_t)c->pad - (uint64_t)c->kernel) / (uint64_t)c->stride + 1,
+               (x->w + 2 * (uint64_t)c->pad - (uint64_t)c->kernel) / (uint64_t)c->stride + 1, 1, 1};
+    take(r, ACTIVATIONS, act_bytes(y));
+    take(r, WORKSPACES, s.forward_col_floats * sizeof(float));
+    take(r, WORKSPACES, s.t_floats * sizeof(float));
+    gemm(r, s.forward_gemm_bytes);
+    give(r, WORKSPACES, s.forward_col_floats * sizeof(float));
+    give(r, WORKSPACES, s.t_floats * sizeof(float));
+    bw_node n = {.x_grad = x->needs_grad ? act_bytes(x) : 0, .params = {l->weight, bias},
+                 .scratch = {s.t_floats * sizeof(float), s.backward_col_floats * sizeof(float)},
+                 .gemm = {s.backward_dw_gemm_bytes, s.backward_dx_gemm_bytes}};
+    return push(r, &n);
+}
+
+static p7_status linear_op(replay *r, const layer *l, act *x, const p7_tensor *bias, act *y)
+{
+    const uint64_t in = x->c * x->h * x->w, out = (uint64_t)l->cfg.out;
+    *y = (act){x->n, out, 1, 1, 0, 1};
+    take(r, ACTIVATIONS, act_bytes(y));
+    int p7 = r->backend == P7_GEMM_P7;
+    if (p7) gemm(r, p7_gemm_p7_workspace_bytes(x->n, out, in, 0));
+    bw_node n = {.x_grad = x->needs_grad ? act_bytes(x) : 0, .params = {l->weight, bias},
+                 .gemm = {p7 && x->needs_grad ? p7_gemm_p7_workspace_bytes(x->n, in, out, 0) : 0,
+                          p7 ? p7_gemm_p7_workspace_bytes(out, in, x->n, 0) : 0}};
+    return push(r, &n);
+}
+
+static p7_status batchnorm_op(replay *r, const layer *l, act *x)
+{
+    const int be = l->cfg.kind == P7_LAYER_BE_BATCHNORM2D;
+    const uint64_t groups = l->weight ? (uint64_t)(be ? r->model->members : 1) : 1;
+    take(r, ACTIVATIONS, act_bytes(x));
+    take(r, ACTIVATIONS, x->c * sizeof(float)); /* saved mean */
+    take(r, ACTIVATIONS, x->c * sizeof(float)); /* saved inverse std */
+    bw_node n = {.x_grad = x->needs_grad ? act_bytes(x) : 0, .params = {l->weight, l->bias},
+                 .scratch = {(2 * groups * x->c + 2 * x->c) * sizeof(float)}};
+    x->needs_grad = x->needs_grad || l->weight != NULL;
+    return push(r, &n);
+}
+
+/* x * v[member, c] or x + v[member, c]: a new output, gradients for x and v. */
+static p7_status channel_op(replay *r, act *x, const p7_tensor *v)
+{
+    take(r, ACTIVATIONS, act_bytes(x));
+    bw_node n = {.x_grad = x->needs_grad ? act_bytes(x) : 0, .params = {v}};
+    x->needs_grad = 1;
+    return push(r, &n);
+}
+
+static p7_status check_in(const layer *l, const act *x, uint64_t in)
+{
+    int is_conv = l->cfg.kind == P7_LAYER_CONV2D || l->cfg.kind == P7_LAYER_BE_CONV2D;
+    if (is_conv && !x->spatial)
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "memory estimate: layer %s is a convolution but its input is flat",
+                       l->name);
+    if (is_conv && (x->h + 2 * (uint64_t)l->cfg.pad < (uint64_t)l->cfg.kernel ||
+                    x->w + 2 * (uint64_t)l->cfg.pad < (uint64_t)l->cfg.kernel))
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "memory estimate: layer %s's %dx%d kernel does not fit its %llux%llu input",
+                       l->name, l->cfg.kernel, l->cfg.kernel, (unsigned long long)x->h, (unsigned long long)x->w);
+    if (in != (uint64_t)l->cfg.in)
+        return p7_fail(P7_ERROR_INVALID_SHAPE,
+                       "memory estimate: layer %s takes %d input %s, but the program gives it %llu", l->name,
+                       l->cfg.in, is_conv || l->cfg.kind == P7_LAYER_BATCHNORM2D ? "channels" : "features",
+                       (unsigned long long)in);
+    return P7_SUCCESS;
+}
+
+static p7_status layer_op(replay *r, const layer *l, act *x)
+{
+    const int M = r->model->members;
+    const int is_linear = l->cfg.kind == P7_LAYER_LINEAR || l->cfg.kind == P7_LAYER_BE_LINEAR;
+    P7_TRY(check_in(l, x, is_linear ? x->c * x->h * x->w : x->c));
+    act y;
+    switch (l->cfg.kind) {
+    case P7_LAYER_CONV2D: P7_TRY(conv_op(r, l, x, l->bias, &y)); break;
+    case P7_LAYER_LINEAR: P7_TRY(linear_op(r, l, x, l->bias, &y)); break;
+    case P7_LAYER_BATCHNORM2D:
+    case P7_LAYER_BE_BATCHNORM2D: return batchnorm_op(r, l, x);
+    case P7_LAYER_BE_CONV2D:
+    case P7_LAYER_BE_LINEAR:
+        /* ((x * alpha_m) W) * gamma_m + bias_m: four ops (nn_model.c) */
+        if (x->n % (uint64_t)M != 0)
+            return p7_fail(P7_ERROR_INVALID_SHAPE,
+                           "memory estimate: layer %s is BatchEnsemble with %d members, but %llu rows reach it "
+                           "(is the input tiled?)", l->name, M, (unsigned long long)x->n);
+        if (l->alpha) P7_TRY(channel_op(r, x, l->alpha));
+        P7_TRY(l->cfg.kind == P7_LAYER_BE_CONV2D ? conv_op(r, l, x, NULL, &y) : linear_op(r, l, x, NULL, &y));
+        if (l->gamma) P7_TRY(channel_op(r, &y, l->gamma));
+        P7_TRY(channel_op(r, &y, l->bias));
+        break;
+    default: return p7_fail(P7_ERROR_STATE, "memory estimate: layer %s has unknown kind %d", l->name, (int)l->cfg.kind);
+    }
+    *x = y;
+    return P7_SUCCESS;
+}
+
+static p7_status forward(replay *r, act *x)
+{
+    const p7_model *m = r->model;
+    for (size_t i = 0; i < m->step_count; i++) {
+        const step *s = &m->steps[i];
+        switch (s->kind) {
+        case P7_STEP_LAYER: P7_TRY(layer_op(r, &m->layers[s->layer], x)); break;
+        case P7_STEP_RELU: P7_TRY(simple_op(r, x, act_bytes(x), 0)); break;
+        case P7_STEP_MAXPOOL: {
+            if (!x->spatial || x->h < (uint64_t)s->a || x->w < (uint64_t)s->a || s->a < 1 || s->b < 1)
+                return p7_fail(P7_ERROR_INVALID_SHAPE,
+                               "memory estimate: step %zu pools %dx%d windows over a %llux%llu input", i, s->a, s->a,
+                               (unsigned long long)x->h, (unsigned long long)x->w);
+            act y = *x;
+            y.h = (x->h - (uint64_t)s->a) / (uint64_t)s->b + 1;
+            y.w = (x->w - (uint64_t)s->a) / (uint64_t)s->b + 1;
+            /* the output and its argmax indices (one cl_int each) */
+            P7_TRY(simple_op(r, x, act_bytes(&y), act_bytes(&y)));
+            *x = y;
+            break;
+        }
+        case P7_STEP_FLATTEN: /* a view: no memory, but its own gradient in backward */
+            P7_TRY(simple_op(r, x, 0, 0));
+            *x = (act){x->n, x->c * x->h * x->w, 1, 1, 0, x->needs_grad};
+            break;
+        case P7_STEP_TILE_MEMBERS:
+            if (m->members > 1) {
+                act y = *x;
+                y.n *= (uint64_t)m->members;
+                /* recorded only when the input needs a gradient; kept either way, by the next op */
+                take(r, ACTIVATIONS, act_bytes(&y));
+                if (x->needs_grad) {
+                    bw_node n = {.x_grad = act_bytes(x)};
+                    P7_TRY(push(r, &n));
+                }
+                *x = y;
+            }
+            break;
+        case P7_STEP_MEMBER_MEAN: break; /* training: the loss takes all M*B rows */
+        default: return p7_fail(P7_ERROR_STATE, "memory estimate: step %zu has unknown kind %d", i, (int)s->kind);
+        }
+    }
+    /* cross-entropy: the loss, the saved probabilities, the row scratch */
+    take(r, ACTIVATIONS, sizeof(float));
+    take(r, ACTIVATIONS, act_bytes(x));
+    take(r, WORKSPACES, x->n * ACC_BYTES);
+    give(r, WORKSPACES, x->n * ACC_BYTES);
+    bw_node n = {.x_grad = act_bytes(x)};
+    return push(r, &n);
+}
+
+static int has_grad(const replay *r, const p7_tensor *p)
+{
+    for (size_t i = 0; i < r->with_grad_count; i++)
+        if (r->with_grad[i] == p) return 1;
+    return 0;
+}
+
+static void backward(replay *r)
+{
+    take(r, ACTIVATION_GRADS, sizeof(float)); /* d loss / d loss */
+    for (size_t i = r->count; i-- > 0;) {
+        const bw_node *n = &r->nodes[i];
+        take(r, ACTIVATION_GRADS, n->x_grad);
+        for (int j = 0; j < 3; j++) {
+            if (!n->params[j] || has_grad(r, n->params[j])) continue;
+            take(r, GRADS, tensor_bytes(n->params[j]));
+            r->with_grad[r->with_grad_count++] = n->params[j];
+        }
+        take(r, WORKSPACES, n->scratch[0]);
+        take(r, WORKSPACES, n->scratch[1]);
+        gemm(r, n->gemm[0]);
+        gemm(r, n->gemm[1]);
+        give(r, WORKSPACES, n->scratch[0]);
+        give(r, WORKSPACES, n->scratch[1]);
+    }
+}
+
+/* One replay of a step, with the GEMM workspace already at `gemm_ws` bytes. */
+static p7_status run(replay *r, const p7_training_shape *shape, uint64_t gemm_ws)
+{
+    const p7_model *m = r->model;
+    const uint64_t B = (uint64_t)shape->batch, M = (uint64_t)m->members;
+    for (size_t i = 0; i < m->param_count; i++) {
+        take(r, PARAMS, tensor_bytes(m->params[i].tensor));
+        for (unsigned s = 0; s < shape->optimizer_slots; s++) take(r, OPT_STATE, tensor_bytes(m->params[i].tensor));
+    }
+    for (size_t i = 0; i < m->layer_count; i++) {
+        take(r, PARAMS, tensor_bytes(m->layers[i].running_mean));
+        take(r, PARAMS, tensor_bytes(m->layers[i].running_var));
+    }
+    act x = {B, (uint64_t)(shape->channels ? shape->channels : 3), (uint64_t)(shape->height ? shape->height : 32),
+             (uint64_t)(shape->width ? shape->width : 32), 1, 0};
+    for (int slot = 0; slot < 2; slot++) { /* the pipeline's double buffer */
+        take(r, INPUTS, act_bytes(&x));
+        take(r, INPUTS, B * sizeof(int32_t));
+    }
+    if (M > 1) take(r, INPUTS, B * M * sizeof(int32_t));
+    if (gemm_ws) {
+        take(r, WORKSPACES, gemm_ws);
+        r->gemm_ws = p7_memory_size_class((size_t)gemm_ws);
+    }
+    P7_TRY(forward(r, &x));
+    r->with_grad = calloc(m->param_count ? m->param_count : 1, sizeof *r->with_grad);
+    if (!r->with_grad) return p7_fail(P7_ERROR_OUT_OF_MEMORY, "memory estimate: out of host memory");
+    backward(r);
+    return P7_SUCCESS;
+}
+
+p7_status p7_model_estimate_training_memory(const p7_model *model, const p7_training_shape *shape,
+                                            p7_memory_estimate *out)
+{
+    if (!model || !shape || !out)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_model_estimate_training_memory: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (shape->batch < 1 || shape->channels < 0 || shape->height < 0 || shape->width < 0)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT,
+                       "p7_model_estimate_training_memory: batch %d, image %dx%dx%d; expected a batch >= 1 and "
+                       "sizes >= 0 (0: CIFAR's 3x32x32)", shape->batch, shape->channels, shape->height, shape->width);
+    /* The nn layer does not know the optimizer ABI's own bound (that layer is above
+     * it); any real optimizer keeps far fewer state tensors per parameter than this. */
+    enum { MAX_STATE_SLOTS = 64 };
+    if (shape->optimizer_slots > MAX_STATE_SLOTS)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_model_estimate_training_memory: %u optimizer slots; at most %d",
+                       shape->optimizer_slots, MAX_STATE_SLOTS);
+    /* Twice: the first replay finds the GEMM workspace's largest request, which from the
+     * second step on is allocated before the step begins. */
+    uint64_t gemm_ws = 0;
+    p7_status st = P7_SUCCESS;
+    for (int pass = 0; pass < 2 && st == P7_SUCCESS; pass++) {
+        replay r = {.model = model, .backend = p7_device_gemm_backend(model->device)};
+        st = run(&r, shape, gemm_ws);
+        gemm_ws = r.gemm_max;
+        if (st == P7_SUCCESS && pass == 1) {
+            out->total = r.peak;
+            out->parameters = r.at_peak[PARAMS];
+            out->gradients = r.at_peak[GRADS];
+            out->optimizer_state = r.at_peak[OPT_STATE];
+            out->inputs = r.at_peak[INPUTS];
+            out->activations = r.at_peak[ACTIVATIONS];
+            out->activation_grads = r.at_peak[ACTIVATION_GRADS];
+            out->workspaces = r.at_peak[WORKSPACES];
+            out->largest_buffer = r.largest;
+        }
+        free(r.nodes);
+        free(r.with_grad);
+    }
+    return st;
+}
+
+/* ---- the check ---- */
+
+static int fits(const p7_memory_estimate *e, const p7_memory_budget *b, uint64_t max_alloc)
+{
+    return e->total <= b->bytes && (!max_alloc || e->largest_buffer <= max_alloc);
+}
+
+p7_status p7_model_check_training_memory(const p7_model *model, const p7_training_shape *shape, const char *label,
+                                         int *max_batch)
+{
+    if (!model || !shape)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_model_check_training_memory: NULL argument");
+    if (max_batch) *max_batch = 0;
+    p7_memory_estimate e;
+    P7_TRY(p7_model_estimate_training_memory(model, shape, &e));
+    p7_memory_budget budget;
+    P7_TRY(p7_memory_get_budget(model->device, &budget));
+    const uint64_t max_alloc = model->device->info.max_alloc_bytes;
+    if (fits(&e, &budget, max_alloc)) {
+        if (max_batch) *max_batch = shape->batch;
+        return P7_SUCCESS;
+    }
+    /* The largest batch that fits: the estimate grows with the batch. */
+    int lo = 0, hi = shape->batch - 1;
+    while (lo < hi) {
+        p7_training_shape s = *shape;
+        s.batch = lo + (hi - lo + 1) / 2;
+        p7_memory_estimate t;
+        P7_TRY(p7_model_estimate_training_memory(model, &s, &t));
+        if (fits(&t, &budget, max_alloc)) lo = s.batch;
+        else hi = s.batch - 1;
+    }
+    if (max_batch) *max_batch = lo;
+    char advice[96];
+    if (lo > 0) snprintf(advice, sizeof advice, "use a batch of %d or less", lo);
+    else snprintf(advice, sizeof advice, "not even a batch of 1 fits: use a smaller model or a larger device");
+    char b[8][32], why[700];
+    if (e.total > budget.bytes)
+        snprintf(why, sizeof why, "%s allows %s", budget.limit, p7_format_bytes(budget.bytes, b[0], sizeof b[0]));
+    else
+        snprintf(why, sizeof why, "its largest buffer (%s) is more than %s allows in one buffer (%s)",
+                 p7_format_bytes(e.largest_buffer, b[0], sizeof b[0]), model->device->info.name,
+                 p7_format_bytes(max_alloc, b[1], sizeof b[1]));
+    return p7_fail(P7_ERROR_OUT_OF_MEMORY,
+                   "a training step of %s at batch %d needs %s of device memory (activations %s, activation "
+                   "gradients %s, scratch %s, parameters %s and their gradients %s, optimizer state %s, input "
+                   "batches %s); %s; %s",
+                   label ? label : "the model", shape->batch, p7_format_bytes(e.total, b[0], sizeof b[0]),
+                   p7_format_bytes(e.activations, b[1], sizeof b[1]),
+                   p7_format_bytes(e.activation_grads, b[2], sizeof b[2]),
+                   p7_format_bytes(e.workspaces, b[3], sizeof b[3]), p7_format_bytes(e.parameters, b[4], sizeof b[4]),
+                   p7_format_bytes(e.gradients, b[5], sizeof b[5]),
+                   p7_format_bytes(e.optimizer_state, b[6], sizeof b[6]),
+                   p7_format_bytes(e.inputs, b[7], sizeof b[7]), why, advice);
+}
