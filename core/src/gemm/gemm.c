@@ -73,3 +73,38 @@ p7_status p7_gemm(p7_device *device, const p7_gemm_desc *desc, cl_mem a, cl_mem 
 {
     return p7_gemm_with(device, P7_GEMM_AUTO, desc, a, b, c);
 }
+
+int p7_gemm_takes_packed_b(const p7_device *device, p7_gemm_backend backend)
+{
+    if (backend == P7_GEMM_AUTO) backend = device ? device->gemm_backend : P7_GEMM_AUTO;
+    return backend == P7_GEMM_P7;
+}
+
+size_t p7_gemm_packed_b_floats(size_t n, size_t k)
+{
+    return (n + P7_GEMM_P7_PANEL - 1) / P7_GEMM_P7_PANEL * P7_GEMM_P7_PANEL * k;
+}
+
+p7_status p7_gemm_packed_b(p7_device *device, const p7_gemm_desc *desc, cl_mem a, cl_mem bp, size_t bp_offset,
+                           cl_mem c)
+{
+    if (!device || !desc) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_gemm_packed_b: NULL device or descriptor");
+    if (!p7_gemm_takes_packed_b(device, P7_GEMM_AUTO))
+        return p7_fail(P7_ERROR_UNSUPPORTED, "p7_gemm_packed_b: the %s backend takes no packed B operand",
+                       p7_gemm_backend_name(device->gemm_backend));
+    if (desc->m == 0 || desc->n == 0 || desc->k == 0)
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "p7_gemm_packed_b: m=%zu n=%zu k=%zu; every size must be >= 1",
+                       desc->m, desc->n, desc->k);
+    P7_TRY(check_operand("A", a, desc->trans_a ? desc->k : desc->m, desc->trans_a ? desc->m : desc->k, desc->lda,
+                         desc->a_offset, desc));
+    /* the packed B, seen as one row of its floats */
+    size_t floats = p7_gemm_packed_b_floats(desc->n, desc->k);
+    P7_TRY(check_operand("B (packed)", bp, 1, floats, floats, bp_offset, desc));
+    P7_TRY(check_operand("C", c, desc->m, desc->n, desc->ldc, desc->c_offset, desc));
+    return p7_gemm_p7_run_packed_b(device, desc, a, bp, bp_offset, c);
+}
+
+size_t p7_gemm_workspace_bytes(p7_gemm_backend backend, size_t m, size_t n, size_t k, int b_packed)
+{
+    return backend == P7_GEMM_P7 ? p7_gemm_p7_workspace_bytes(m, n, k, b_packed) : 0;
+}

@@ -3,14 +3,10 @@
 #ifndef P7_GEMM_INTERNAL_H
 #define P7_GEMM_INTERNAL_H
 
-#include "runtime/runtime.h"
-#include "p7/gemm.h"
+#include "gemm/gemm_packed.h"
 
 /* p7's packed-panel kernel (gemm_p7.c, kernels/gemm_p7.cl). */
 p7_status p7_gemm_p7_run(p7_device *device, const p7_gemm_desc *desc, cl_mem a, cl_mem b, cl_mem c);
-
-/* Width of p7's B panels (NR in kernels/gemm_p7.cl). */
-#define P7_GEMM_P7_PANEL 32
 
 /* The same with B already packed, as im2col can write it (conv2d on CPU devices):
  * bp[(q*K + k)*32 + j] = B[k][q*32 + j], zero past column N, at element offset

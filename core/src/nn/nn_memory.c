@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "ops/conv2d_internal.h"
-#include "gemm/gemm_internal.h"
+#include "gemm/gemm_packed.h"
 #include "nn/nn_model_internal.h"
 
 enum { PARAMS, GRADS, OPT_STATE, INPUTS, ACTIVATIONS, ACTIVATION_GRADS, WORKSPACES, PARTS };
@@ -139,11 +139,11 @@ static p7_status linear_op(replay *r, const layer *l, act *x, const p7_tensor *b
     const uint64_t in = x->c * x->h * x->w, out = (uint64_t)l->cfg.out;
     *y = (act){x->n, out, 1, 1, 0, 1};
     take(r, ACTIVATIONS, act_bytes(y));
-    int p7 = r->backend == P7_GEMM_P7;
-    if (p7) gemm(r, p7_gemm_p7_workspace_bytes(x->n, out, in, 0));
+    const p7_gemm_backend b = r->backend;
+    gemm(r, p7_gemm_workspace_bytes(b, x->n, out, in, 0));
     bw_node n = {.x_grad = x->needs_grad ? act_bytes(x) : 0, .params = {l->weight, bias},
-                 .gemm = {p7 && x->needs_grad ? p7_gemm_p7_workspace_bytes(x->n, in, out, 0) : 0,
-                          p7 ? p7_gemm_p7_workspace_bytes(out, in, x->n, 0) : 0}};
+                 .gemm = {x->needs_grad ? p7_gemm_workspace_bytes(b, x->n, in, out, 0) : 0,
+                          p7_gemm_workspace_bytes(b, out, in, x->n, 0)}};
     return push(r, &n);
 }
 

@@ -17,7 +17,7 @@
 #include <stdio.h>
 
 #include "ops/conv2d_internal.h"
-#include "gemm/gemm_internal.h"
+#include "gemm/gemm_packed.h"
 #include "ops/op_kernels.h"
 #include "runtime/p7_kernels.h"
 #include "p7/gemm.h"
@@ -170,7 +170,7 @@ static p7_status im2col_packed_t(p7_device *device, const conv_dims *d, const p7
  * training-memory estimate (nn_memory.c) sees what the passes allocate. */
 static void scratch_of(const conv_dims *d, p7_gemm_backend backend, int need_dx, int need_dw, p7_conv2d_scratch *s)
 {
-    const int p7_gemm = backend == P7_GEMM_P7;
+    const int p7_gemm = p7_gemm_takes_packed_b(NULL, backend);
     /* With p7's GEMM, im2col can write the GEMM's packed B panels directly and save
      * the pack pass. The stride-1 "same" kernel (every VGG layer) moves vectors and
      * beats im2col + pack on every plane size (bench/p7-conv: L2 ~4 ms against
@@ -188,11 +188,9 @@ static void scratch_of(const conv_dims *d, p7_gemm_backend backend, int need_dx,
         if (s->backward_packed_t && packed_panels(d->ckk) * P7_CONV_PANEL * d->np > s->backward_col_floats)
             s->backward_col_floats = packed_panels(d->ckk) * P7_CONV_PANEL * d->np;
     }
-    s->forward_gemm_bytes = s->backward_dw_gemm_bytes = s->backward_dx_gemm_bytes = 0;
-    if (!p7_gemm) return; /* CLBlast keeps its own scratch */
-    s->forward_gemm_bytes = p7_gemm_p7_workspace_bytes(d->o, d->np, d->ckk, s->forward_packed);
-    if (need_dw) s->backward_dw_gemm_bytes = p7_gemm_p7_workspace_bytes(d->o, d->ckk, d->np, s->backward_packed_t);
-    if (need_dx) s->backward_dx_gemm_bytes = p7_gemm_p7_workspace_bytes(d->ckk, d->np, d->o, 0);
+    s->forward_gemm_bytes = p7_gemm_workspace_bytes(backend, d->o, d->np, d->ckk, s->forward_packed);
+    s->backward_dw_gemm_bytes = need_dw ? p7_gemm_workspace_bytes(backend, d->o, d->ckk, d->np, s->backward_packed_t) : 0;
+    s->backward_dx_gemm_bytes = need_dx ? p7_gemm_workspace_bytes(backend, d->ckk, d->np, d->o, 0) : 0;
 }
 
 void p7_conv2d_scratch_of(size_t n, size_t c, size_t h, size_t w, size_t o, size_t k, int stride, int pad,
@@ -232,7 +230,7 @@ p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_ten
     g.a_offset = p7_tensor_offset(w);
     if (packed) {
         st = p7_conv2d_im2col_packed(x, (int)d.k, stride, pad, colm, 0);
-        if (st == P7_SUCCESS) st = p7_gemm_p7_run_packed_b(device, &g, p7_tensor_mem(w), colm, 0, tm);
+        if (st == P7_SUCCESS) st = p7_gemm_packed_b(device, &g, p7_tensor_mem(w), colm, 0, tm);
     } else {
         st = im2col(device, &d, x, colm);
         if (st == P7_SUCCESS) st = p7_gemm(device, &g, p7_tensor_mem(w), colm, tm);
@@ -335,7 +333,7 @@ p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_te
         g.c_offset = p7_tensor_offset(dw);
         if (packed_t) {
             st = im2col_packed_t(device, &d, x, colm);
-            if (st == P7_SUCCESS) st = p7_gemm_p7_run_packed_b(device, &g, tm, colm, 0, p7_tensor_mem(dw));
+            if (st == P7_SUCCESS) st = p7_gemm_packed_b(device, &g, tm, colm, 0, p7_tensor_mem(dw));
         } else {
             st = im2col(device, &d, x, colm);
             if (st == P7_SUCCESS) st = p7_gemm(device, &g, tm, colm, p7_tensor_mem(dw));
