@@ -4,7 +4,7 @@
  * and shape errors. One cmocka test per op, generated from the op list, fails when
  * its op has no row. Kernel-level paths without an op-level equivalent (views at
  * offsets, NULL gradient outputs, packed im2col, running statistics, walk and
- * precision variants) stay in the test_op_*.c files. */
+ * precision variants) stay in the test_ops_*.c files. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>

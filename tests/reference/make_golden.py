@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Golden fixtures for tests/test_golden.c, computed with PyTorch in float64.
+"""Golden fixtures for tests/test_nn_golden.c, computed with PyTorch in float64.
 
 Network (a small VGG-style net with BatchNorm and a BatchEnsemble block, M = 2):
   conv1 Conv2d(3->8, 3x3, pad 1, no bias: BatchNorm follows, so a bias gradient

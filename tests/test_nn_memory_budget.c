@@ -301,7 +301,7 @@ static void test_host_limit_is_an_error_not_a_signal(void **state)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        execl("/proc/self/exe", "test_memory_budget", HOST_LIMIT_CHILD, (char *)NULL);
+        execl("/proc/self/exe", "test_nn_memory_budget", HOST_LIMIT_CHILD, (char *)NULL);
         _exit(20);
     }
     int status = 0;

@@ -1,6 +1,6 @@
 /* Autograd: gradient accumulation under parameter sharing, BatchEnsemble layers
  * against their definition, graph lifetime and no-grad mode. The ops' own math is
- * checked against finite differences in tests/test_op_*.c; here the question is
+ * checked against finite differences in tests/test_ops.c and tests/test_ops_*.c; here the question is
  * whether the tape routes and sums gradients right. */
 #include <math.h>
 #include <setjmp.h>
