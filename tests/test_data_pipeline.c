@@ -15,21 +15,7 @@
 #include "tensor/tensor_internal.h"
 #include "p7_test_support.h"
 
-static p7_device *device;
-
-static int setup(void **state)
-{
-    (void)state;
-    device = p7_test_open_device(NULL);
-    return device ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    p7_device_close(device);
-    return 0;
-}
+P7_TEST_FILE_DEVICE
 
 /* Checks `epochs` epochs of `p` against p7_batch_fill, starting at `first_epoch`. */
 static void check_epochs(p7_pipeline *p, const p7_dataset *ds, const p7_pipeline_options *o,

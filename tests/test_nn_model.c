@@ -12,9 +12,7 @@
 
 #include "p7_test_support.h"
 
-static p7_device *device;
-static int setup(void **state) { (void)state; device = p7_test_open_device(NULL); return 0; }
-static int teardown(void **state) { (void)state; p7_device_close(device); return 0; }
+P7_TEST_FILE_DEVICE
 
 static uint64_t unique_params(p7_model *m)
 {

@@ -14,10 +14,7 @@
 #include "ops/autograd_internal.h"
 #include "p7_test_support.h"
 
-static p7_device *device;
-
-static int setup(void **state) { (void)state; device = p7_test_open_device(NULL); return 0; }
-static int teardown(void **state) { (void)state; p7_device_close(device); return 0; }
+P7_TEST_FILE_DEVICE
 
 static p7_tensor *tensor_from(int ndim, const int64_t *shape, const float *values, int requires_grad)
 {

@@ -118,21 +118,7 @@ static const double X_I3_h[3][6] = {
 
 /* ---- helpers ---- */
 
-static p7_device *device;
-
-static int setup(void **state)
-{
-    (void)state;
-    device = p7_test_open_device(NULL);
-    return device ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    p7_device_close(device);
-    return 0;
-}
+P7_TEST_FILE_DEVICE
 
 static p7_tensor *param_2x3(const float *values)
 {

@@ -19,21 +19,7 @@
 #define BATCH 24
 #define CLASSES 3
 
-static p7_device *device;
-
-static int setup(void **state)
-{
-    (void)state;
-    device = p7_test_open_device(NULL);
-    return device ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    p7_device_close(device);
-    return 0;
-}
+P7_TEST_FILE_DEVICE
 
 typedef struct task {
     p7_model *model;

@@ -11,6 +11,23 @@
  * p7's message when that is impossible. */
 p7_device *p7_test_open_device(const p7_device_options *options);
 
+/* For a test file whose helpers use a file-scope `device`: declares it, and the cmocka
+ * group `setup` and `teardown` that open it (p7_test_open_device(NULL)) and close it. */
+#define P7_TEST_FILE_DEVICE                                                                    \
+    static p7_device *device;                                                                  \
+    static int setup(void **state)                                                             \
+    {                                                                                          \
+        (void)state;                                                                           \
+        device = p7_test_open_device(NULL);                                                    \
+        return device ? 0 : -1;                                                                \
+    }                                                                                          \
+    static int teardown(void **state)                                                          \
+    {                                                                                          \
+        (void)state;                                                                           \
+        p7_device_close(device);                                                               \
+        return 0;                                                                              \
+    }
+
 /* cmocka group setup/teardown: *state is the test device (p7_test_open_device(NULL)). */
 int p7_test_setup_device(void **state);
 int p7_test_teardown_device(void **state);
