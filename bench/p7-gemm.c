@@ -1,6 +1,6 @@
 /* p7-gemm: p7's own GEMM backend against CLBlast (through the same p7_gemm_with
  * entry point) and OpenBLAS on the host, side by side in one run, on the VGG11
- * im2col shapes of perf-baseline.md section 3 (batch 128) and a square 1024.
+ * im2col shapes of ../shared/reference/perf-baseline.md section 3 (batch 128) and a square 1024.
  *
  * Each backend runs once as a warm-up (that call also builds its kernels) and is
  * checked against OpenBLAS with C prefilled with NaN; then it is timed in reps of
@@ -48,7 +48,7 @@ static const shape shapes[] = {
 enum { SHAPE_COUNT = sizeof shapes / sizeof *shapes };
 
 /* Worse than this relative to max |C| is a wrong result: float32 sums over K up to
- * 32768 stay near 1e-5 (perf-baseline.md), a skipped or misplaced element is O(1). */
+ * 32768 stay near 1e-5 (../shared/reference/perf-baseline.md), a skipped or misplaced element is O(1). */
 static const double max_rel_error = 1e-4;
 
 enum { MAX_REPS = 16 };

@@ -16,7 +16,7 @@
  * and its 16 float16 accumulators live in AVX-512 registers. The MR rows are
  * spelled out by macros (a fully unrolled loop that does not depend on the
  * compiler honouring a pragma): a rolled loop over rows ran at about a third of the
- * speed (perf-baseline.md, section 6). OpenCL C 1.2 only, so it also builds on GPUs,
+ * speed (../shared/reference/perf-baseline.md, section 6, beside the checkout). OpenCL C 1.2 only, so it also builds on GPUs,
  * where it is correct but not tuned (CLBlast is the GPU backend).
  */
 

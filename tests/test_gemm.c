@@ -1,5 +1,5 @@
 /* GEMM, both backends, against a float64 host reference: every VGG11 im2col shape of
- * perf-baseline.md at batch 128 (forward, data gradient with A transposed, weight
+ * ../shared/reference/perf-baseline.md (beside the checkout) at batch 128 (forward, data gradient with A transposed, weight
  * gradient with B transposed), odd sizes, alpha/beta/offsets/leading dimensions, and
  * argument errors. Outputs are pre-filled with NaN so a skipped element fails. */
 #include <math.h>

@@ -10,7 +10,7 @@
 
 /* CLBlast has no tuning database entry for PoCL, and its defaults reach 3-12% of peak
  * there. These Xgemm parameters came from clblast_tuner_xgemm on a 2-core Zen 4 under
- * PoCL 3.1 and reach ~30% (perf-baseline.md, section 3). P7_CLBLAST_TUNING=0 keeps
+ * PoCL 3.1 and reach ~30% (../shared/reference/perf-baseline.md, section 3, beside the checkout). P7_CLBLAST_TUNING=0 keeps
  * CLBlast's defaults. */
 static const char *const pocl_xgemm_names[] = {"GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC",
                                                "MWG", "NDIMB", "NDIMC", "NWG", "SA", "SB",

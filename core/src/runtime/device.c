@@ -28,7 +28,7 @@ p7_status p7_gemm_backend_parse(const char *text, p7_gemm_backend *out)
 }
 
 /* CLBlast's kernels are tuned for GPUs and reach 3-12% of peak on PoCL, where p7's
- * packed-panel kernel reaches 60-98% (perf-baseline.md), so CPUs get p7's kernel. */
+ * packed-panel kernel reaches 60-98% (bench/p7-gemm; README, Performance), so CPUs get p7's kernel. */
 static p7_gemm_backend default_gemm_backend(const p7_device *device)
 {
     return device->info.kind == P7_DEVICE_KIND_CPU ? P7_GEMM_P7 : P7_GEMM_CLBLAST;
