@@ -41,7 +41,8 @@ static void usage(FILE *out)
             "  --list-devices     print every OpenCL device and exit\n"
             "exit codes: 0 done, 1 error, 2 bad arguments, 3 training diverged\n"
             "Every argument, the optimizer's hyperparameters, the data folder and the results file are\n"
-            "checked before the device opens.\n");
+            "checked before the device opens; the training step's memory is checked against the device\n"
+            "(and, on CPU devices, the host) before the first step.\n");
 }
 
 static int list_devices(void)
