@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <png.h>
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,8 +201,8 @@ p7_status p7_label_json_parse(const char *text, size_t len, const char *path, in
         else {
             for (;;) {
                 SKIP_WS();
-                long value = 0;
-                size_t digits = 0;
+                long long value = 0;
+                size_t digits = 0, start = i;
                 int neg = i < len && text[i] == '-';
                 if (neg) i++;
                 while (i < len && text[i] >= '0' && text[i] <= '9' && digits < 10) {
@@ -212,13 +213,20 @@ p7_status p7_label_json_parse(const char *text, size_t len, const char *path, in
                     st = p7_fail(P7_ERROR_FORMAT, "%s: expected an integer at byte %zu", path, i);
                     break;
                 }
+                if (neg) value = -value;
+                /* Ten digits can exceed int32: a wrapped value could pass as a valid label. */
+                if (value < INT32_MIN || value > INT32_MAX) {
+                    st = p7_fail(P7_ERROR_FORMAT, "%s: the number %lld at byte %zu does not fit a 32-bit label",
+                                 path, value, start);
+                    break;
+                }
                 if (n == vcap) {
                     int32_t *bigger = realloc(v, 2 * vcap * sizeof *v);
                     if (!bigger) { st = p7_fail(P7_ERROR_OUT_OF_MEMORY, "%s: no host memory", path); break; }
                     v = bigger;
                     vcap *= 2;
                 }
-                v[n++] = (int32_t)(neg ? -value : value);
+                v[n++] = (int32_t)value;
                 SKIP_WS();
                 if (i < len && text[i] == ',') { i++; continue; }
                 if (i < len && text[i] == ']') { i++; break; }
