@@ -14,10 +14,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    fuzz_signals_save();
     model = fuzz_model(fuzz_device(), 1);
     fuzz_buffer_open(&original);
     FUZZ_CHECK(p7_model_save_stream(model, original.f, "original") == P7_SUCCESS);
     fuzz_buffer_close(&original);
+    fuzz_signals_restore();
     return 0;
 }
 

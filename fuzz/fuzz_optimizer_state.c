@@ -16,6 +16,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    fuzz_signals_save();
     model = fuzz_model(fuzz_device(), 1);
     for (int i = 0; i < FUZZ_OPTIMIZERS; i++) {
         optimizers[i] = fuzz_optimizer(model, i);
@@ -23,6 +24,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         FUZZ_CHECK(p7_optimizer_save_stream(optimizers[i], originals[i].f) == P7_SUCCESS);
         fuzz_buffer_close(&originals[i]);
     }
+    fuzz_signals_restore();
     return 0;
 }
 

@@ -1,6 +1,7 @@
 /* Shared by the fuzz targets and the seed writer (see fuzz_support.h). */
 #include "fuzz_support.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,21 @@ void fuzz_buffer_free(fuzz_buffer *b)
     fuzz_buffer_close(b);
     free(b->data);
     memset(b, 0, sizeof *b);
+}
+
+static const int crash_signals[] = {SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGFPE};
+static struct sigaction saved[sizeof crash_signals / sizeof crash_signals[0]];
+
+void fuzz_signals_save(void)
+{
+    for (size_t i = 0; i < sizeof crash_signals / sizeof crash_signals[0]; i++)
+        FUZZ_CHECK(sigaction(crash_signals[i], NULL, &saved[i]) == 0);
+}
+
+void fuzz_signals_restore(void)
+{
+    for (size_t i = 0; i < sizeof crash_signals / sizeof crash_signals[0]; i++)
+        FUZZ_CHECK(sigaction(crash_signals[i], &saved[i], NULL) == 0);
 }
 
 p7_device *fuzz_device(void)

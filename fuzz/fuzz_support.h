@@ -26,6 +26,13 @@ void fuzz_buffer_open(fuzz_buffer *b);
 void fuzz_buffer_close(fuzz_buffer *b); /* closes the stream; data/size stay valid until fuzz_buffer_free */
 void fuzz_buffer_free(fuzz_buffer *b);
 
+/* PoCL's LLVM installs its own handlers for crash signals when it first compiles a
+ * kernel, and they re-raise without libFuzzer's: the crash would go unreported and
+ * its input unsaved. A target that uses the device saves the handlers before its
+ * set-up and restores them after. */
+void fuzz_signals_save(void);
+void fuzz_signals_restore(void);
+
 /* The CPU device (P7_DEVICE, else PoCL), opened once per process; aborts on failure. */
 p7_device *fuzz_device(void);
 
