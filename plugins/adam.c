@@ -169,12 +169,17 @@ static p7_status adam_load(p7_opt_instance *s, uint32_t state_version, const voi
     const p7_opt_host *h = s->host;
     uint32_t layout;
     uint64_t n;
-    if (state_version != 1 || size < 12) return h->fail(h, P7_ERROR_FORMAT, "state version %u is not 1", state_version);
+    if (state_version != 1) return h->fail(h, P7_ERROR_FORMAT, "state version %u; this plugin reads version 1", state_version);
+    if (size < 12) return h->fail(h, P7_ERROR_FORMAT, "state blob of %zu bytes; it has 12 at least", size);
     memcpy(&layout, blob, 4);
     memcpy(&n, (const unsigned char *)blob + 4, 8);
-    if (layout != 1 || n != s->count || size != 12 + 8 * n)
+    if (layout != 1) return h->fail(h, P7_ERROR_FORMAT, "state blob layout %u is not 1", layout);
+    if (n != s->count)
         return h->fail(h, P7_ERROR_FORMAT, "state is for %llu parameters, this optimizer has %zu", (unsigned long long)n,
                        s->count);
+    if (size != 12 + 8 * n)
+        return h->fail(h, P7_ERROR_FORMAT, "state blob of %zu bytes; %llu parameters need %llu", size,
+                       (unsigned long long)n, (unsigned long long)(12 + 8 * n));
     memcpy(s->steps, (const unsigned char *)blob + 12, 8 * s->count);
     return P7_SUCCESS;
 }

@@ -202,12 +202,37 @@ static void test_label_json(void **state)
     }
 }
 
+/* Ten digits fit the parser but not an int32: 4294967296 must not wrap to label 0. */
+static void test_label_json_int32(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/labels.json", dir);
+    const char *bad[] = {"[4294967296]", "[1, 3333333333]", "[-2147483649]", "[2147483648]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_text(path, bad[i]);
+        int32_t *labels = NULL;
+        size_t n = 0;
+        assert_int_equal(p7_read_label_json(path, &labels, &n), P7_ERROR_FORMAT);
+        assert_non_null(strstr(p7_last_error(), "32-bit"));
+        assert_null(labels);
+    }
+    write_text(path, "[2147483647, -2147483648]");
+    int32_t *labels;
+    size_t n;
+    P7_ASSERT_OK(p7_read_label_json(path, &labels, &n));
+    assert_int_equal(n, 2);
+    assert_true(labels[0] == INT32_MAX && labels[1] == INT32_MIN);
+    free(labels);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_convert_exact),
         cmocka_unit_test(test_convert_errors),
         cmocka_unit_test(test_label_json),
+        cmocka_unit_test(test_label_json_int32),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -423,6 +423,117 @@ static void test_load_garbage(void **s)
     unlink(path);
 }
 
+/* ---- all-or-nothing loading ---- */
+
+typedef struct bytes {
+    char *data;
+    size_t size;
+} bytes;
+
+static bytes save_bytes(p7_optimizer *opt)
+{
+    bytes b = {0};
+    FILE *f = open_memstream(&b.data, &b.size);
+    assert_non_null(f);
+    P7_ASSERT_OK(p7_optimizer_save_stream(opt, f));
+    assert_int_equal(fclose(f), 0);
+    return b;
+}
+
+static p7_status load_bytes(p7_optimizer *opt, const bytes *b)
+{
+    FILE *f = fmemopen(b->data, b->size, "rb");
+    assert_non_null(f);
+    p7_status st = p7_optimizer_load_stream(opt, f);
+    fclose(f);
+    return st;
+}
+
+/* The file's value of hyperparameter `name` (group 0): it follows the name. */
+static double *hparam_in_file(bytes *b, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i + n + 8 <= b->size; i++)
+        if (memcmp(b->data + i, name, n) == 0) return (double *)(void *)(b->data + i + n);
+    fail_msg("no %s in the state file", name);
+    return NULL;
+}
+
+/* A refused file leaves the optimizer exactly as it was: the slots are not
+ * overwritten before the blob and the hyperparameters are checked. */
+static void test_refused_load_changes_nothing(void **s)
+{
+    (void)s;
+    run target, donor;
+    run_open(&target, "adam", "lr=0.01");
+    for (int t = 0; t < 2; t++) one_step(&target, t);
+    run_open(&donor, "adam", "lr=0.02,amsgrad=1");
+    for (int t = 0; t < 4; t++) one_step(&donor, t);
+    bytes before = save_bytes(target.opt), file = save_bytes(donor.opt);
+
+    /* Adam's blob (the last 28 bytes: layout, count, steps) with an unknown layout;
+     * the message names the layout, not a parameter count that is right. */
+    file.data[file.size - 28] = 2;
+    EXPECT_FAIL(load_bytes(target.opt, &file), P7_ERROR_FORMAT, "blob layout 2 is not 1");
+    bytes after = save_bytes(target.opt);
+    assert_int_equal(after.size, before.size);
+    assert_memory_equal(after.data, before.data, before.size);
+    free(after.data);
+
+    /* The blob cut short. */
+    file.data[file.size - 28] = 1;
+    file.size--;
+    EXPECT_FAIL(load_bytes(target.opt, &file), P7_ERROR_FORMAT, "truncated blob");
+    after = save_bytes(target.opt);
+    assert_memory_equal(after.data, before.data, before.size);
+    free(after.data);
+
+    free(before.data);
+    free(file.data);
+    run_close(&target);
+    run_close(&donor);
+}
+
+/* SGD refuses nesterov without momentum. A file with momentum 0 and nesterov off is
+ * valid, and loads into an optimizer that has nesterov on (momentum, index 1, would
+ * go in before nesterov, index 4); a file with nesterov on and momentum 0 is refused
+ * without leaving any of its hyperparameters behind. */
+static void test_load_hparam_combination(void **s)
+{
+    (void)s;
+    run plain, nesterov;
+    run_open(&plain, "sgd", "lr=0.2");
+    run_open(&nesterov, "sgd", "lr=0.05,momentum=0.9,nesterov=1");
+    bytes file = save_bytes(plain.opt), before = save_bytes(nesterov.opt);
+    P7_ASSERT_OK(load_bytes(nesterov.opt, &file));
+    double v;
+    P7_ASSERT_OK(p7_optimizer_get(nesterov.opt, 0, "momentum", &v));
+    assert_true(v == 0.0);
+    P7_ASSERT_OK(p7_optimizer_get(nesterov.opt, 0, "lr", &v));
+    assert_true(v == 0.2);
+    P7_ASSERT_OK(load_bytes(nesterov.opt, &before));
+
+    double one = 1.0;
+    memcpy(hparam_in_file(&file, "nesterov"), &one, sizeof one);
+    EXPECT_FAIL(load_bytes(nesterov.opt, &file), P7_ERROR_PLUGIN, "nesterov needs momentum");
+    bytes after = save_bytes(nesterov.opt);
+    assert_int_equal(after.size, before.size);
+    assert_memory_equal(after.data, before.data, before.size);
+    free(after.data);
+
+    double nan_value = NAN;
+    memcpy(hparam_in_file(&file, "nesterov"), &nan_value, sizeof nan_value);
+    EXPECT_FAIL(load_bytes(nesterov.opt, &file), P7_ERROR_PLUGIN, "out of range");
+    after = save_bytes(nesterov.opt);
+    assert_memory_equal(after.data, before.data, before.size);
+    free(after.data);
+
+    free(file.data);
+    free(before.data);
+    run_close(&plain);
+    run_close(&nesterov);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -439,6 +550,8 @@ int main(void)
         cmocka_unit_test(test_round_trip_adam),
         cmocka_unit_test(test_round_trip_ivon),
         cmocka_unit_test(test_load_garbage),
+        cmocka_unit_test(test_refused_load_changes_nothing),
+        cmocka_unit_test(test_load_hparam_combination),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

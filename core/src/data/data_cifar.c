@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "data/data_cifar_internal.h"
+#include "data/data_internal.h"
 #include "p7/data.h"
 #include "tensor/tensor_internal.h"
 
@@ -50,7 +51,7 @@ p7_status p7_data_dir(const char *cli, char *out, size_t size)
     if (cli && cli[0]) dir = cli;
     else if (env && env[0]) dir = env;
     if (strlen(dir) >= size)
-        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "data dir '%s' is longer than %zu bytes", p7_abbrev(dir), size - 1);
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "data dir '%s' is longer than %zu bytes", dir, size - 1);
     strcpy(out, dir);
     return P7_SUCCESS;
 }
@@ -76,7 +77,7 @@ static p7_status find_dataset(const char *root, const char *marker, const char *
         if (snprintf(path, sizeof path, "%s/%s", dir, marker) >= (int)sizeof path) continue;
         if (is_file(path)) {
             if (strlen(dir) >= size)
-                return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: path '%s' too long", what, p7_abbrev(dir));
+                return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: path '%s' too long", what, dir);
             strcpy(out, dir);
             return P7_SUCCESS;
         }
@@ -97,91 +98,45 @@ p7_status p7_cifar100_find(const char *root, char *out, size_t size)
     return find_dataset(root, "train.bin", subdirs, "CIFAR-100", out, size);
 }
 
-/* Checks that a file of `size` bytes holds exactly `expected` records of `record`
- * bytes; the official files have exact counts, so a short one is damaged, not small. */
-static p7_status check_record_count(const char *path, long long size, size_t record, size_t expected)
+/* Appends the records of stream `f`, which holds `size` bytes and is called `name`
+ * in messages. Each record is `record` bytes: `label_bytes` label bytes followed by
+ * the 3072 pixels. `limits[k]` is the number of valid values of label byte k; `use`
+ * selects which byte becomes the label. On any error the dataset is left as it was. */
+static p7_status load_records(FILE *f, uint64_t size, const char *name, size_t record, int label_bytes,
+                              const int *limits, const char *const *label_what, int use, p7_label_mode mode,
+                              int classes, p7_dataset *ds)
 {
-    size_t whole = (size_t)((uint64_t)size / record), partial = (size_t)((uint64_t)size % record);
-    if (partial != 0)
+    if (size == 0)
+        return p7_fail(P7_ERROR_FORMAT, "%s: file is empty (expected %zu-byte records)", name, record);
+    if (size % record != 0)
         return p7_fail(P7_ERROR_FORMAT,
-                       "%s: size %lld is not a multiple of the record size %zu: %zu records and a "
-                       "partial one of %zu bytes, expected %zu records (%zu bytes)",
-                       path, size, record, whole, partial, expected, expected * record);
-    if (whole != expected)
-        return p7_fail(P7_ERROR_FORMAT, "%s: holds %zu records, expected %zu (size %lld, expected %zu bytes)",
-                       path, whole, expected, size, expected * record);
-    return P7_SUCCESS;
-}
-
-/* Appends the records of `path`. Each record is `record` bytes: `label_bytes` label
- * bytes followed by the 3072 pixels. `limits[k]` is the number of valid values of
- * label byte k; `use` selects which byte becomes the label. `expected` is the exact
- * number of records the file must hold, or 0 for any whole number. On any error the
- * dataset is left as it was. */
-static p7_status load_records(const char *path, size_t record, size_t expected, int label_bytes,
-                              const int *limits, const char *const *label_what, int use,
-                              p7_label_mode mode, int classes, p7_dataset *ds)
-{
-    if (!path || !ds) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "CIFAR loader: NULL argument");
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return p7_fail(P7_ERROR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) return p7_fail(P7_ERROR_IO, "%s: not a regular file", path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return p7_fail(P7_ERROR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (expected != 0) {
-        p7_status count_st = check_record_count(path, (long long)st.st_size, record, expected);
-        if (count_st != P7_SUCCESS) {
-            fclose(f);
-            return count_st;
-        }
-    }
-    if (st.st_size == 0) {
-        fclose(f);
-        return p7_fail(P7_ERROR_FORMAT, "%s: file is empty (expected %zu-byte records)", path, record);
-    }
-    if ((uint64_t)st.st_size % record != 0) {
-        fclose(f);
-        return p7_fail(P7_ERROR_FORMAT,
-                       "%s: size %lld is not a multiple of the record size %zu (truncated or not "
+                       "%s: size %llu is not a multiple of the record size %zu (truncated or not "
                        "this format)",
-                       path, (long long)st.st_size, record);
-    }
-    if (ds->classes != 0 && ds->classes != classes) {
-        fclose(f);
+                       name, (unsigned long long)size, record);
+    if (ds->classes != 0 && ds->classes != classes)
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: dataset already holds %d classes, not %d",
-                       path, ds->classes, classes);
-    }
-    size_t n = (size_t)((uint64_t)st.st_size / record);
+                       name, ds->classes, classes);
+    size_t n = (size_t)(size / record);
     size_t total = ds->count + n;
     uint8_t *images = realloc(ds->images, total * P7_IMAGE_BYTES);
-    if (!images) {
-        fclose(f);
-        return p7_fail(P7_ERROR_OUT_OF_MEMORY, "%s: no host memory for %zu images", path, total);
-    }
+    if (!images) return p7_fail(P7_ERROR_OUT_OF_MEMORY, "%s: no host memory for %zu images", name, total);
     ds->images = images;
     int32_t *labels = realloc(ds->labels, total * sizeof *labels);
-    if (!labels) {
-        fclose(f);
-        return p7_fail(P7_ERROR_OUT_OF_MEMORY, "%s: no host memory for %zu labels", path, total);
-    }
+    if (!labels) return p7_fail(P7_ERROR_OUT_OF_MEMORY, "%s: no host memory for %zu labels", name, total);
     ds->labels = labels;
 
     enum { CHUNK = 512 };
     uint8_t *buf = malloc(CHUNK * record);
-    if (!buf) {
-        fclose(f);
-        return p7_fail(P7_ERROR_OUT_OF_MEMORY, "%s: no host memory for a read buffer", path);
-    }
+    if (!buf) return p7_fail(P7_ERROR_OUT_OF_MEMORY, "%s: no host memory for a read buffer", name);
     p7_status st_out = P7_SUCCESS;
     for (size_t done = 0; done < n && st_out == P7_SUCCESS;) {
         size_t want = n - done < CHUNK ? n - done : CHUNK;
         size_t got = fread(buf, record, want, f);
         if (got != want) {
-            st_out = ferror(f) ? p7_fail(P7_ERROR_IO, "%s: read error after %zu records: %s", path,
+            st_out = ferror(f) ? p7_fail(P7_ERROR_IO, "%s: read error after %zu records: %s", name,
                                          done + got, strerror(errno))
                                : p7_fail(P7_ERROR_FORMAT, "%s: file shrank while reading (%zu of %zu "
-                                         "records)", path, done + got, n);
+                                         "records)", name, done + got, n);
             break;
         }
         for (size_t r = 0; r < want; r++) {
@@ -189,7 +144,7 @@ static p7_status load_records(const char *path, size_t record, size_t expected, 
             for (int k = 0; k < label_bytes; k++) {
                 if (rec[k] >= limits[k]) {
                     st_out = p7_fail(P7_ERROR_FORMAT, "%s: record %zu has %s label %d, outside 0..%d",
-                                     path, done + r, label_what[k], rec[k], limits[k] - 1);
+                                     name, done + r, label_what[k], rec[k], limits[k] - 1);
                     break;
                 }
             }
@@ -203,7 +158,6 @@ static p7_status load_records(const char *path, size_t record, size_t expected, 
         done += want;
     }
     free(buf);
-    fclose(f);
     if (st_out != P7_SUCCESS) {
         /* A dataset that was empty goes back to holding nothing, so a caller that
          * only frees successful loads does not leak the grown buffers. */
@@ -220,23 +174,84 @@ static p7_status load_records(const char *path, size_t record, size_t expected, 
     return P7_SUCCESS;
 }
 
+/* Checks that a file of `size` bytes holds exactly `expected` records of `record`
+ * bytes; the official files have exact counts, so a short one is damaged, not small. */
+static p7_status check_record_count(const char *path, long long size, size_t record, size_t expected)
+{
+    size_t whole = (size_t)((uint64_t)size / record), partial = (size_t)((uint64_t)size % record);
+    if (partial != 0)
+        return p7_fail(P7_ERROR_FORMAT,
+                       "%s: size %lld is not a multiple of the record size %zu: %zu records and a "
+                       "partial one of %zu bytes, expected %zu records (%zu bytes)",
+                       path, size, record, whole, partial, expected, expected * record);
+    if (whole != expected)
+        return p7_fail(P7_ERROR_FORMAT, "%s: holds %zu records, expected %zu (size %lld, expected %zu bytes)",
+                       path, whole, expected, size, expected * record);
+    return P7_SUCCESS;
+}
+
+/* The file checks (it exists, is a regular file, and holds exactly `expected` records
+ * when that is not 0) before the records. */
+static p7_status load_record_file(const char *path, size_t record, size_t expected, int label_bytes,
+                                  const int *limits, const char *const *label_what, int use, p7_label_mode mode,
+                                  int classes, p7_dataset *ds)
+{
+    if (!path || !ds) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "CIFAR loader: NULL argument");
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return p7_fail(P7_ERROR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return p7_fail(P7_ERROR_IO, "%s: not a regular file", path);
+    if (expected != 0) P7_TRY(check_record_count(path, (long long)st.st_size, record, expected));
+    FILE *f = fopen(path, "rb");
+    if (!f) return p7_fail(P7_ERROR_IO, "%s: cannot open: %s", path, strerror(errno));
+    p7_status result = load_records(f, (uint64_t)st.st_size, path, record, label_bytes, limits, label_what, use,
+                                    mode, classes, ds);
+    fclose(f);
+    return result;
+}
+
+static const int cifar10_limits[1] = {10};
+static const char *const cifar10_label_what[1] = {"class"};
+static const int cifar100_limits[2] = {20, 100};
+static const char *const cifar100_label_what[2] = {"coarse", "fine"};
+
+static int cifar100_mode_valid(p7_label_mode mode)
+{
+    return mode == P7_LABELS_FINE || mode == P7_LABELS_COARSE || mode == P7_LABELS_CIFAR20;
+}
+
+p7_status p7_cifar10_load_stream(FILE *f, uint64_t size, const char *name, p7_dataset *dataset)
+{
+    if (!f || !name || !dataset) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "CIFAR-10 loader: NULL argument");
+    return load_records(f, size, name, P7_CIFAR10_RECORD, 1, cifar10_limits, cifar10_label_what, 0,
+                        P7_LABELS_FINE, 10, dataset);
+}
+
+p7_status p7_cifar100_load_stream(FILE *f, uint64_t size, const char *name, p7_label_mode mode,
+                                  p7_dataset *dataset)
+{
+    if (!f || !name || !dataset) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "CIFAR-100 loader: NULL argument");
+    if (!cifar100_mode_valid(mode))
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: unknown CIFAR-100 label mode %d", name, (int)mode);
+    int fine = mode == P7_LABELS_FINE;
+    return load_records(f, size, name, P7_CIFAR100_RECORD, 2, cifar100_limits, cifar100_label_what,
+                        fine ? 1 : 0, mode, fine ? 100 : 20, dataset);
+}
+
 static p7_status load_cifar10_file(const char *path, size_t expected, p7_dataset *dataset)
 {
-    static const int limits[1] = {10};
-    static const char *const what[1] = {"class"};
-    return load_records(path, P7_CIFAR10_RECORD, expected, 1, limits, what, 0, P7_LABELS_FINE, 10, dataset);
+    return load_record_file(path, P7_CIFAR10_RECORD, expected, 1, cifar10_limits, cifar10_label_what, 0,
+                            P7_LABELS_FINE, 10, dataset);
 }
 
 static p7_status load_cifar100_file(const char *path, p7_label_mode mode, size_t expected, p7_dataset *dataset)
 {
-    static const int limits[2] = {20, 100};
-    static const char *const what[2] = {"coarse", "fine"};
-    if (mode != P7_LABELS_FINE && mode != P7_LABELS_COARSE && mode != P7_LABELS_CIFAR20)
+    if (!cifar100_mode_valid(mode))
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: unknown CIFAR-100 label mode %d",
                        path ? path : "(null)", (int)mode);
     int fine = mode == P7_LABELS_FINE;
-    return load_records(path, P7_CIFAR100_RECORD, expected, 2, limits, what, fine ? 1 : 0, mode,
-                        fine ? 100 : 20, dataset);
+    return load_record_file(path, P7_CIFAR100_RECORD, expected, 2, cifar100_limits, cifar100_label_what,
+                            fine ? 1 : 0, mode, fine ? 100 : 20, dataset);
 }
 
 p7_status p7_cifar10_load_file(const char *path, p7_dataset *dataset)
@@ -249,8 +264,6 @@ p7_status p7_cifar100_load_file(const char *path, p7_label_mode mode, p7_dataset
     return load_cifar100_file(path, mode, 0, dataset);
 }
 
-/* Reads up to `classes` non-empty lines of a name file; a missing or short file
- * leaves the names NULL (they are decoration, not data). */
 static void load_names(p7_dataset *ds, const char *dir, const char *file, const int *order)
 {
     char path[4096];

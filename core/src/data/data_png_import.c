@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <png.h>
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "p7/data.h"
+#include "data/data_internal.h"
 #include "tensor/tensor_internal.h"
 
 typedef struct png_error_ctx {
@@ -32,7 +34,6 @@ static void png_warning_fn(png_structp png, png_const_charp msg)
 /* Everything that setjmp could clobber lives in this struct, reached through a
  * pointer that does not change after setjmp. */
 typedef struct convert_state {
-    FILE *in, *out;
     png_structp png;
     png_infop info;
     uint8_t *row, *record;
@@ -41,38 +42,29 @@ typedef struct convert_state {
 static void convert_cleanup(convert_state *cs)
 {
     if (cs->png) png_destroy_read_struct(&cs->png, cs->info ? &cs->info : NULL, NULL);
-    if (cs->in) fclose(cs->in);
-    if (cs->out) fclose(cs->out);
     free(cs->row);
     free(cs->record);
     memset(cs, 0, sizeof *cs);
 }
 
-p7_status p7_cifar10_png_convert(const char *png_path, const int32_t *labels, size_t label_count,
-                                 const char *out_path)
+p7_status p7_cifar10_png_convert_stream(FILE *in, const char *png_path, const int32_t *labels, size_t label_count,
+                                        FILE *out, const char *out_name)
 {
-    if (!png_path || !labels || !out_path)
+    if (!in || !png_path || (label_count && !labels) || !out || !out_name)
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "PNG convert: NULL argument");
     for (size_t i = 0; i < label_count; i++)
         if (labels[i] < 0 || labels[i] > 9)
             return p7_fail(P7_ERROR_FORMAT, "PNG convert %s: label %zu is %d, outside 0..9", png_path, i,
                            (int)labels[i]);
 
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.part", out_path) >= (int)sizeof tmp)
-        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "PNG convert: output path too long");
     png_error_ctx ectx = {{0}};
     convert_state state = {0};
     convert_state *volatile cs = &state;
     volatile p7_status result = P7_SUCCESS;
 
-    cs->in = fopen(png_path, "rb");
-    if (!cs->in) return p7_fail(P7_ERROR_IO, "%s: cannot open: %s", png_path, strerror(errno));
     uint8_t sig[8];
-    if (fread(sig, 1, 8, cs->in) != 8 || png_sig_cmp(sig, 0, 8) != 0) {
-        convert_cleanup(cs);
+    if (fread(sig, 1, 8, in) != 8 || png_sig_cmp(sig, 0, 8) != 0)
         return p7_fail(P7_ERROR_FORMAT, "%s: not a PNG file", png_path);
-    }
     cs->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ectx, png_error_fn, png_warning_fn);
     if (cs->png) cs->info = png_create_info_struct(cs->png);
     if (!cs->png || !cs->info) {
@@ -81,10 +73,9 @@ p7_status p7_cifar10_png_convert(const char *png_path, const int32_t *labels, si
     }
     if (setjmp(png_jmpbuf(cs->png))) {
         convert_cleanup(cs);
-        remove(tmp);
         return p7_fail(P7_ERROR_FORMAT, "%s: PNG decode error: %s", png_path, ectx.message);
     }
-    png_init_io(cs->png, cs->in);
+    png_init_io(cs->png, in);
     png_set_sig_bytes(cs->png, 8);
     png_read_info(cs->png, cs->info);
     png_uint_32 width = png_get_image_width(cs->png, cs->info);
@@ -113,12 +104,8 @@ p7_status p7_cifar10_png_convert(const char *png_path, const int32_t *labels, si
     }
     cs->row = malloc(1024 * 3);
     cs->record = malloc(P7_CIFAR10_RECORD);
-    cs->out = fopen(tmp, "wb");
-    if (!cs->row || !cs->record || !cs->out) {
-        int e = errno;
-        int no_file = !cs->out;
+    if (!cs->row || !cs->record) {
         convert_cleanup(cs);
-        if (no_file) return p7_fail(P7_ERROR_IO, "%s: cannot create: %s", tmp, strerror(e));
         return p7_fail(P7_ERROR_OUT_OF_MEMORY, "PNG convert: no host memory");
     }
     for (png_uint_32 i = 0; i < height; i++) {
@@ -126,27 +113,42 @@ p7_status p7_cifar10_png_convert(const char *png_path, const int32_t *labels, si
         cs->record[0] = (uint8_t)labels[i];
         for (int k = 0; k < 1024; k++)
             for (int c = 0; c < 3; c++) cs->record[1 + c * 1024 + k] = cs->row[3 * k + c];
-        if (fwrite(cs->record, 1, P7_CIFAR10_RECORD, cs->out) != P7_CIFAR10_RECORD) {
+        if (fwrite(cs->record, 1, P7_CIFAR10_RECORD, out) != P7_CIFAR10_RECORD) {
             int e = errno;
             convert_cleanup(cs);
-            remove(tmp);
-            return p7_fail(P7_ERROR_IO, "%s: write failed: %s", tmp, strerror(e));
+            return p7_fail(P7_ERROR_IO, "%s: write failed: %s", out_name, strerror(e));
         }
     }
     png_read_end(cs->png, NULL);
-    FILE *out = cs->out;
-    cs->out = NULL;
     convert_cleanup(cs);
-    if (fclose(out) != 0) {
-        remove(tmp);
-        return p7_fail(P7_ERROR_IO, "%s: write failed: %s", tmp, strerror(errno));
-    }
-    if (rename(tmp, out_path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return p7_fail(P7_ERROR_IO, "%s: cannot rename to %s: %s", tmp, out_path, strerror(e));
-    }
     return P7_SUCCESS;
+}
+
+p7_status p7_cifar10_png_convert(const char *png_path, const int32_t *labels, size_t label_count,
+                                 const char *out_path)
+{
+    if (!png_path || !labels || !out_path)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "PNG convert: NULL argument");
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.part", out_path) >= (int)sizeof tmp)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "PNG convert: output path too long");
+    FILE *in = fopen(png_path, "rb");
+    if (!in) return p7_fail(P7_ERROR_IO, "%s: cannot open: %s", png_path, strerror(errno));
+    FILE *out = fopen(tmp, "wb");
+    if (!out) {
+        int e = errno;
+        fclose(in);
+        return p7_fail(P7_ERROR_IO, "%s: cannot create: %s", tmp, strerror(e));
+    }
+    p7_status st = p7_cifar10_png_convert_stream(in, png_path, labels, label_count, out, tmp);
+    fclose(in);
+    if (fclose(out) != 0 && st == P7_SUCCESS)
+        st = p7_fail(P7_ERROR_IO, "%s: write failed: %s", tmp, strerror(errno));
+    if (st == P7_SUCCESS && rename(tmp, out_path) != 0)
+        st = p7_fail(P7_ERROR_IO, "%s: cannot rename to %s: %s", tmp, out_path, strerror(errno));
+    /* The partial output never stays behind under its working name. */
+    if (st != P7_SUCCESS) remove(tmp);
+    return st;
 }
 
 p7_status p7_read_label_json(const char *path, int32_t **labels, size_t *count)
@@ -174,7 +176,17 @@ p7_status p7_read_label_json(const char *path, int32_t **labels, size_t *count)
         free(text);
         return p7_fail(P7_ERROR_IO, "%s: read error", path);
     }
-    text[len] = '\0';
+    p7_status st = p7_label_json_parse(text, len, path, labels, count);
+    free(text);
+    return st;
+}
+
+p7_status p7_label_json_parse(const char *text, size_t len, const char *path, int32_t **labels, size_t *count)
+{
+    if ((!text && len) || !path || !labels || !count)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "label JSON: NULL argument");
+    *labels = NULL;
+    *count = 0;
     size_t vcap = 1024, n = 0, i = 0;
     int32_t *v = malloc(vcap * sizeof *v);
     p7_status st = P7_SUCCESS;
@@ -189,8 +201,8 @@ p7_status p7_read_label_json(const char *path, int32_t **labels, size_t *count)
         else {
             for (;;) {
                 SKIP_WS();
-                long value = 0;
-                size_t digits = 0;
+                long long value = 0;
+                size_t digits = 0, start = i;
                 int neg = i < len && text[i] == '-';
                 if (neg) i++;
                 while (i < len && text[i] >= '0' && text[i] <= '9' && digits < 10) {
@@ -201,13 +213,20 @@ p7_status p7_read_label_json(const char *path, int32_t **labels, size_t *count)
                     st = p7_fail(P7_ERROR_FORMAT, "%s: expected an integer at byte %zu", path, i);
                     break;
                 }
+                if (neg) value = -value;
+                /* Ten digits can exceed int32: a wrapped value could pass as a valid label. */
+                if (value < INT32_MIN || value > INT32_MAX) {
+                    st = p7_fail(P7_ERROR_FORMAT, "%s: the number %lld at byte %zu does not fit a 32-bit label",
+                                 path, value, start);
+                    break;
+                }
                 if (n == vcap) {
                     int32_t *bigger = realloc(v, 2 * vcap * sizeof *v);
                     if (!bigger) { st = p7_fail(P7_ERROR_OUT_OF_MEMORY, "%s: no host memory", path); break; }
                     v = bigger;
                     vcap *= 2;
                 }
-                v[n++] = (int32_t)(neg ? -value : value);
+                v[n++] = (int32_t)value;
                 SKIP_WS();
                 if (i < len && text[i] == ',') { i++; continue; }
                 if (i < len && text[i] == ']') { i++; break; }
@@ -221,7 +240,6 @@ p7_status p7_read_label_json(const char *path, int32_t **labels, size_t *count)
         }
     }
 #undef SKIP_WS
-    free(text);
     if (st != P7_SUCCESS) {
         free(v);
         return st;

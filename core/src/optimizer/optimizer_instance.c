@@ -591,8 +591,17 @@ p7_status p7_optimizer_load_stream(p7_optimizer *o, FILE *f)
     if (st == P7_SUCCESS && (count != o->count || slots != vt->slot_count))
         st = p7_fail(P7_ERROR_FORMAT, "optimizer state holds %llu parameters x %u slots; this optimizer has %zu x %u",
                      (unsigned long long)count, (unsigned)slots, o->count, (unsigned)vt->slot_count);
-    float *host = NULL;
-    size_t host_cap = 0;
+    /* Read and check everything before touching the optimizer: all or nothing. The
+     * sizes come from the optimizer, not the file, so a hostile file cannot make the
+     * staging area large. */
+    size_t total = 0;
+    for (size_t i = 0; i < o->count; i++) total += p7_tensor_numel(o->params[i]) * vt->slot_count;
+    float *staged = NULL;
+    if (st == P7_SUCCESS && total) {
+        staged = malloc(total * sizeof *staged);
+        if (!staged) st = p7_fail(P7_ERROR_OUT_OF_MEMORY, "optimizer state: out of host memory");
+    }
+    float *at = staged;
     for (size_t i = 0; st == P7_SUCCESS && i < o->count; i++) {
         uint64_t n;
         if (!r_u64(f, &n)) { st = p7_fail(P7_ERROR_FORMAT, "optimizer state: truncated"); break; }
@@ -601,18 +610,9 @@ p7_status p7_optimizer_load_stream(p7_optimizer *o, FILE *f)
                          i, o->names[i], (unsigned long long)n, p7_tensor_numel(o->params[i]));
             break;
         }
-        if (n > host_cap) {
-            float *grown = realloc(host, (size_t)n * sizeof *host);
-            if (!grown) { st = p7_fail(P7_ERROR_OUT_OF_MEMORY, "optimizer state: out of host memory"); break; }
-            host = grown;
-            host_cap = (size_t)n;
-        }
-        for (unsigned s = 0; st == P7_SUCCESS && s < slots; s++) {
-            if (!r_bytes(f, host, (size_t)n * sizeof *host)) st = p7_fail(P7_ERROR_FORMAT, "optimizer state: truncated");
-            else st = p7_tensor_upload(o->state[i * slots + s], host, (size_t)n);
-        }
+        for (unsigned s = 0; st == P7_SUCCESS && s < slots; s++, at += n)
+            if (!r_bytes(f, at, (size_t)n * sizeof *at)) st = p7_fail(P7_ERROR_FORMAT, "optimizer state: truncated");
     }
-    free(host);
     uint64_t blob_size = 0;
     unsigned char *blob = NULL;
     if (st == P7_SUCCESS && !r_u64(f, &blob_size)) st = p7_fail(P7_ERROR_FORMAT, "optimizer state: truncated");
@@ -623,16 +623,66 @@ p7_status p7_optimizer_load_stream(p7_optimizer *o, FILE *f)
         if (!blob) st = p7_fail(P7_ERROR_OUT_OF_MEMORY, "optimizer state: out of host memory");
         else if (!r_bytes(f, blob, (size_t)blob_size)) st = p7_fail(P7_ERROR_FORMAT, "optimizer state: truncated blob");
     }
+    for (uint32_t g = 0; st == P7_SUCCESS && g < o->ngroups; g++)
+        for (uint32_t i = 0; st == P7_SUCCESS && i < vt->hparam_count; i++)
+            st = p7_opt_hparam_check(vt, (int)i, hp[g * vt->hparam_count + i]);
+    /* The plugin's own state as it is now, to put back if a later step refuses. */
+    size_t old_size = 0;
+    unsigned char *old_blob = NULL;
+    if (st == P7_SUCCESS) st = vt->save(o->inst, NULL, 0, &old_size);
+    if (st == P7_SUCCESS && old_size) {
+        old_blob = malloc(old_size);
+        if (!old_blob) st = p7_fail(P7_ERROR_OUT_OF_MEMORY, "optimizer state: out of host memory");
+        else st = vt->save(o->inst, old_blob, old_size, &old_size);
+    }
+    /* Hyperparameters after the blob: a schedule's current lr is part of the
+     * checkpoint. A plugin may refuse a combination on the way (SGD refuses nesterov
+     * without momentum, so momentum=0 cannot precede nesterov=0): passes repeat the
+     * refused ones until all are in or a pass makes no progress. Undoing the applied
+     * ones in reverse order revisits only states the plugin accepted. */
+    uint32_t nh = vt->hparam_count, nall = o->ngroups * nh, applied = 0;
+    uint32_t *order = NULL;
+    unsigned char *done = NULL;
+    if (st == P7_SUCCESS && nall) {
+        order = malloc(nall * sizeof *order);
+        done = calloc(nall, 1);
+        if (!order || !done) st = p7_fail(P7_ERROR_OUT_OF_MEMORY, "optimizer state: out of host memory");
+    }
     if (st == P7_SUCCESS) st = vt->load(o->inst, state_version, blob, (size_t)blob_size);
     free(blob);
-    /* Hyperparameters last: a schedule's current lr is part of the checkpoint. */
-    for (uint32_t g = 0; st == P7_SUCCESS && g < o->ngroups; g++)
-        for (uint32_t i = 0; st == P7_SUCCESS && i < vt->hparam_count; i++) {
-            double v = hp[g * vt->hparam_count + i];
-            st = p7_opt_hparam_check(vt, (int)i, v);
-            if (st == P7_SUCCESS) st = vt->set_hparam(o->inst, g, i, v);
-            if (st == P7_SUCCESS) o->hp[g * vt->hparam_count + i] = v;
+    if (st == P7_SUCCESS) {
+        for (int progress = 1; progress && applied < nall;) {
+            progress = 0;
+            for (uint32_t k = 0; k < nall; k++) {
+                if (done[k]) continue;
+                st = vt->set_hparam(o->inst, k / nh, k % nh, hp[k]);
+                if (st == P7_SUCCESS) {
+                    done[k] = 1;
+                    order[applied++] = k;
+                    progress = 1;
+                }
+            }
         }
+        if (applied < nall) { /* st holds the last refusal */
+            while (applied-- > 0) {
+                uint32_t k = order[applied];
+                vt->set_hparam(o->inst, k / nh, k % nh, o->hp[k]);
+            }
+            vt->load(o->inst, vt->state_version, old_blob, old_size);
+        }
+    }
+    free(order);
+    free(done);
+    free(old_blob);
+    if (st == P7_SUCCESS) memcpy(o->hp, hp, (size_t)o->ngroups * nh * sizeof *hp);
+    /* Slots last: once everything is accepted, only a device failure can stop them. */
+    at = staged;
+    for (size_t i = 0; st == P7_SUCCESS && i < o->count; i++) {
+        size_t n = p7_tensor_numel(o->params[i]);
+        for (unsigned s = 0; st == P7_SUCCESS && s < slots; s++, at += n)
+            st = p7_tensor_upload(o->state[i * slots + s], at, n);
+    }
+    free(staged);
     free(hp);
     return st;
 }
