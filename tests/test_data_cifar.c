@@ -16,23 +16,7 @@
 #include "p7/data.h"
 #include "p7_test_support.h"
 
-static char dir[64];
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/p7-cifar-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[128];
-    /* Our own temp dir only; the name came from mkdtemp. */
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+P7_TEST_FILE_TEMP_DIR("p7-cifar")
 
 static uint8_t pixel(size_t record, size_t k) { return (uint8_t)(record * 31 + k * 7 + (k >> 10)); }
 

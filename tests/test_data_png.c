@@ -15,22 +15,7 @@
 #include "p7/data.h"
 #include "p7_test_support.h"
 
-static char dir[64];
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/p7-png-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
+P7_TEST_FILE_TEMP_DIR("p7-png")
 
 static uint8_t value(unsigned row, unsigned pixel, unsigned channel)
 {

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -150,4 +151,12 @@ void p7_test_assert_normwise(const char *what, const float *got, const double *r
         print_error("%s: normwise error %g (scale %g) exceeds %g\n", what, err, scale, tol);
         fail();
     }
+}
+
+int p7_test_remove_tree(const char *dir)
+{
+    char cmd[4200];
+    if (!dir || !*dir || strchr(dir, '\'') || snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir) >= (int)sizeof cmd)
+        return -1;
+    return system(cmd) == 0 ? 0 : -1;
 }

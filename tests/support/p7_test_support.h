@@ -28,6 +28,26 @@ p7_device *p7_test_open_device(const p7_device_options *options);
         return 0;                                                                              \
     }
 
+/* For a test file that writes files: declares a file-scope `dir`, and the cmocka group
+ * `setup` and `teardown` that make it (a fresh /tmp/<prefix>-XXXXXX) and remove it with
+ * its contents. */
+#define P7_TEST_FILE_TEMP_DIR(prefix)                                                          \
+    static char dir[64];                                                                       \
+    static int setup(void **state)                                                             \
+    {                                                                                          \
+        (void)state;                                                                           \
+        snprintf(dir, sizeof dir, "/tmp/%s-XXXXXX", (prefix));                                 \
+        return mkdtemp(dir) ? 0 : -1;                                                          \
+    }                                                                                          \
+    static int teardown(void **state)                                                          \
+    {                                                                                          \
+        (void)state;                                                                           \
+        return p7_test_remove_tree(dir);                                                       \
+    }
+
+/* rm -rf of a folder this test made (its name came from mkdtemp); 0 on success. */
+int p7_test_remove_tree(const char *dir);
+
 /* cmocka group setup/teardown: *state is the test device (p7_test_open_device(NULL)). */
 int p7_test_setup_device(void **state);
 int p7_test_teardown_device(void **state);

@@ -30,13 +30,7 @@ static p7_status flush_cache(p7_device *device)
     /* Queued kernels may still use cached blocks' former contents only through live
      * buffers, but waiting makes the driver's deferred frees actually happen now. */
     clFinish(device->queue);
-    for (p7_free_block *b = device->free_blocks, *next; b; b = next) {
-        next = b->next;
-        clReleaseMemObject(b->mem);
-        free(b);
-    }
-    device->free_blocks = NULL;
-    device->mem.bytes_cached = 0;
+    p7_memory_shutdown(device);
     device->mem.cache_flushes++;
     return P7_SUCCESS;
 }
