@@ -2,7 +2,9 @@
  * S1-S3, Adam A1-A5 including AdamW and AMSGrad, IVON I1-I3 with injected noise), run on
  * the device in float32 and compared within 1e-6 absolute, plus IVON's behavioural checks
  * (bit-exact restore, Welford averaging, positivity of h + delta, no-gradient skipping).
- * The expected values are the float64 reference numbers, copied verbatim. */
+ * The expected values are the float64 reference numbers, copied verbatim. Only the public
+ * API is used (p7_tensor_set_grad, p7_optimizer_state_by_name): a plugin author can copy
+ * this file as the model of their own step-by-step test. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +16,6 @@
 #include <cmocka.h>
 
 #include "p7/optimizer.h"
-#include "tensor/tensor_internal.h"
 #include "p7_test_support.h"
 
 #define TOL 1e-6
@@ -131,10 +132,13 @@ static p7_tensor *param_2x3(const float *values)
 }
 
 /* Stands in for a backward pass: the gradient tensor autograd would have written. */
-static void set_grad(p7_tensor *p, const float *g)
+static void set_grad(p7_tensor *p, const float *g) { P7_ASSERT_OK(p7_tensor_set_grad(p, g, p7_tensor_numel(p))); }
+
+static p7_tensor *slot(const p7_optimizer *opt, const char *name)
 {
-    if (!p->grad) P7_ASSERT_OK(p7_tensor_create(p->device, p->ndim, p->shape, &p->grad));
-    P7_ASSERT_OK(p7_tensor_upload(p->grad, g, p7_tensor_numel(p)));
+    p7_tensor *t;
+    P7_ASSERT_OK(p7_optimizer_state_by_name(opt, 0, name, &t));
+    return t;
 }
 
 static void expect_close(const char *what, int t, const p7_tensor *x, const double *want)
@@ -278,10 +282,10 @@ static void check_ivon_state(p7_optimizer *opt, p7_tensor *p, int t, const doubl
     snprintf(what, sizeof what, "%s theta", label);
     expect_close(what, t + 1, p, theta[t]);
     snprintf(what, sizeof what, "%s h", label);
-    expect_close(what, t + 1, p7_optimizer_state(opt, 0, 1), h[t]);
+    expect_close(what, t + 1, slot(opt, "hess"), h[t]);
     if (g) {
         snprintf(what, sizeof what, "%s g", label);
-        expect_close(what, t + 1, p7_optimizer_state(opt, 0, 0), g[t]);
+        expect_close(what, t + 1, slot(opt, "momentum"), g[t]);
     }
 }
 
@@ -368,7 +372,7 @@ static void test_ivon_positivity(void **s)
     P7_ASSERT_OK(p7_optimizer_restore(opt, 1));
     P7_ASSERT_OK(p7_optimizer_step(opt));
     float h[6], theta[6];
-    P7_ASSERT_OK(p7_tensor_download(p7_optimizer_state(opt, 0, 1), h, 6));
+    P7_ASSERT_OK(p7_tensor_download(slot(opt, "hess"), h, 6));
     P7_ASSERT_OK(p7_tensor_download(p, theta, 6));
     for (int i = 0; i < 6; i++) {
         assert_true(isfinite(h[i]) && isfinite(theta[i]));
@@ -399,6 +403,34 @@ static void test_ivon_eval_sample_restores_bits(void **s)
     p7_tensor_release(p);
 }
 
+/* The driving API's errors name the problem: a gradient of the wrong size, an unknown
+ * slot (listing the plugin's), a parameter out of range. */
+static void test_driving_api_errors(void **s)
+{
+    (void)s;
+    p7_tensor *p = param_2x3(THETA0);
+    p7_optimizer *opt = make("adam", "lr=0.01", p);
+    assert_int_equal(p7_tensor_set_grad(p, G[0], 5), P7_ERROR_INVALID_SHAPE);
+    assert_non_null(strstr(p7_last_error(), "5 floats given for a tensor of shape [2, 3]"));
+    assert_null(p7_tensor_grad(p)); /* a refused gradient leaves none behind */
+    p7_tensor *t = p;
+    assert_int_equal(p7_optimizer_state_by_name(opt, 0, "exp_avg_sqq", &t), P7_ERROR_INVALID_ARGUMENT);
+    assert_null(t);
+    assert_non_null(strstr(p7_last_error(), "adam has no state slot named 'exp_avg_sqq'; its slots are: exp_avg, "
+                                            "exp_avg_sq, max_exp_avg_sq"));
+    assert_int_equal(p7_optimizer_state_by_name(opt, 1, "exp_avg", &t), P7_ERROR_INVALID_ARGUMENT);
+    assert_non_null(strstr(p7_last_error(), "parameter 1 is out of range: the optimizer has 1 parameters"));
+    assert_int_equal(p7_optimizer_param_count(opt), 1);
+    /* the slot read by name is the state the step wrote: exp_avg = (1 - beta1) g after one step */
+    set_grad(p, G[0]);
+    P7_ASSERT_OK(p7_optimizer_step(opt));
+    double want[6];
+    for (int i = 0; i < 6; i++) want[i] = 0.1 * G[0][i];
+    expect_close("exp_avg", 1, slot(opt, "exp_avg"), want);
+    p7_optimizer_destroy(opt);
+    p7_tensor_release(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -418,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_ivon_two_identical_samples),
         cmocka_unit_test(test_ivon_positivity),
         cmocka_unit_test(test_ivon_eval_sample_restores_bits),
+        cmocka_unit_test(test_driving_api_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -369,6 +369,30 @@ p7_tensor *p7_optimizer_state(const p7_optimizer *o, size_t param, unsigned slot
     return o->state[param * o->vt->slot_count + slot];
 }
 
+p7_status p7_optimizer_state_by_name(const p7_optimizer *o, size_t param, const char *slot_name, p7_tensor **out)
+{
+    if (out) *out = NULL;
+    if (!o || !slot_name || !out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_optimizer_state_by_name: NULL argument");
+    if (param >= o->count)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: parameter %zu is out of range: the optimizer has %zu parameters",
+                       o->vt->name, param, o->count);
+    const p7_opt_plugin *vt = o->vt;
+    for (unsigned s = 0; s < vt->slot_count; s++)
+        if (vt->slot_names[s] && strcmp(vt->slot_names[s], slot_name) == 0) {
+            *out = o->state[param * vt->slot_count + s];
+            return P7_SUCCESS;
+        }
+    char names[512] = "";
+    size_t used = 0;
+    for (unsigned s = 0; s < vt->slot_count && used < sizeof names; s++)
+        used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", s ? ", " : "",
+                                 vt->slot_names[s] ? vt->slot_names[s] : "(unnamed)");
+    return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s has no state slot named '%s'; its slots are: %s", vt->name,
+                   p7_abbrev(slot_name), vt->slot_count ? names : "(none)");
+}
+
+size_t p7_optimizer_param_count(const p7_optimizer *o) { return o ? o->count : 0; }
+
 /* ---- hyperparameters ---- */
 
 static p7_status set_one(p7_optimizer *o, int group, int index, double value)
