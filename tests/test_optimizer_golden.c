@@ -403,6 +403,47 @@ static void test_ivon_eval_sample_restores_bits(void **s)
     p7_tensor_release(p);
 }
 
+/* A NaN gradient must reach the weight as NaN, which the training loop reports as a
+ * diverged loss, never as a finite or infinite number. IVON clipped the update with
+ * fmin/fmax, which return the other operand for NaN, so the weight became +-inf (or the
+ * clip radius) and the NaN was lost. Every bundled plugin, NaN in element 2 only. */
+static void test_nan_gradient_reaches_the_weight(void **s)
+{
+    (void)s;
+    const char *cases[][2] = {{"sgd", "lr=0.1,momentum=0.9"},
+                              {"adam", "lr=0.01"},
+                              {"ivon", "lr=0.1,ess=100"},
+                              {"ivon", "lr=0.1,ess=100,clip_radius=0.2"}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        p7_tensor *p = param_2x3(THETA0);
+        p7_optimizer *opt = make(cases[c][0], cases[c][1], p);
+        float g[6];
+        memcpy(g, G[0], sizeof g);
+        g[2] = NAN;
+        if (p7_optimizer_samples_weights(opt)) {
+            p7_tensor *eps = noise(E[0], 1.0f);
+            P7_ASSERT_OK(p7_optimizer_sample_noise(opt, &eps));
+            set_grad(p, g);
+            P7_ASSERT_OK(p7_optimizer_restore(opt, 1));
+            p7_tensor_release(eps);
+        } else {
+            set_grad(p, g);
+        }
+        P7_ASSERT_OK(p7_optimizer_step(opt));
+        float got[6];
+        P7_ASSERT_OK(p7_tensor_download(p, got, 6));
+        for (int i = 0; i < 6; i++)
+            if (i == 2 ? !isnan(got[i]) : !isfinite(got[i])) {
+                print_error("%s (%s): weight %d is %g after a step with %s gradient; expected %s\n", cases[c][0],
+                            cases[c][1], i, (double)got[i], i == 2 ? "a NaN" : "a finite",
+                            i == 2 ? "NaN" : "a finite value");
+                fail();
+            }
+        p7_optimizer_destroy(opt);
+        p7_tensor_release(p);
+    }
+}
+
 /* The driving API's errors name the problem: a gradient of the wrong size, an unknown
  * slot (listing the plugin's), a parameter out of range. */
 static void test_driving_api_errors(void **s)
@@ -451,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_ivon_positivity),
         cmocka_unit_test(test_ivon_eval_sample_restores_bits),
         cmocka_unit_test(test_driving_api_errors),
+        cmocka_unit_test(test_nan_gradient_reaches_the_weight),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
