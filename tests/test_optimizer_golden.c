@@ -227,6 +227,29 @@ static void test_no_grad_is_skipped(void **s)
 
 /* ---- IVON ---- */
 
+static p7_tensor *noise(const float *e, float sign);
+
+/* A parameter that got no gradient in any sample of a step keeps its weight and state,
+ * as SGD and Adam skip it; IVON used to count it as gradient zero and decay it. */
+static void test_ivon_no_grad_is_skipped(void **s)
+{
+    (void)s;
+    p7_tensor *p = param_2x3(THETA0);
+    p7_optimizer *opt = make("ivon", "lr=0.1,ess=100,hess_init=0.5,beta1=0.9,beta2=0.9,weight_decay=0.01", p);
+    p7_tensor *eps = noise(E[0], 1.0f);
+    P7_ASSERT_OK(p7_optimizer_sample_noise(opt, &eps));
+    P7_ASSERT_OK(p7_optimizer_restore(opt, 1)); /* no gradient */
+    P7_ASSERT_OK(p7_optimizer_step(opt));
+    float got[6], h[6];
+    P7_ASSERT_OK(p7_tensor_download(p, got, 6));
+    assert_memory_equal(got, THETA0, sizeof got);
+    P7_ASSERT_OK(p7_tensor_download(slot(opt, "hess"), h, 6));
+    for (int i = 0; i < 6; i++) assert_true(h[i] == 0.5f);
+    p7_tensor_release(eps);
+    p7_optimizer_destroy(opt);
+    p7_tensor_release(p);
+}
+
 static p7_tensor *noise(const float *e, float sign)
 {
     float v[6];
@@ -485,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_amsgrad_a4),
         cmocka_unit_test(test_adam_a5),
         cmocka_unit_test(test_no_grad_is_skipped),
+        cmocka_unit_test(test_ivon_no_grad_is_skipped),
         cmocka_unit_test(test_ivon_i1),
         cmocka_unit_test(test_ivon_i2),
         cmocka_unit_test(test_ivon_i3_defaults),
