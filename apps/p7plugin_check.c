@@ -136,9 +136,11 @@ static p7_status run_snapshot(checker *c, const run *r, float **values)
     p7_status st = P7_SUCCESS;
     float *at = v;
     for (int i = 0; i < NPARAMS && st == P7_SUCCESS; i++)
-        for (size_t s = 0; s < per && st == P7_SUCCESS; s++, at += SIZES[i])
-            st = p7_tensor_download(s == 0 ? r->params[i] : p7_optimizer_state(r->opt, (size_t)i, (unsigned)(s - 1)),
-                                    at, SIZES[i]);
+        for (size_t s = 0; s < per && st == P7_SUCCESS; s++, at += SIZES[i]) {
+            const p7_tensor *t = s == 0 ? r->params[i] : p7_optimizer_state(r->opt, (size_t)i, (unsigned)(s - 1));
+            if (t) st = p7_tensor_download(t, at, SIZES[i]);
+            else memset(at, 0, SIZES[i] * sizeof *at); /* a slot not in use with these hyperparameters */
+        }
     if (st != P7_SUCCESS) {
         free(v);
         v = NULL;

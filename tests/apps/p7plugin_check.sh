@@ -31,7 +31,8 @@ only_fails() {
     if [ "$n" -eq "$2" ]; then pass "$1"; else fail "$1" "$n items failed, expected $2"; fi
 }
 
-for p in sgd adam ivon "$faulty/libsignsgd.so" "$faulty/libfaulty_none.so"; do
+for p in sgd adam ivon "$faulty/libsignsgd.so" "$faulty/libfaulty_none.so" "$faulty/librmsprop.so" \
+    "$faulty/libsignsgd_abi_1_0.so"; do
     name=$(basename "$p")
     if check "passes: $name" 0 "$p"; then
         if grep -q "every check passed" <<<"$out"; then pass "passes: $name"; else fail "passes: $name" "no summary"; fi

@@ -127,10 +127,12 @@ P7_API p7_status p7_optimizer_save_stream(p7_optimizer *opt, FILE *f);
 P7_API p7_status p7_optimizer_load_stream(p7_optimizer *opt, FILE *f);
 
 /* The host-side state tensor of parameter `param`, slot `slot` (borrowed), for tests and
- * inspection; NULL when out of range. */
+ * inspection; NULL when out of range, or when the plugin does not use that slot with
+ * this optimizer's hyperparameters (p7_opt_plugin.slots_used). */
 P7_API p7_tensor *p7_optimizer_state(const p7_optimizer *opt, size_t param, unsigned slot);
 /* The same, by the slot's name in the plugin's slot_names ("exp_avg", "hess"): *out is
- * borrowed. An unknown name is P7_ERROR_INVALID_ARGUMENT naming the plugin's slots. */
+ * borrowed. An unknown name is P7_ERROR_INVALID_ARGUMENT naming the plugin's slots; so is
+ * a slot not in use with these hyperparameters. */
 P7_API p7_status p7_optimizer_state_by_name(const p7_optimizer *opt, size_t param, const char *slot_name,
                                             p7_tensor **out);
 /* The number of parameters the optimizer was created over. */
