@@ -53,6 +53,10 @@ check default_range 1 "$faulty/libfaulty_default_range.so" &&
     names "default out of range: the range is shown" "allowed [0, 1)"
 
 # A plugin that does not load fails the first item, with the loader's message.
+check "NULL step" 1 "$faulty/libfaulty_null_step.so" && names "NULL step named" "the required function step is NULL"
+check "small table" 1 "$faulty/libfaulty_small_table.so" &&
+    names "small table: says what to do" "its table is 64 bytes, smaller than ABI 1.0's" &&
+    names "small table: says what to do" "set struct_size to sizeof(p7_opt_plugin) and rebuild"
 check "wrong ABI" 1 "$faulty/libabi_new.so" && names "wrong ABI named" "too new for this p7"
 check "missing file" 1 "$build/no/such/libplugin.so" && names "missing file named" "no/such/libplugin.so"
 

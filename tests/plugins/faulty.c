@@ -5,7 +5,9 @@
  * FAULT_NONDETERMINISM the step depends on how many instances the process has made
  * FAULT_SAVE_LOAD      save forgets the step counter t, so a loaded run warms up again
  * FAULT_NAN_SWALLOWED  clips with fmin/fmax, which turn a NaN update into +-radius or inf
- * FAULT_DEFAULT_RANGE  beta's default (1.5) lies outside its declared range [0, 1) */
+ * FAULT_DEFAULT_RANGE  beta's default (1.5) lies outside its declared range [0, 1)
+ * FAULT_NULL_STEP      the table has no step function (the loader names it)
+ * FAULT_SMALL_TABLE    struct_size smaller than ABI 1.0's table (the loader says what to do) */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,8 @@
 #define FAULT_SAVE_LOAD 2
 #define FAULT_NAN_SWALLOWED 3
 #define FAULT_DEFAULT_RANGE 4
+#define FAULT_NULL_STEP 5
+#define FAULT_SMALL_TABLE 6
 #ifndef FAULT
 #define FAULT FAULT_NONE
 #endif
@@ -148,7 +152,7 @@ static p7_status load(p7_opt_instance *s, uint32_t state_version, const void *bl
 }
 
 static const p7_opt_plugin table = {
-    .struct_size = sizeof(p7_opt_plugin),
+    .struct_size = FAULT == FAULT_SMALL_TABLE ? 64 : sizeof(p7_opt_plugin),
     .abi_major = P7_OPT_ABI_MAJOR,
     .abi_minor = P7_OPT_ABI_MINOR,
     .name = "faulty",
@@ -163,7 +167,7 @@ static const p7_opt_plugin table = {
     .destroy = destroy,
     .init_state = init_state,
     .set_hparam = set_hparam,
-    .step = step,
+    .step = FAULT == FAULT_NULL_STEP ? NULL : step,
     .save = save,
     .load = load,
 };
