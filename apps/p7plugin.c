@@ -1,21 +1,31 @@
 /* p7plugin: tools for optimizer plugin authors.
  *
  *   p7plugin check PLUGIN [--device SPEC]
+ *   p7plugin compare PLUGIN --reference FILE.json [--tolerance T] [--device SPEC]
  *
  * PLUGIN is a path (build/libmyopt.so) or a short name (sgd, adam, ivon). Exit codes: 0 every
- * check passed, 1 a check failed (or the plugin or device did not open), 2 bad arguments. */
+ * check passed (every value matched), 1 a check failed (a value differed, or the plugin,
+ * file or device could not be used), 2 bad arguments. */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "p7plugin_check.h"
+#include "p7plugin_compare.h"
+
+#define DEFAULT_TOLERANCE 1e-6
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: p7plugin check PLUGIN [--device SPEC]\n"
+            "       p7plugin compare PLUGIN --reference FILE.json [--tolerance T] [--device SPEC]\n"
             "\n"
-            "Checks an optimizer plugin (a path such as build/libmyopt.so, or a short name such as\n"
-            "sgd) on a fixed set of parameters, gradients and noise, and prints a checklist:\n"
+            "PLUGIN is a plugin file (build/libmyopt.so) or a short name (sgd, adam, ivon).\n"
+            "\n"
+            "check: runs the plugin on a fixed set of parameters, gradients and noise and prints a\n"
+            "checklist:\n"
             "  ABI and table    the plugin loads (entry symbol, ABI, table, required functions)\n"
             "  schema           every hyperparameter's default lies inside its declared range\n"
             "  step             steps on fixed gradients leave every weight and slot finite\n"
@@ -26,10 +36,26 @@ static void usage(FILE *out)
             "  no gradient      a parameter without a gradient stays untouched\n"
             "  NaN gradient     a NaN gradient is reported or reaches the weight as NaN\n"
             "\n"
-            "  --device SPEC    the device (as p7bench --device; default P7_DEVICE, else the first\n"
-            "                   GPU, else the CPU)\n"
+            "compare: steps the plugin on the parameters, gradients (and noise) of a JSON reference\n"
+            "file, e.g. written by a PyTorch run (docs/plugins.md shows how), and prints per step the\n"
+            "largest difference in the weights and in each state slot the file gives.\n"
+            "  --reference FILE  the reference file (required)\n"
+            "  --tolerance T     a value matches when |p7 - reference| <= T * max(1, |reference|)\n"
+            "                    (default %g)\n"
             "\n"
-            "Exit status: 0 every check passed, 1 a check failed, 2 bad arguments.\n");
+            "  --device SPEC     the device (as p7bench --device; default P7_DEVICE, else the first\n"
+            "                    GPU, else the CPU)\n"
+            "\n"
+            "Exit status: 0 every check passed or every value matched, 1 otherwise, 2 bad arguments.\n",
+            DEFAULT_TOLERANCE);
+}
+
+static int bad_argument(const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "p7plugin: ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, " (see p7plugin --help)\n");
+    return 2;
 }
 
 int main(int argc, char **argv)
@@ -38,35 +64,51 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (argc < 2 || strcmp(argv[1], "check") != 0) {
-        if (argc >= 2) fprintf(stderr, "p7plugin: unknown command '%s' (expected: check)\n", argv[1]);
+    if (argc < 2 || (strcmp(argv[1], "check") != 0 && strcmp(argv[1], "compare") != 0)) {
+        if (argc >= 2) fprintf(stderr, "p7plugin: unknown command '%s' (expected: check or compare)\n", argv[1]);
         usage(stderr);
         return 2;
     }
-    const char *plugin = NULL, *device = NULL;
+    const char *command = argv[1];
+    int comparing = strcmp(command, "compare") == 0;
+    const char *plugin = NULL, *device = NULL, *reference = NULL;
+    double tolerance = DEFAULT_TOLERANCE;
     for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--device") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "p7plugin: --device needs a value (a device spec such as pocl or 0:0)\n");
-                return 2;
-            }
-            device = argv[++i];
-        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+        const char *a = argv[i];
+        int takes_value = strcmp(a, "--device") == 0 || (comparing && (strcmp(a, "--reference") == 0 ||
+                                                                        strcmp(a, "--tolerance") == 0));
+        if (takes_value && i + 1 >= argc) return bad_argument("%s needs a value%s", a, "");
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "p7plugin: unknown option '%s' (see p7plugin --help)\n", argv[i]);
-            return 2;
+        } else if (strcmp(a, "--device") == 0) {
+            device = argv[++i];
+        } else if (comparing && strcmp(a, "--reference") == 0) {
+            reference = argv[++i];
+        } else if (comparing && strcmp(a, "--tolerance") == 0) {
+            char *end;
+            const char *text = argv[++i];
+            tolerance = strtod(text, &end);
+            if (end == text || *end || !(tolerance >= 0) || isinf(tolerance))
+                return bad_argument("--tolerance '%s' is not a number >= 0%s", text, "");
+        } else if (a[0] == '-' && a[1]) {
+            return bad_argument("unknown option '%s' for %s", a, command);
         } else if (plugin) {
-            fprintf(stderr, "p7plugin: check takes one plugin; got '%s' and '%s'\n", plugin, argv[i]);
+            fprintf(stderr, "p7plugin: %s takes one plugin; got '%s' and '%s'\n", command, plugin, a);
             return 2;
         } else {
-            plugin = argv[i];
+            plugin = a;
         }
     }
     if (!plugin) {
-        fprintf(stderr, "p7plugin: check needs a plugin (a path such as build/libmyopt.so, or sgd, adam, ivon)\n");
+        fprintf(stderr, "p7plugin: %s needs a plugin (a path such as build/libmyopt.so, or sgd, adam, ivon)\n",
+                command);
         return 2;
+    }
+    if (comparing) {
+        if (!reference) return bad_argument("compare needs --reference FILE.json%s%s", "", "");
+        int r = p7plugin_compare(plugin, reference, device, tolerance, stdout);
+        return r == 0 ? 0 : 1;
     }
     int failed = p7plugin_check(plugin, device, stdout);
     if (failed < 0) return 1;
