@@ -56,6 +56,19 @@ static void run_or_fail(const char *what, const char *cmd)
     }
 }
 
+/* Under -DP7_SANITIZE=ON the installed libp7.so needs the sanitizer runtime first in the
+ * program that loads it, so the example's check program is built with it too. */
+#if defined(__SANITIZE_ADDRESS__)
+#define EXAMPLE_FLAGS "-DCMAKE_C_FLAGS=-fsanitize=address,undefined -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined"
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EXAMPLE_FLAGS "-DCMAKE_C_FLAGS=-fsanitize=address,undefined -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined"
+#endif
+#endif
+#ifndef EXAMPLE_FLAGS
+#define EXAMPLE_FLAGS ""
+#endif
+
 static void build_example(char *plugin_path, size_t size)
 {
     const char *build = getenv("P7_BUILD_DIR"), *source = getenv("P7_SOURCE_DIR");
@@ -72,8 +85,8 @@ static void build_example(char *plugin_path, size_t size)
     assert_int_equal(access(cmd, R_OK), 0);
     snprintf(cmd, sizeof cmd,
              "cmake -S '%s/docs/examples/signsgd' -B '%s/build' -DCMAKE_PREFIX_PATH='%s/prefix' "
-             "-DCMAKE_BUILD_TYPE=Release",
-             source, tmp, tmp);
+             "-DCMAKE_BUILD_TYPE=Release %s",
+             source, tmp, tmp, EXAMPLE_FLAGS);
     run_or_fail("configure", cmd);
     snprintf(cmd, sizeof cmd, "cmake --build '%s/build'", tmp);
     run_or_fail("build", cmd);
