@@ -1,7 +1,8 @@
 /* The out-of-tree plugin example (docs/examples/signsgd) as a stranger would build it:
  * `cmake --install` this build tree into a temporary prefix, configure and build the
  * example against it with find_package(p7), run its documented step-by-step check (a
- * program linked with p7::p7 from the installed tree, no source tree involved), then
+ * program linked with p7::p7 from the installed tree, no source tree involved) and the
+ * installed `p7plugin check` on it, then
  * load the resulting libsignsgd.so and train a small model with it until the loss falls. */
 #include <math.h>
 #include <setjmp.h>
@@ -97,6 +98,9 @@ static void build_example(char *plugin_path, size_t size)
     run_or_fail("check_signsgd (linked with p7::p7)", cmd);
     snprintf(cmd, sizeof cmd, "readelf -d '%s/build/check_signsgd' | grep -q 'NEEDED.*libp7\\.so'", tmp);
     run_or_fail("check_signsgd links libp7.so", cmd);
+    /* and the installed conformance checker passes it */
+    snprintf(cmd, sizeof cmd, "cd '%s' && prefix/bin/p7plugin check build/libsignsgd.so", tmp);
+    run_or_fail("installed p7plugin check", cmd);
 }
 
 static void test_example_builds_and_trains(void **s)
