@@ -95,7 +95,9 @@ static const char ivon_source[] =
     "    const float hn = beta2 * hh + one_minus_beta2 * hhat + 0.5f * one_minus_beta2_sq * (d * d) / hpd;\n"
     "    const float mu = p[po + i];\n"
     "    float u = (mom / debias + wd * mu) / (hn + wd);   /* new momentum, new h */\n"
-    "    u = fmin(fmax(u, -clip), clip);\n"
+    "    /* a comparison, not fmin/fmax, which return the other operand for NaN: a NaN */\n"
+    "    /* gradient must reach the weight as NaN (a diverged loss), never as +-clip or inf */\n"
+    "    if (fabs(u) > clip) u = copysign(clip, u);\n"
     "    p[po + i] = mu - lr * u;\n"
     "    m[mo + i] = mom;\n"
     "    h[ho + i] = hn;\n"
@@ -111,6 +113,7 @@ struct p7_opt_instance {
     uint64_t draws;    /* sample() calls so far: keys the RNG stream of each draw */
     uint32_t k;        /* train-mode samples gathered since the last step */
     uint32_t sampled;  /* sampled weights are in place */
+    unsigned char *got_grad; /* per parameter: a gradient came in since the last step */
 };
 
 static const double *group_hp(const p7_opt_instance *s, uint32_t group)
@@ -129,11 +132,17 @@ static p7_status ivon_create(const p7_opt_host *h, const double *hparams, uint32
     s->host = h;
     s->groups = groups;
     s->count = count;
+    s->got_grad = calloc(count ? count : 1, 1);
+    if (!s->got_grad) {
+        free(s);
+        return h->fail(h, P7_ERROR_OUT_OF_MEMORY, "out of host memory");
+    }
     memcpy(s->hp, hparams, (size_t)groups * HP_COUNT * sizeof(double));
     p7_status st = h->build_kernel(h, "ivon.cl", ivon_source, NULL, "ivon_sample", &s->sample);
     if (st == P7_SUCCESS) st = h->build_kernel(h, "ivon.cl", ivon_source, NULL, "ivon_restore", &s->restore);
     if (st == P7_SUCCESS) st = h->build_kernel(h, "ivon.cl", ivon_source, NULL, "ivon_step", &s->step);
     if (st != P7_SUCCESS) {
+        free(s->got_grad);
         free(s);
         return st;
     }
@@ -141,7 +150,11 @@ static p7_status ivon_create(const p7_opt_host *h, const double *hparams, uint32
     return P7_SUCCESS;
 }
 
-static void ivon_destroy(p7_opt_instance *s) { free(s); }
+static void ivon_destroy(p7_opt_instance *s)
+{
+    free(s->got_grad);
+    free(s);
+}
 
 static p7_status ivon_init_state(p7_opt_instance *s, const p7_opt_param *params, size_t count)
 {
@@ -202,8 +215,9 @@ static p7_status ivon_restore(p7_opt_instance *s, const p7_opt_param *params, si
     float k = accumulate ? (float)(s->k + 1) : 1.0f;
     for (size_t i = 0; i < count; i++) {
         const p7_opt_param *v = &params[i];
-        /* A parameter without a gradient counts as gradient zero (the reference crashes);
-         * its buffer argument must still be valid, so the mean stands in for it. */
+        /* A parameter without a gradient counts as gradient zero in this sample (the
+         * reference crashes); its buffer argument must still be valid, so the mean
+         * stands in for it. One that gets none in any sample is skipped by step. */
         cl_int has_grad = v->grad.mem != NULL, acc = accumulate != 0;
         cl_mem g = has_grad ? v->grad.mem : v->state[SLOT_MEAN].mem;
         cl_ulong po = v->param.offset, go = has_grad ? v->grad.offset : v->state[SLOT_MEAN].offset,
@@ -217,6 +231,7 @@ static p7_status ivon_restore(p7_opt_instance *s, const p7_opt_param *params, si
         };
         p7_status st = h->launch(h, s->restore, "ivon.restore", (size_t)v->count, sizeof args / sizeof args[0], args);
         if (st != P7_SUCCESS) return st;
+        if (accumulate && has_grad) s->got_grad[i] = 1;
     }
     s->sampled = 0;
     if (accumulate) s->k++;
@@ -236,6 +251,9 @@ static p7_status ivon_step(p7_opt_instance *s, const p7_opt_param *params, size_
     s->t++;
     for (size_t i = 0; i < count; i++) {
         const p7_opt_param *v = &params[i];
+        /* No gradient in any sample: weight, momentum and h stay as they are, as SGD and
+         * Adam (and torch) leave a parameter whose grad is None. */
+        if (!s->got_grad[i]) continue;
         const double *hp = group_hp(s, v->group);
         double b1 = hp[HP_BETA1], b2 = hp[HP_BETA2], wdd = hp[HP_WEIGHT_DECAY];
         double omb2 = 1.0 - b2; /* formed once and squared: never b2*b2 - 2*b2 + 1 */
@@ -257,30 +275,38 @@ static p7_status ivon_step(p7_opt_instance *s, const p7_opt_param *params, size_
         if (st != P7_SUCCESS) return st;
     }
     s->k = 0;
+    memset(s->got_grad, 0, s->count);
     return P7_SUCCESS;
 }
 
-/* Blob (32 bytes): u32 layout 1, u32 k, u32 sampled, u32 reserved, u64 t, u64 draws. */
-#define BLOB_SIZE 32
+/* Blob, state version 2: 32 bytes (u32 layout 1, u32 k, u32 sampled, u32 reserved, u64 t,
+ * u64 draws), then one byte per parameter: a gradient came in since the last step.
+ * Version 1 was the 32 bytes alone, when every parameter took part in every step. */
+#define BLOB_HEAD 32
 
 static p7_status ivon_save(const p7_opt_instance *s, void *blob, size_t capacity, size_t *size)
 {
-    *size = BLOB_SIZE;
+    *size = BLOB_HEAD + s->count;
     if (!blob) return P7_SUCCESS;
-    if (capacity < BLOB_SIZE) return s->host->fail(s->host, P7_ERROR_INVALID_ARGUMENT, "save: blob too small");
+    if (capacity < *size) return s->host->fail(s->host, P7_ERROR_INVALID_ARGUMENT, "save: blob too small");
     unsigned char *b = blob;
     uint32_t head[4] = {1, s->k, s->sampled, 0};
     memcpy(b, head, 16);
     memcpy(b + 16, &s->t, 8);
     memcpy(b + 24, &s->draws, 8);
+    memcpy(b + BLOB_HEAD, s->got_grad, s->count);
     return P7_SUCCESS;
 }
 
 static p7_status ivon_load(p7_opt_instance *s, uint32_t state_version, const void *blob, size_t size)
 {
     const p7_opt_host *h = s->host;
-    if (state_version != 1 || size != BLOB_SIZE)
-        return h->fail(h, P7_ERROR_FORMAT, "state version %u (%zu bytes); this plugin reads version 1", state_version, size);
+    size_t want = state_version == 1 ? BLOB_HEAD : BLOB_HEAD + s->count;
+    if ((state_version != 1 && state_version != 2) || size != want)
+        return h->fail(h, P7_ERROR_FORMAT,
+                       "state version %u (%zu bytes); this plugin reads version 1 (%d bytes) and 2 (%zu bytes for %zu "
+                       "parameters)",
+                       state_version, size, BLOB_HEAD, (size_t)BLOB_HEAD + s->count, s->count);
     const unsigned char *b = blob;
     uint32_t head[4];
     memcpy(head, b, 16);
@@ -289,6 +315,9 @@ static p7_status ivon_load(p7_opt_instance *s, uint32_t state_version, const voi
     s->sampled = head[2] != 0;
     memcpy(&s->t, b + 16, 8);
     memcpy(&s->draws, b + 24, 8);
+    /* version 1 updated every parameter: a step begun under it finishes the same way */
+    if (state_version == 1) memset(s->got_grad, s->k > 0, s->count);
+    else memcpy(s->got_grad, b + BLOB_HEAD, s->count);
     return P7_SUCCESS;
 }
 
@@ -298,8 +327,8 @@ static const p7_opt_plugin ivon_plugin = {
     .abi_minor = P7_OPT_ABI_MINOR,
     .name = "ivon",
     .description = "IVON: variational learning with a diagonal Gaussian posterior (sample/restore per MC draw)",
-    .version = 1,
-    .state_version = 1,
+    .version = 2,
+    .state_version = 2,
     .caps = P7_OPT_CAP_SAMPLE,
     .slot_count = SLOT_COUNT,
     .slot_names = ivon_slots,

@@ -2,7 +2,9 @@
  * S1-S3, Adam A1-A5 including AdamW and AMSGrad, IVON I1-I3 with injected noise), run on
  * the device in float32 and compared within 1e-6 absolute, plus IVON's behavioural checks
  * (bit-exact restore, Welford averaging, positivity of h + delta, no-gradient skipping).
- * The expected values are the float64 reference numbers, copied verbatim. */
+ * The expected values are the float64 reference numbers, copied verbatim. Only the public
+ * API is used (p7_tensor_set_grad, p7_optimizer_state_by_name): a plugin author can copy
+ * this file as the model of their own step-by-step test. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +16,6 @@
 #include <cmocka.h>
 
 #include "p7/optimizer.h"
-#include "tensor/tensor_internal.h"
 #include "p7_test_support.h"
 
 #define TOL 1e-6
@@ -131,10 +132,13 @@ static p7_tensor *param_2x3(const float *values)
 }
 
 /* Stands in for a backward pass: the gradient tensor autograd would have written. */
-static void set_grad(p7_tensor *p, const float *g)
+static void set_grad(p7_tensor *p, const float *g) { P7_ASSERT_OK(p7_tensor_set_grad(p, g, p7_tensor_numel(p))); }
+
+static p7_tensor *slot(const p7_optimizer *opt, const char *name)
 {
-    if (!p->grad) P7_ASSERT_OK(p7_tensor_create(p->device, p->ndim, p->shape, &p->grad));
-    P7_ASSERT_OK(p7_tensor_upload(p->grad, g, p7_tensor_numel(p)));
+    p7_tensor *t;
+    P7_ASSERT_OK(p7_optimizer_state_by_name(opt, 0, name, &t));
+    return t;
 }
 
 static void expect_close(const char *what, int t, const p7_tensor *x, const double *want)
@@ -223,6 +227,29 @@ static void test_no_grad_is_skipped(void **s)
 
 /* ---- IVON ---- */
 
+static p7_tensor *noise(const float *e, float sign);
+
+/* A parameter that got no gradient in any sample of a step keeps its weight and state,
+ * as SGD and Adam skip it; IVON used to count it as gradient zero and decay it. */
+static void test_ivon_no_grad_is_skipped(void **s)
+{
+    (void)s;
+    p7_tensor *p = param_2x3(THETA0);
+    p7_optimizer *opt = make("ivon", "lr=0.1,ess=100,hess_init=0.5,beta1=0.9,beta2=0.9,weight_decay=0.01", p);
+    p7_tensor *eps = noise(E[0], 1.0f);
+    P7_ASSERT_OK(p7_optimizer_sample_noise(opt, &eps));
+    P7_ASSERT_OK(p7_optimizer_restore(opt, 1)); /* no gradient */
+    P7_ASSERT_OK(p7_optimizer_step(opt));
+    float got[6], h[6];
+    P7_ASSERT_OK(p7_tensor_download(p, got, 6));
+    assert_memory_equal(got, THETA0, sizeof got);
+    P7_ASSERT_OK(p7_tensor_download(slot(opt, "hess"), h, 6));
+    for (int i = 0; i < 6; i++) assert_true(h[i] == 0.5f);
+    p7_tensor_release(eps);
+    p7_optimizer_destroy(opt);
+    p7_tensor_release(p);
+}
+
 static p7_tensor *noise(const float *e, float sign)
 {
     float v[6];
@@ -278,10 +305,10 @@ static void check_ivon_state(p7_optimizer *opt, p7_tensor *p, int t, const doubl
     snprintf(what, sizeof what, "%s theta", label);
     expect_close(what, t + 1, p, theta[t]);
     snprintf(what, sizeof what, "%s h", label);
-    expect_close(what, t + 1, p7_optimizer_state(opt, 0, 1), h[t]);
+    expect_close(what, t + 1, slot(opt, "hess"), h[t]);
     if (g) {
         snprintf(what, sizeof what, "%s g", label);
-        expect_close(what, t + 1, p7_optimizer_state(opt, 0, 0), g[t]);
+        expect_close(what, t + 1, slot(opt, "momentum"), g[t]);
     }
 }
 
@@ -368,7 +395,7 @@ static void test_ivon_positivity(void **s)
     P7_ASSERT_OK(p7_optimizer_restore(opt, 1));
     P7_ASSERT_OK(p7_optimizer_step(opt));
     float h[6], theta[6];
-    P7_ASSERT_OK(p7_tensor_download(p7_optimizer_state(opt, 0, 1), h, 6));
+    P7_ASSERT_OK(p7_tensor_download(slot(opt, "hess"), h, 6));
     P7_ASSERT_OK(p7_tensor_download(p, theta, 6));
     for (int i = 0; i < 6; i++) {
         assert_true(isfinite(h[i]) && isfinite(theta[i]));
@@ -399,6 +426,75 @@ static void test_ivon_eval_sample_restores_bits(void **s)
     p7_tensor_release(p);
 }
 
+/* A NaN gradient must reach the weight as NaN, which the training loop reports as a
+ * diverged loss, never as a finite or infinite number. IVON clipped the update with
+ * fmin/fmax, which return the other operand for NaN, so the weight became +-inf (or the
+ * clip radius) and the NaN was lost. Every bundled plugin, NaN in element 2 only. */
+static void test_nan_gradient_reaches_the_weight(void **s)
+{
+    (void)s;
+    const char *cases[][2] = {{"sgd", "lr=0.1,momentum=0.9"},
+                              {"adam", "lr=0.01"},
+                              {"ivon", "lr=0.1,ess=100"},
+                              {"ivon", "lr=0.1,ess=100,clip_radius=0.2"}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        p7_tensor *p = param_2x3(THETA0);
+        p7_optimizer *opt = make(cases[c][0], cases[c][1], p);
+        float g[6];
+        memcpy(g, G[0], sizeof g);
+        g[2] = NAN;
+        if (p7_optimizer_samples_weights(opt)) {
+            p7_tensor *eps = noise(E[0], 1.0f);
+            P7_ASSERT_OK(p7_optimizer_sample_noise(opt, &eps));
+            set_grad(p, g);
+            P7_ASSERT_OK(p7_optimizer_restore(opt, 1));
+            p7_tensor_release(eps);
+        } else {
+            set_grad(p, g);
+        }
+        P7_ASSERT_OK(p7_optimizer_step(opt));
+        float got[6];
+        P7_ASSERT_OK(p7_tensor_download(p, got, 6));
+        for (int i = 0; i < 6; i++)
+            if (i == 2 ? !isnan(got[i]) : !isfinite(got[i])) {
+                print_error("%s (%s): weight %d is %g after a step with %s gradient; expected %s\n", cases[c][0],
+                            cases[c][1], i, (double)got[i], i == 2 ? "a NaN" : "a finite",
+                            i == 2 ? "NaN" : "a finite value");
+                fail();
+            }
+        p7_optimizer_destroy(opt);
+        p7_tensor_release(p);
+    }
+}
+
+/* The driving API's errors name the problem: a gradient of the wrong size, an unknown
+ * slot (listing the plugin's), a parameter out of range. */
+static void test_driving_api_errors(void **s)
+{
+    (void)s;
+    p7_tensor *p = param_2x3(THETA0);
+    p7_optimizer *opt = make("adam", "lr=0.01", p);
+    assert_int_equal(p7_tensor_set_grad(p, G[0], 5), P7_ERROR_INVALID_SHAPE);
+    assert_non_null(strstr(p7_last_error(), "5 floats given for a tensor of shape [2, 3]"));
+    assert_null(p7_tensor_grad(p)); /* a refused gradient leaves none behind */
+    p7_tensor *t = p;
+    assert_int_equal(p7_optimizer_state_by_name(opt, 0, "exp_avg_sqq", &t), P7_ERROR_INVALID_ARGUMENT);
+    assert_null(t);
+    assert_non_null(strstr(p7_last_error(), "adam has no state slot named 'exp_avg_sqq'; its slots are: exp_avg, "
+                                            "exp_avg_sq, max_exp_avg_sq"));
+    assert_int_equal(p7_optimizer_state_by_name(opt, 1, "exp_avg", &t), P7_ERROR_INVALID_ARGUMENT);
+    assert_non_null(strstr(p7_last_error(), "parameter 1 is out of range: the optimizer has 1 parameters"));
+    assert_int_equal(p7_optimizer_param_count(opt), 1);
+    /* the slot read by name is the state the step wrote: exp_avg = (1 - beta1) g after one step */
+    set_grad(p, G[0]);
+    P7_ASSERT_OK(p7_optimizer_step(opt));
+    double want[6];
+    for (int i = 0; i < 6; i++) want[i] = 0.1 * G[0][i];
+    expect_close("exp_avg", 1, slot(opt, "exp_avg"), want);
+    p7_optimizer_destroy(opt);
+    p7_tensor_release(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -412,12 +508,15 @@ int main(void)
         cmocka_unit_test(test_amsgrad_a4),
         cmocka_unit_test(test_adam_a5),
         cmocka_unit_test(test_no_grad_is_skipped),
+        cmocka_unit_test(test_ivon_no_grad_is_skipped),
         cmocka_unit_test(test_ivon_i1),
         cmocka_unit_test(test_ivon_i2),
         cmocka_unit_test(test_ivon_i3_defaults),
         cmocka_unit_test(test_ivon_two_identical_samples),
         cmocka_unit_test(test_ivon_positivity),
         cmocka_unit_test(test_ivon_eval_sample_restores_bits),
+        cmocka_unit_test(test_driving_api_errors),
+        cmocka_unit_test(test_nan_gradient_reaches_the_weight),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

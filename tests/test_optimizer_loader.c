@@ -114,6 +114,11 @@ static void test_abi_mismatch(void **s)
     EXPECT_FAIL(p7_optimizer_plugin_open(lib("tests/plugins", "abi_old"), &p), P7_ERROR_PLUGIN, "too old");
     EXPECT_FAIL(p7_optimizer_plugin_open(lib("tests/plugins", "abi_new"), &p), P7_ERROR_PLUGIN, "too new");
     EXPECT_FAIL(p7_optimizer_plugin_open(lib("tests/plugins", "declines"), &p), P7_ERROR_PLUGIN, "declined");
+    /* the one missing function, not the list of all seven; a short table says what to do */
+    EXPECT_FAIL(p7_optimizer_plugin_open(lib("tests/plugins", "faulty_null_step"), &p), P7_ERROR_PLUGIN,
+                "is malformed: the required function step is NULL");
+    EXPECT_FAIL(p7_optimizer_plugin_open(lib("tests/plugins", "faulty_small_table"), &p), P7_ERROR_PLUGIN,
+                "set struct_size to sizeof(p7_opt_plugin) and rebuild it");
     assert_null(p);
 }
 

@@ -1,7 +1,9 @@
 /* The out-of-tree plugin example (docs/examples/signsgd) as a stranger would build it:
  * `cmake --install` this build tree into a temporary prefix, configure and build the
- * example against it with find_package(p7), then load the resulting libsignsgd.so and
- * train a small model with it until the loss falls. */
+ * example against it with find_package(p7), run its documented step-by-step check (a
+ * program linked with p7::p7 from the installed tree, no source tree involved) and the
+ * installed `p7plugin check` on it, then
+ * load the resulting libsignsgd.so and train a small model with it until the loss falls. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -55,6 +57,19 @@ static void run_or_fail(const char *what, const char *cmd)
     }
 }
 
+/* Under -DP7_SANITIZE=ON the installed libp7.so needs the sanitizer runtime first in the
+ * program that loads it, so the example's check program is built with it too. */
+#if defined(__SANITIZE_ADDRESS__)
+#define EXAMPLE_FLAGS "-DCMAKE_C_FLAGS=-fsanitize=address,undefined -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined"
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EXAMPLE_FLAGS "-DCMAKE_C_FLAGS=-fsanitize=address,undefined -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined"
+#endif
+#endif
+#ifndef EXAMPLE_FLAGS
+#define EXAMPLE_FLAGS ""
+#endif
+
 static void build_example(char *plugin_path, size_t size)
 {
     const char *build = getenv("P7_BUILD_DIR"), *source = getenv("P7_SOURCE_DIR");
@@ -71,13 +86,21 @@ static void build_example(char *plugin_path, size_t size)
     assert_int_equal(access(cmd, R_OK), 0);
     snprintf(cmd, sizeof cmd,
              "cmake -S '%s/docs/examples/signsgd' -B '%s/build' -DCMAKE_PREFIX_PATH='%s/prefix' "
-             "-DCMAKE_BUILD_TYPE=Release",
-             source, tmp, tmp);
+             "-DCMAKE_BUILD_TYPE=Release %s",
+             source, tmp, tmp, EXAMPLE_FLAGS);
     run_or_fail("configure", cmd);
     snprintf(cmd, sizeof cmd, "cmake --build '%s/build'", tmp);
     run_or_fail("build", cmd);
     snprintf(plugin_path, size, "%s/build/libsignsgd.so", tmp);
     assert_int_equal(access(plugin_path, R_OK), 0);
+    /* the documented check, as the author runs it: a program linked with the installed p7::p7 */
+    snprintf(cmd, sizeof cmd, "cd '%s' && build/check_signsgd build/libsignsgd.so", tmp);
+    run_or_fail("check_signsgd (linked with p7::p7)", cmd);
+    snprintf(cmd, sizeof cmd, "readelf -d '%s/build/check_signsgd' | grep -q 'NEEDED.*libp7\\.so'", tmp);
+    run_or_fail("check_signsgd links libp7.so", cmd);
+    /* and the installed conformance checker passes it */
+    snprintf(cmd, sizeof cmd, "cd '%s' && prefix/bin/p7plugin check build/libsignsgd.so", tmp);
+    run_or_fail("installed p7plugin check", cmd);
 }
 
 static void test_example_builds_and_trains(void **s)

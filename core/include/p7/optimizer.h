@@ -103,6 +103,11 @@ P7_API int p7_optimizer_samples_weights(const p7_optimizer *opt);
 /* One update from the parameters' current gradients (p7_tensor_grad; NULL = none). */
 P7_API p7_status p7_optimizer_step(p7_optimizer *opt);
 
+/* Driving one plugin on given gradients (a plugin's own tests, reference comparisons):
+ * create over tensors, then per step p7_tensor_set_grad(param, g, n) for each parameter
+ * (p7_tensor_zero_grad for "no gradient"), p7_optimizer_step, and read the parameters
+ * (p7_tensor_download) and the state (p7_optimizer_state_by_name). */
+
 /* Weight perturbation (IVON). For plugins without P7_OPT_CAP_SAMPLE both succeed and do
  * nothing, so one training loop serves every optimizer. sample_noise takes the standard
  * normal draws from `eps` (one tensor per parameter, same element count) instead of the
@@ -122,8 +127,16 @@ P7_API p7_status p7_optimizer_save_stream(p7_optimizer *opt, FILE *f);
 P7_API p7_status p7_optimizer_load_stream(p7_optimizer *opt, FILE *f);
 
 /* The host-side state tensor of parameter `param`, slot `slot` (borrowed), for tests and
- * inspection; NULL when out of range. */
+ * inspection; NULL when out of range, or when the plugin does not use that slot with
+ * this optimizer's hyperparameters (p7_opt_plugin.slots_used). */
 P7_API p7_tensor *p7_optimizer_state(const p7_optimizer *opt, size_t param, unsigned slot);
+/* The same, by the slot's name in the plugin's slot_names ("exp_avg", "hess"): *out is
+ * borrowed. An unknown name is P7_ERROR_INVALID_ARGUMENT naming the plugin's slots; so is
+ * a slot not in use with these hyperparameters. */
+P7_API p7_status p7_optimizer_state_by_name(const p7_optimizer *opt, size_t param, const char *slot_name,
+                                            p7_tensor **out);
+/* The number of parameters the optimizer was created over. */
+P7_API size_t p7_optimizer_param_count(const p7_optimizer *opt);
 
 /* ---- prediction with a weight-perturbing optimizer ----
  * samples == 0: softmax of the model at the current (mean) weights ("IVON@mean").

@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 #define P7_OPT_ABI_MAJOR 1
-#define P7_OPT_ABI_MINOR 0
+#define P7_OPT_ABI_MINOR 1 /* 1: slots_used (state slots that depend on hyperparameters) */
 
 /* The one exported symbol; its type is p7_opt_entry_fn. */
 #define P7_OPT_ENTRY_SYMBOL "p7_optimizer_plugin_entry"
@@ -65,7 +65,8 @@ typedef struct p7_opt_buf {
  * Every buffer holds `count` contiguous floats starting at its offset. grad.mem is
  * NULL when the parameter received no gradient (PyTorch's grad None): SGD and Adam
  * then leave the parameter and its state untouched. state[s] is the host-allocated
- * slot s (s < p7_opt_plugin.slot_count), initialised by p7_opt_plugin.init_state. */
+ * slot s (s < p7_opt_plugin.slot_count), initialised by p7_opt_plugin.init_state;
+ * {NULL, 0} when slots_used left it out (ABI 1.1). */
 typedef struct p7_opt_param {
     p7_opt_buf param;
     p7_opt_buf grad;
@@ -223,11 +224,25 @@ typedef struct p7_opt_plugin {
                         const p7_opt_buf *eps);
     p7_status (*restore)(p7_opt_instance *instance, const p7_opt_param *params, size_t count,
                          int accumulate);
+
+    /* ---- ABI 1.1 ---- */
+
+    /* Optional: the state slots an instance with these hyperparameters uses, bit s for
+     * slot s (an RMSprop without momentum needs no momentum buffer). `hparams` as for
+     * create: validated, group-major. The host allocates, initialises (the plugin's
+     * init_state sees {NULL, 0} for the others), saves and loads only those, and refuses
+     * a later hyperparameter change or checkpoint that would need another: the slots are
+     * fixed at create. NULL (or a plugin built for ABI 1.0): every slot. A bit at or
+     * above slot_count is a plugin error. Must be a pure function of its arguments. */
+    uint32_t (*slots_used)(const double *hparams, uint32_t groups);
     /* New fields go here, after the last one of every earlier minor. */
 } p7_opt_plugin;
 
 /* The size of a minor-0 table: the host refuses anything smaller. */
 #define P7_OPT_PLUGIN_MIN_SIZE (offsetof(p7_opt_plugin, restore) + sizeof(void (*)(void)))
+/* Whether a table of `struct_size` bytes has the field `field` (added in a later minor). */
+#define P7_OPT_PLUGIN_HAS(table, field) \
+    ((table)->struct_size >= offsetof(p7_opt_plugin, field) + sizeof((table)->field))
 
 /* The entry point. Receives the host's ABI numbers; returns the table, or NULL when
  * the plugin cannot serve that host (for example a host minor older than it needs). */

@@ -83,6 +83,10 @@ P7_API p7_status p7_tensor_set_requires_grad(p7_tensor *tensor, int requires_gra
 P7_API int p7_tensor_requires_grad(const p7_tensor *tensor);
 /* The gradient (owned by the tensor; NULL before any backward reached it). */
 P7_API p7_tensor *p7_tensor_grad(const p7_tensor *tensor);
+/* Sets the gradient to `count` host floats (count must equal the element count), as a
+ * backward pass would have left it: for driving an optimizer on given gradients (plugin
+ * tests, reference comparisons). A later backward adds to it, as to any gradient. */
+P7_API p7_status p7_tensor_set_grad(p7_tensor *tensor, const float *host, size_t count);
 /* Forget the gradient: the next backward writes a fresh one. */
 P7_API void p7_tensor_zero_grad(p7_tensor *tensor);
 

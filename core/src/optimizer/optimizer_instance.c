@@ -27,7 +27,8 @@ struct p7_optimizer {
     char **names;
     uint32_t *groups;
     uint32_t ngroups;
-    p7_tensor **state;       /* count * slot_count, parameter-major */
+    p7_tensor **state;       /* count * slot_count, parameter-major; NULL for an unused slot */
+    uint32_t slots_in_use;   /* bit s: slot s is allocated (slots_used at create) */
     double *hp;              /* ngroups * hparam_count, group-major */
     p7_opt_param *views;     /* rebuilt before every plugin call */
     p7_opt_buf *eps;         /* scratch for sample_noise */
@@ -199,6 +200,45 @@ static p7_status assign_initial(void *ctx, int index, double value)
     return P7_SUCCESS;
 }
 
+static int lowest_bit(uint32_t mask)
+{
+    int bit = 0;
+    while (mask && !(mask & 1u)) {
+        mask >>= 1;
+        bit++;
+    }
+    return bit;
+}
+
+/* The slots a plugin uses with hyperparameters `hp` (every slot unless it says otherwise). */
+static p7_status slots_used(const p7_opt_plugin *vt, const double *hp, uint32_t ngroups, uint32_t *mask)
+{
+    uint32_t all = vt->slot_count >= 32 ? UINT32_MAX : (1u << vt->slot_count) - 1;
+    *mask = all;
+    if (!P7_OPT_PLUGIN_HAS(vt, slots_used) || !vt->slots_used) return P7_SUCCESS;
+    uint32_t used = vt->slots_used(hp, ngroups);
+    if (used & ~all)
+        return p7_fail(P7_ERROR_PLUGIN, "%s: slots_used returned 0x%x, which names slots beyond its %u (bit %d)",
+                       vt->name, (unsigned)used, (unsigned)vt->slot_count, lowest_bit(used & ~all));
+    *mask = used;
+    return P7_SUCCESS;
+}
+
+/* P7_SUCCESS when hyperparameters `hp` need no slot beyond those allocated; else an error
+ * naming the first missing slot and `what` (the change asked for). */
+static p7_status check_slots_for(const p7_optimizer *o, const double *hp, const char *what)
+{
+    uint32_t need;
+    P7_TRY(slots_used(o->vt, hp, o->ngroups, &need));
+    uint32_t missing = need & ~o->slots_in_use;
+    if (!missing) return P7_SUCCESS;
+    int s = lowest_bit(missing);
+    return p7_fail(P7_ERROR_PLUGIN,
+                   "%s: %s needs state slot '%s', which this optimizer did not allocate (its hyperparameters at "
+                   "create did not use it); create the optimizer with that setting instead",
+                   o->vt->name, what, o->vt->slot_names[s] ? o->vt->slot_names[s] : "(unnamed)");
+}
+
 void p7_optimizer_destroy(p7_optimizer *o)
 {
     if (!o) return;
@@ -302,10 +342,11 @@ static p7_status create_common(p7_device *device, const char *spec, p7_tensor *c
     free(set);
     if (st != P7_SUCCESS) { p7_optimizer_destroy(o); return st; }
 
+    st = slots_used(vt, o->hp, o->ngroups, &o->slots_in_use);
     for (size_t i = 0; i < count && st == P7_SUCCESS; i++)
         for (unsigned s = 0; s < slots && st == P7_SUCCESS; s++) {
             int64_t n = (int64_t)p7_tensor_numel(params[i]);
-            st = p7_tensor_create(device, 1, &n, &o->state[i * slots + s]);
+            if (o->slots_in_use & (1u << s)) st = p7_tensor_create(device, 1, &n, &o->state[i * slots + s]);
         }
     if (st != P7_SUCCESS) { p7_optimizer_destroy(o); return st; }
 
@@ -369,12 +410,52 @@ p7_tensor *p7_optimizer_state(const p7_optimizer *o, size_t param, unsigned slot
     return o->state[param * o->vt->slot_count + slot];
 }
 
+p7_status p7_optimizer_state_by_name(const p7_optimizer *o, size_t param, const char *slot_name, p7_tensor **out)
+{
+    if (out) *out = NULL;
+    if (!o || !slot_name || !out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_optimizer_state_by_name: NULL argument");
+    if (param >= o->count)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: parameter %zu is out of range: the optimizer has %zu parameters",
+                       o->vt->name, param, o->count);
+    const p7_opt_plugin *vt = o->vt;
+    for (unsigned s = 0; s < vt->slot_count; s++)
+        if (vt->slot_names[s] && strcmp(vt->slot_names[s], slot_name) == 0) {
+            if (!(o->slots_in_use & (1u << s)))
+                return p7_fail(P7_ERROR_INVALID_ARGUMENT,
+                               "%s: state slot '%s' is not in use with this optimizer's hyperparameters", vt->name,
+                               vt->slot_names[s]);
+            *out = o->state[param * vt->slot_count + s];
+            return P7_SUCCESS;
+        }
+    char names[512] = "";
+    size_t used = 0;
+    for (unsigned s = 0; s < vt->slot_count && used < sizeof names; s++)
+        used += (size_t)snprintf(names + used, sizeof names - used, "%s%s", s ? ", " : "",
+                                 vt->slot_names[s] ? vt->slot_names[s] : "(unnamed)");
+    return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s has no state slot named '%s'; its slots are: %s", vt->name,
+                   p7_abbrev(slot_name), vt->slot_count ? names : "(none)");
+}
+
+size_t p7_optimizer_param_count(const p7_optimizer *o) { return o ? o->count : 0; }
+
 /* ---- hyperparameters ---- */
 
 static p7_status set_one(p7_optimizer *o, int group, int index, double value)
 {
     P7_TRY(p7_opt_hparam_check(o->vt, index, value));
     uint32_t n = o->vt->hparam_count;
+    if (P7_OPT_PLUGIN_HAS(o->vt, slots_used) && o->vt->slots_used) {
+        double *hp = malloc((size_t)o->ngroups * n * sizeof *hp);
+        if (!hp) return p7_fail(P7_ERROR_OUT_OF_MEMORY, "p7_optimizer_set: out of host memory");
+        memcpy(hp, o->hp, (size_t)o->ngroups * n * sizeof *hp);
+        for (uint32_t g = 0; g < o->ngroups; g++)
+            if (group < 0 || (uint32_t)group == g) hp[g * n + (uint32_t)index] = value;
+        char what[160];
+        snprintf(what, sizeof what, "%s = %g", o->vt->hparams[index].name, value);
+        p7_status st = check_slots_for(o, hp, what);
+        free(hp);
+        if (st != P7_SUCCESS) return st;
+    }
     for (uint32_t g = 0; g < o->ngroups; g++) {
         if (group >= 0 && (uint32_t)group != g) continue;
         double old = o->hp[g * n + (uint32_t)index];
@@ -535,7 +616,10 @@ p7_status p7_optimizer_save_stream(p7_optimizer *o, FILE *f)
             host_cap = n;
         }
         for (unsigned s = 0; ok && st == P7_SUCCESS && s < vt->slot_count; s++) {
-            st = p7_tensor_download(o->state[i * vt->slot_count + s], host, n);
+            /* an unused slot is written as zeros: one file layout whatever the hyperparameters */
+            p7_tensor *t = o->state[i * vt->slot_count + s];
+            if (t) st = p7_tensor_download(t, host, n);
+            else memset(host, 0, n * sizeof *host);
             ok = st == P7_SUCCESS && w_bytes(f, host, n * sizeof *host);
         }
     }
@@ -626,6 +710,7 @@ p7_status p7_optimizer_load_stream(p7_optimizer *o, FILE *f)
     for (uint32_t g = 0; st == P7_SUCCESS && g < o->ngroups; g++)
         for (uint32_t i = 0; st == P7_SUCCESS && i < vt->hparam_count; i++)
             st = p7_opt_hparam_check(vt, (int)i, hp[g * vt->hparam_count + i]);
+    if (st == P7_SUCCESS) st = check_slots_for(o, hp, "the state file (its hyperparameters)");
     /* The plugin's own state as it is now, to put back if a later step refuses. */
     size_t old_size = 0;
     unsigned char *old_blob = NULL;
@@ -680,7 +765,7 @@ p7_status p7_optimizer_load_stream(p7_optimizer *o, FILE *f)
     for (size_t i = 0; st == P7_SUCCESS && i < o->count; i++) {
         size_t n = p7_tensor_numel(o->params[i]);
         for (unsigned s = 0; st == P7_SUCCESS && s < slots; s++, at += n)
-            st = p7_tensor_upload(o->state[i * slots + s], at, n);
+            if (o->state[i * slots + s]) st = p7_tensor_upload(o->state[i * slots + s], at, n);
     }
     free(staged);
     free(hp);

@@ -119,17 +119,29 @@ static p7_status check_table(const p7_opt_plugin *vt, const char *path)
                        path, (unsigned)vt->abi_major, (unsigned)vt->abi_minor, P7_OPT_ABI_MAJOR, P7_OPT_ABI_MINOR,
                        P7_OPT_ABI_MAJOR);
     if (vt->struct_size < P7_OPT_PLUGIN_MIN_SIZE)
-        return p7_fail(P7_ERROR_PLUGIN, "optimizer plugin %s: its table is %u bytes, smaller than ABI %d.0's %zu",
+        return p7_fail(P7_ERROR_PLUGIN,
+                       "optimizer plugin %s: its table is %u bytes, smaller than ABI %d.0's %zu: set struct_size to "
+                       "sizeof(p7_opt_plugin) and rebuild it against this p7's p7/optimizer_plugin.h",
                        path, (unsigned)vt->struct_size, P7_OPT_ABI_MAJOR, (size_t)P7_OPT_PLUGIN_MIN_SIZE);
     const char *bad = NULL;
+    char missing[96];
     if (!vt->name || !*vt->name) bad = "no name";
     else if (vt->slot_count > P7_OPT_MAX_SLOTS) bad = "more state slots than P7_OPT_MAX_SLOTS";
     else if (vt->slot_count && !vt->slot_names) bad = "state slots without slot_names";
     else if (vt->hparam_count && !vt->hparams) bad = "hparam_count without a hparams array";
-    else if (!vt->create || !vt->destroy || !vt->init_state || !vt->set_hparam || !vt->step || !vt->save ||
-             !vt->load)
-        bad = "a required function (create, destroy, init_state, set_hparam, step, save, load) is NULL";
-    else if ((vt->caps & P7_OPT_CAP_SAMPLE) && (!vt->sample || !vt->restore))
+    else {
+        const struct { const char *name; int present; } required[] = {
+            {"create", vt->create != NULL}, {"destroy", vt->destroy != NULL}, {"init_state", vt->init_state != NULL},
+            {"set_hparam", vt->set_hparam != NULL}, {"step", vt->step != NULL}, {"save", vt->save != NULL},
+            {"load", vt->load != NULL},
+        };
+        for (size_t i = 0; !bad && i < sizeof required / sizeof required[0]; i++)
+            if (!required[i].present) {
+                snprintf(missing, sizeof missing, "the required function %s is NULL", required[i].name);
+                bad = missing;
+            }
+    }
+    if (!bad && (vt->caps & P7_OPT_CAP_SAMPLE) && (!vt->sample || !vt->restore))
         bad = "P7_OPT_CAP_SAMPLE without sample and restore";
     for (uint32_t i = 0; !bad && i < vt->hparam_count; i++)
         if (!vt->hparams[i].name || !(vt->hparams[i].min <= vt->hparams[i].max)) bad = "a malformed hyperparameter";

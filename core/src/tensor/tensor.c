@@ -236,6 +236,20 @@ p7_status p7_tensor_set_requires_grad(p7_tensor *tensor, int requires_grad)
 int p7_tensor_requires_grad(const p7_tensor *t) { return t ? t->requires_grad : 0; }
 p7_tensor *p7_tensor_grad(const p7_tensor *t) { return t ? t->grad : NULL; }
 
+p7_status p7_tensor_set_grad(p7_tensor *tensor, const float *host, size_t count)
+{
+    P7_TRY(check_count("p7_tensor_set_grad", tensor, host, count));
+    p7_tensor *grad = tensor->grad;
+    if (!grad) P7_TRY(p7_tensor_create(tensor->device, tensor->ndim, tensor->shape, &grad));
+    p7_status st = p7_tensor_upload(grad, host, count);
+    if (st != P7_SUCCESS) {
+        if (grad != tensor->grad) p7_tensor_release(grad);
+        return st;
+    }
+    tensor->grad = grad;
+    return P7_SUCCESS;
+}
+
 void p7_tensor_zero_grad(p7_tensor *tensor)
 {
     /* Dropping the gradient (rather than filling it with zeros) lets the next backward

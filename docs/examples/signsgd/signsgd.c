@@ -28,7 +28,8 @@ static const char source[] =
     "    if (i >= n) return;\n"
     "    const float mm = beta * m[mo + i] + (1.0f - beta) * g[go + i];\n"
     "    m[mo + i] = mm;\n"
-    "    p[po + i] = p[po + i] * decay - lr * sign(mm);\n"
+    "    /* sign(NaN) is 0 in OpenCL: keep a NaN so the run reports it, never hides it */\n"
+    "    p[po + i] = p[po + i] * decay - lr * (isnan(mm) ? mm : sign(mm));\n"
     "}\n";
 
 struct p7_opt_instance {
