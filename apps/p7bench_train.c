@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TRY(call)                                                                 \
     do {                                                                          \
@@ -222,6 +223,8 @@ int p7bench_train(p7_device *device, const p7bench_train_options *o, p7bench_pla
     TRY(p7_pipeline_create(device, &train, &po, &pipe));
     size_t batches = p7_pipeline_batches_per_epoch(pipe);
     const int members = p7_model_members(model);
+    /* A live per-batch line only on a terminal: in a log, carriage returns pile up. */
+    const int live_progress = isatty(STDERR_FILENO);
     char hparams_field[1024];
     csv_quote(o->hparams, hparams_field, sizeof hparams_field);
     for (int epoch = 1; epoch <= o->epochs; epoch++) {
@@ -271,7 +274,9 @@ int p7bench_train(p7_device *device, const p7bench_train_options *o, p7bench_pla
                 mean_loss = sum_host / (float)steps;
                 if (diverged(mean_loss, o->max_loss)) break;
             }
-            if (steps >= LOSS_CHECK_EVERY)
+            if (!live_progress) {
+                /* into a file or a pipe: the per-epoch line below is the progress */
+            } else if (steps >= LOSS_CHECK_EVERY)
                 fprintf(stderr, "\r  epoch %d/%d  batch %zu/%zu  loss %.4f", epoch, o->epochs, bi + 1, batches,
                         (double)mean_loss);
             else
@@ -286,9 +291,10 @@ int p7bench_train(p7_device *device, const p7bench_train_options *o, p7bench_pla
             goto fail;
         }
         if (diverged(mean_loss, o->max_loss)) {
-            fprintf(stderr, "\np7bench: training DIVERGED in epoch %d after %zu step(s): mean training loss %g %s; "
+            fprintf(stderr, "%sp7bench: training DIVERGED in epoch %d after %zu step(s): mean training loss %g %s; "
                             "the run stops here. Lower the learning rate (--hparams lr=...).\n",
-                    epoch, steps, (double)mean_loss, mean_loss == mean_loss ? "is above --max-loss" : "is not a number");
+                    live_progress ? "\n" : "", epoch, steps, (double)mean_loss,
+                    mean_loss == mean_loss ? "is above --max-loss" : "is not a number");
             snprintf(row, sizeof row, "%s,%s,%d,%s,%s,%llu,%d,%zu,%g,,,,,%.2f,diverged", dataset_name, o->model,
                      o->members, p7_optimizer_name(opt), hparams_field, (unsigned long long)o->seed, epoch,
                      train.count, (double)mean_loss, dt);
@@ -301,8 +307,8 @@ int p7bench_train(p7_device *device, const p7bench_train_options *o, p7bench_pla
         TRY(evaluate(device, model, &val, o->batch, &val_loss, &val_acc));
         if (epoch == o->epochs) TRY(evaluate(device, model, &test, o->batch, &test_loss, &test_acc));
         dt = now_s() - t0;
-        fprintf(stderr, "\r  epoch %d/%d  train loss %.4f  val loss %.4f  val acc %.2f%%", epoch, o->epochs,
-                (double)mean_loss, val_loss, val_acc);
+        fprintf(stderr, "%s  epoch %d/%d  train loss %.4f  val loss %.4f  val acc %.2f%%", live_progress ? "\r" : "",
+                epoch, o->epochs, (double)mean_loss, val_loss, val_acc);
         if (epoch == o->epochs) fprintf(stderr, "  test acc %.2f%%", test_acc);
         fprintf(stderr, "  (%.1f s, %s)\n", dt, dataset_name);
         snprintf(row, sizeof row, "%s,%s,%d,%s,%s,%llu,%d,%zu,%.6f,%.6f,%.3f,%.6f,%.3f,%.2f,ok", dataset_name,
