@@ -62,6 +62,7 @@ failed=()
 printf '%-16s %12s %8s %10s\n' target executions seconds "execs/s" >"$build/summary.txt"
 for t in "${run[@]}"; do
     mkdir -p "$build/corpus/$t"
+    rm -f "$build/artifacts/$t-"* # only this run's findings are reported
     log=$build/logs/$t.log
     echo "fuzz: $t for ${seconds}s (log $log)" >&2
     rc=0
