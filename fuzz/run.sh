@@ -12,7 +12,7 @@ case "${1:-}" in -h|--help) sed -n '2,/^set/s/^# \{0,1\}//p' "$0"; exit 0 ;; esa
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${P7_FUZZ_BUILD:-$here/build-fuzz}
 cc=${CC:-clang}
-all=(cifar png_import model_state optimizer_state hparams device_spec)
+all=(cifar png_import model_state optimizer_state hparams device_spec plugin_json)
 
 # Longest input per target: a few records or a small state file, with room to grow.
 max_len() {
@@ -23,6 +23,7 @@ max_len() {
     optimizer_state) echo 8192 ;; # IVON's file (6 slots) is about 1.6 KB
     hparams) echo 1024 ;;
     device_spec) echo 4096 ;;
+    plugin_json) echo 8192 ;;   # a reference file of a few steps of small parameters
     *) echo "fuzz/run.sh: unknown target '$1' (targets: ${all[*]})" >&2; exit 2 ;;
     esac
 }
