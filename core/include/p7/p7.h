@@ -11,6 +11,7 @@
 #include "p7/ops.h"
 #include "p7/nn.h"
 #include "p7/rng.h"
+#include "p7/faithful.h"
 #include "p7/data.h"
 #include "p7/optimizer.h"
 
