@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -27,6 +29,55 @@ static void test_syntax_error_returns_log(void **state)
     assert_non_null(strstr(msg, "kernels/broken_for_test.cl"));
     assert_non_null(strstr(msg, "compiler log"));
     assert_non_null(strstr(msg, "expected expression")); /* clang's words for "1.0f +;" */
+    p7_device_close(device);
+}
+
+/* Builds `source` with fd 2 pointed at a file and returns what reached it (static). */
+static const char *stderr_during_build(p7_device *device, const char *source)
+{
+    static char text[8192];
+    char path[] = "/tmp/p7-test-stderr-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    cl_program program = NULL;
+    p7_status st = p7_program_build_source(device, "warning_for_test.cl", source, "", &program);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    P7_ASSERT_OK(st);
+    clReleaseProgram(program);
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    text[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(path);
+    return text;
+}
+
+/* The OpenCL compiler's own stderr ("N warnings generated.") stays off the console
+ * unless P7_VERBOSE=1 asks for it; the verbose run is the control that shows the
+ * compiler does write there, so the quiet run's silence means something. */
+static void test_compiler_output_only_when_verbose(void **state)
+{
+    (void)state;
+    p7_device *device = p7_test_open_device(NULL);
+    char source[512];
+    /* A source no compiler cache has seen (PoCL caches by source text), with a warning
+     * clang reports by default: '<<' binds looser than '+'. */
+    for (int verbose = 1; verbose >= 0; verbose--) {
+        snprintf(source, sizeof source,
+                 "/* %ld %d %d */ __kernel void warn(__global int *x) { x[0] = x[1] + 1 << 3; }\n", (long)time(NULL),
+                 (int)getpid(), verbose);
+        setenv("P7_VERBOSE", verbose ? "1" : "0", 1);
+        const char *text = stderr_during_build(device, source);
+        if (verbose)
+            assert_non_null(strstr(text, "warning"));
+        else
+            assert_string_equal(text, "");
+    }
+    unsetenv("P7_VERBOSE");
     p7_device_close(device);
 }
 
@@ -140,6 +191,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_syntax_error_returns_log),
         cmocka_unit_test(test_embedded_kernels_build),
+        cmocka_unit_test(test_compiler_output_only_when_verbose),
         cmocka_unit_test(test_argument_count_is_checked),
         cmocka_unit_test(test_program_cache),
     };

@@ -90,7 +90,10 @@ p7_status p7_program_build_source(p7_device *device, const char *name, const cha
     cl_int err;
     cl_program program = clCreateProgramWithSource(device->context, 1, &source, NULL, &err);
     if (err != CL_SUCCESS) return p7_fail_cl(err, "clCreateProgramWithSource");
+    p7_compiler_output hold;
+    p7_compiler_output_hold(&hold);
     err = clBuildProgram(program, 1, &device->id, options, NULL, NULL);
+    p7_compiler_output_release(&hold, err != CL_SUCCESS);
     if (err != CL_SUCCESS) {
         p7_status st = build_failure(device, program, err, name, options);
         clReleaseProgram(program);

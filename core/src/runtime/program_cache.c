@@ -68,7 +68,11 @@ int p7_program_cache_load(p7_device *device, const char *source, const char *opt
         if (err == CL_SUCCESS) clReleaseProgram(program);
         return 0;
     }
-    if (clBuildProgram(program, 1, &device->id, options, NULL, NULL) != CL_SUCCESS) {
+    p7_compiler_output hold;
+    p7_compiler_output_hold(&hold);
+    cl_int built = clBuildProgram(program, 1, &device->id, options, NULL, NULL);
+    p7_compiler_output_release(&hold, 0); /* a stale binary is rebuilt from source, which shows its own */
+    if (built != CL_SUCCESS) {
         clReleaseProgram(program);
         return 0;
     }

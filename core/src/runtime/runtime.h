@@ -4,6 +4,7 @@
 #ifndef P7_RUNTIME_H
 #define P7_RUNTIME_H
 
+#include <stdio.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,6 +65,14 @@ typedef struct p7_kernel_source {
 
 extern const p7_kernel_source *const p7_kernel_sources[];
 extern const size_t p7_kernel_source_count;
+
+/* ---- the compiler's own stderr output (compiler_output.c) ----
+ * Between hold and release, what the OpenCL compiler writes to stderr is captured;
+ * release(show = 1) passes it on (a failed build), show = 0 drops it. P7_VERBOSE=1
+ * disables the capture. Holds are serialised process-wide. */
+typedef struct p7_compiler_output { int saved_fd; FILE *capture; } p7_compiler_output;
+void p7_compiler_output_hold(p7_compiler_output *hold);
+void p7_compiler_output_release(p7_compiler_output *hold, int show);
 
 /* ---- programs (program.c) ---- */
 
