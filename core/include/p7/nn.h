@@ -13,7 +13,18 @@
  * weights per member: alpha [M, in] scales the inputs, gamma [M, out] the outputs, a
  * per-member bias [M, out] is added; member m computes ((x * alpha_m) W) * gamma_m +
  * bias_m. Inputs are tiled member-major (P7_STEP_TILE_MEMBERS); BE BatchNorm pools
- * its statistics over all members and applies a per-member affine. */
+ * its statistics over all members and applies a per-member affine.
+ *
+ * Independent members (member groups): p7_model_add_member_layers adds M ordinary
+ * layers, one per member, applied by one P7_STEP_MEMBER_LAYERS step: member m's rows
+ * (member-major, as for BatchEnsemble) go through member m's layer. A shared part of
+ * the network is an ordinary layer: it runs once, on B rows before the first member
+ * group, or on all M*B rows after it (one launch for every member).
+ *
+ * Outputs: an ensemble's forward returns every member's logits, [M*B, C] (row m*B + b is
+ * member m on sample b), in training and in evaluation. p7_model_output_rule says how a
+ * caller combines them; the faithful rules of the original study end the program with
+ * a MEMBER_MEAN step instead. */
 #ifndef P7_NN_H
 #define P7_NN_H
 
@@ -56,6 +67,9 @@ typedef struct p7_layer_config {
      * Normal(1, |v|). has_alpha / has_gamma choose which fast weights exist. */
     int has_alpha, has_gamma;
     float alpha_init, gamma_init;
+    /* nonzero: the original's effective fast-weight init instead (seed-study 2.4, B2):
+     * v <= 0 all -1, v >= 1 all +1, else random signs with P(+1) = v */
+    int original_fast_init;
 } p7_layer_config;
 
 typedef enum p7_step_kind {
@@ -64,7 +78,12 @@ typedef enum p7_step_kind {
     P7_STEP_MAXPOOL,         /* window `a`, stride `b` */
     P7_STEP_FLATTEN,
     P7_STEP_TILE_MEMBERS,    /* [B,...] -> [M*B,...] */
-    P7_STEP_MEMBER_MEAN      /* [M*B,...] -> [B,...] mean of the members' outputs */
+    P7_STEP_MEMBER_MEAN,     /* [M*B,...] -> [B,...] mean of the members' outputs; in evaluation
+                                only, or also in training when `a` = 1 */
+    P7_STEP_MEMBER_LAYERS    /* the member group whose first layer is `layer`: a = 0: the input
+                                has M*B rows and member m's rows go through layer + m; a = 1:
+                                the input has B rows (a shared trunk's output) and every member
+                                takes all of them. Output M*B rows, member-major. */
 } p7_step_kind;
 
 typedef struct p7_model p7_model;
@@ -77,17 +96,42 @@ P7_API void p7_model_destroy(p7_model *model); /* NULL is a no-op */
 
 /* Adds a layer and initialises its parameters; *layer receives its id. */
 P7_API p7_status p7_model_add_layer(p7_model *model, const char *name, const p7_layer_config *config, int *layer);
+/* Adds the model's `members` layers of one member group, named "<name>.m<k>" (their
+ * parameters "conv3.m2.weight"), each initialised as p7_model_add_layer initialises a
+ * plain layer (its own random stream); *first receives the first one's id, the others
+ * follow. cfg must be a plain kind (conv, linear, BatchNorm: per-member statistics);
+ * at most P7_ROWS_CONCAT_MAX members. */
+P7_API p7_status p7_model_add_member_layers(p7_model *model, const char *name, const p7_layer_config *config,
+                                            int *first);
 /* Appends a step to the forward program. */
 P7_API p7_status p7_model_add_step(p7_model *model, p7_step_kind kind, int layer, int a, int b);
 
-/* Runs the program. training selects batch statistics in BatchNorm and, when `tape`
- * records, the graph for backward. x is [B, 3, H, W]; for members > 1 the program
- * tiles it (TILE_MEMBERS) and, in evaluation, averages the members' logits
- * (MEMBER_MEAN steps run only when training == 0; in training the loss is taken over
- * all M*B rows, as in the original study). */
+/* Runs the program and returns its output. training selects batch statistics in
+ * BatchNorm and, when `tape` records, the graph for backward. x is [B, 3, H, W]; the
+ * output has p7_model_output_members(model, training) * B rows (see the rule below). */
 P7_API p7_status p7_model_forward(p7_model *model, p7_tape *tape, p7_tensor *x, int training, p7_tensor **logits);
 
 P7_API int p7_model_members(const p7_model *model);
+
+/* How the caller turns the output into a loss and a prediction. */
+typedef enum p7_output_rule {
+    /* [M*B, C] always (M = 1: a single network). Loss: cross-entropy over the M*B rows
+     * with the labels tiled M times = the mean of the members' cross-entropies.
+     * Prediction: the mean over members of the softmax probabilities. */
+    P7_OUTPUT_MEMBER_LOGITS = 1,
+    /* The original BatchEnsemble (seed-study 2.7, faithful): trains as above, but
+     * evaluation returns the mean of the members' logits, [B, C]; predict its softmax. */
+    P7_OUTPUT_MEMBER_LOGITS_EVAL_MEAN,
+    /* The original sharing ensembles and heads (faithful): the mean of the members'
+     * logits, [B, C], in training and evaluation; the loss is its cross-entropy with
+     * untiled labels (the members train jointly). */
+    P7_OUTPUT_MEAN_LOGITS
+} p7_output_rule;
+
+P7_API p7_output_rule p7_model_output_rule(const p7_model *model);
+/* Member blocks in the output: M, or 1 where the rule averages (0 for NULL). Labels
+ * for the loss are tiled this many times. */
+P7_API int p7_model_output_members(const p7_model *model, int training);
 
 /* Parameters by identity: index 0 .. count-1, with names such as "conv3.weight". */
 P7_API size_t p7_model_param_count(const p7_model *model);
@@ -151,6 +195,7 @@ typedef struct p7_memory_estimate {
     uint64_t activation_grads;    /* gradients of those outputs */
     uint64_t workspaces;          /* im2col / GEMM scratch, p7 GEMM's workspace */
     uint64_t largest_buffer;      /* the largest single allocation of the step */
+    char largest_buffer_owner[64];/* the layer (or step) that makes it */
 } p7_memory_estimate;
 
 P7_API p7_status p7_model_estimate_training_memory(const p7_model *model, const p7_training_shape *shape,
