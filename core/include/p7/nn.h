@@ -212,23 +212,80 @@ P7_API p7_status p7_model_estimate_training_memory(const p7_model *model, const 
 P7_API p7_status p7_model_check_training_memory(const p7_model *model, const p7_training_shape *shape, const char *label,
                                          int *max_batch);
 
-/* ---- the networks of the studies ---- */
+/* ---- the networks of the studies (nn_zoo*.c; docs/networks.md) ---- */
 
+typedef enum p7_arch {
+    P7_ARCH_SIMPLE = 1,   /* SimpleCNN: conv(3-32)-BN-pool-conv(32-64)-BN-pool-Linear(4096, C) */
+    P7_ARCH_HEADS,        /* SimpleCNN trunk, shared Linear(4096, 128), ReLU, one head Linear(128, C) per member */
+    P7_ARCH_COMPLEX,      /* ComplexCNN: VGG11 convs, Linear(512, 512), ReLU, Linear(512, C) */
+    P7_ARCH_VGG11,        /* VGG11 convs (64-M-128-M-256-256-M-512-512-M-512-512-M), Linear(512, C) */
+    P7_ARCH_VGG11_10CONV  /* the within-sharing layout: 64-64-M-128-M-256-256-256-M-512-512-M-512-512-M */
+} p7_arch;
+
+typedef enum p7_member_kind {
+    P7_MEMBERS_DEFAULT = 0,       /* BatchEnsemble for simple, heads, complex; independent for the VGG11s */
+    P7_MEMBERS_BATCHENSEMBLE,     /* one shared weight plus rank-1 factors per member (asked for with
+                                     members = 1: BatchEnsemble layers with one member) */
+    P7_MEMBERS_INDEPENDENT        /* a whole copy of each non-shared layer per member */
+} p7_member_kind;
+
+typedef enum p7_share { P7_SHARE_NONE = 0, P7_SHARE_EARLY, P7_SHARE_DEEP, P7_SHARE_ALL } p7_share;
+
+/* Which sharing study's network (the faithful mode builds that notebook's module). */
+typedef enum p7_sharing {
+    P7_SHARING_PLAIN = 0,  /* the architecture, with whatever between / within / tie say */
+    P7_SHARING_WITHIN,     /* seed-study 6.2 / 6.3, CIFAR-20 cell 1 */
+    P7_SHARING_BETWEEN,    /* 6.4 */
+    P7_SHARING_COMBINED    /* 6.5, CIFAR-20 cells 0 and 2: the 10-conv layout */
+} p7_sharing;
+
+typedef struct p7_network_config {
+    p7_arch arch;
+    int classes;
+    int batchnorm;            /* -1: the architecture's default (simple, heads: 1; complex: 0 single, 1
+                                 BatchEnsemble; vgg11: 0); 0 or 1 otherwise */
+    int members;              /* M; 0 or 1 = a single network */
+    p7_member_kind member_kind;
+    p7_sharing sharing;
+    p7_share between;         /* what the members share: early = the first two stages (convs up to the
+                                 second pool), deep = every later conv, all = one network */
+    p7_share within;          /* ties on the 10-conv layout: early conv5,conv6; deep conv8,conv9,conv10 */
+    const char *tie;          /* explicit ties, groups separated by ';': "conv5,conv6;conv8,conv9" */
+    float alpha_init, gamma_init;
+    float width;              /* channel multiplier for quick runs; 0 or 1 = full width */
+    unsigned faithful;        /* P7_FAITHFUL_* bits (p7/faithful.h) */
+    int original_cell;        /* faithful only, where the notebook's cells differ: 3 = 6.3 cell 3 (an
+                                 unused shared_conv_128 too); 4 = 6.5 cell 4 (under all, heads have no
+                                 classifier); 0 = cell 5 / cell 2 */
+} p7_network_config;
+
+P7_API p7_status p7_model_build(p7_device *device, const p7_network_config *config, uint64_t seed, p7_model **out);
+
+P7_API const char *p7_arch_name(p7_arch arch);            /* "simple", ..., "vgg11-10conv"; NULL if unknown */
+P7_API p7_status p7_arch_parse(const char *name, p7_arch *arch);
+P7_API const char *p7_share_name(p7_share share);         /* "none", "early", "deep", "all" */
+P7_API p7_status p7_share_parse(const char *name, p7_share *share);
+
+/* The counts the original notebook printed for a faithful sharing model (its
+ * count_parameters_intra / _inter / _combined, seed-study 6.2-6.5, 7): total = every
+ * parameter tensor once (unused modules included), shared = the modules the option
+ * nominally shares, unique = total - shared. P7_ERROR_STATE for any other model. */
+typedef struct p7_printed_counts { uint64_t total, unique, shared; } p7_printed_counts;
+P7_API p7_status p7_model_printed_counts(const p7_model *model, p7_printed_counts *out);
+
+/* Convenience forms of p7_model_build (kept for their callers). */
 typedef struct p7_vgg_options {
     int batchnorm;          /* BatchNorm2d after every conv */
     int members;            /* 1: plain; > 1: BatchEnsemble (BE convs, BE BN, BE linears) */
     int classes;            /* 10 (CIFAR-10) or 20 (CIFAR-20) */
-    int hidden;             /* 0: flatten -> Linear(512, classes); else Linear(512, hidden) ->
-                               ReLU -> Linear(hidden, classes) (the study's ComplexCNN uses 512) */
-    p7_weight_init init;
+    int hidden;             /* 0: VGG11 (Linear(512, classes)); 512: ComplexCNN */
+    p7_weight_init init;    /* KAIMING_NORMAL_FAN_OUT: the original's BatchEnsemble init */
     float alpha_init, gamma_init;
 } p7_vgg_options;
 
-/* VGG11 for 32x32 inputs: 64-M-128-M-256-256-M-512-512-M-512-512-M, 3x3 convs. */
 P7_API p7_status p7_model_vgg11(p7_device *device, const p7_vgg_options *options, uint64_t seed, p7_model **out);
 
-/* The original study's SimpleCNN: conv(3->32)-BN-ReLU-pool-conv(32->64)-BN-ReLU-pool-
- * Linear(4096->classes); with members > 1 its BatchEnsemble version. */
+/* SimpleCNN; with members > 1 its BatchEnsemble version (corrected init). */
 P7_API p7_status p7_model_simple_cnn(p7_device *device, int members, int classes, float alpha_init, float gamma_init,
                               uint64_t seed, p7_model **out);
 
