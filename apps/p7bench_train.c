@@ -2,6 +2,7 @@
 #include "p7bench_train.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,7 +122,9 @@ static p7_status build_model(p7_device *device, const p7bench_train_options *o, 
     return p7_model_vgg11(device, &vo, o->seed, out);
 }
 
-/* Loss and accuracy of the model (evaluation mode) over a dataset. */
+/* Loss and accuracy of the model (evaluation mode) over a dataset. An ensemble predicts
+ * the mean of its members' softmax probabilities (p7_model_output_rule): the accuracy is
+ * its argmax and the loss its negative log-likelihood, computed here from the logits. */
 static p7_status evaluate(p7_device *device, p7_model *model, const p7_dataset *data, int batch, double *loss,
                           double *accuracy)
 {
@@ -129,35 +132,46 @@ static p7_status evaluate(p7_device *device, p7_model *model, const p7_dataset *
     p7_pipeline *pipe;
     p7_status st = p7_pipeline_create(device, data, &po, &pipe);
     if (st != P7_SUCCESS) return st;
+    const size_t blocks = (size_t)p7_model_output_members(model, 0);
     double total_loss = 0;
     size_t correct = 0, seen = 0;
     float *logits_host = NULL;
+    double *probs = NULL;
     for (;;) {
         p7_batch b;
         if ((st = p7_pipeline_next(pipe, &b)) != P7_SUCCESS || b.count == 0) break;
-        p7_tensor *logits = NULL, *l = NULL;
+        p7_tensor *logits = NULL;
         st = p7_model_forward(model, NULL, b.images, 0, &logits);
-        if (st == P7_SUCCESS) st = p7_cross_entropy(NULL, logits, b.labels, 0, &l);
         size_t k = st == P7_SUCCESS ? (size_t)p7_tensor_dim(logits, 1) : 0;
-        float *grown = st == P7_SUCCESS ? realloc(logits_host, b.count * k * sizeof *logits_host) : NULL;
-        float lv = 0;
-        if (st == P7_SUCCESS && !grown) st = P7_ERROR_OUT_OF_MEMORY;
+        const size_t rows = blocks * b.count;
+        float *grown = st == P7_SUCCESS ? realloc(logits_host, rows * k * sizeof *logits_host) : NULL;
+        double *grown_p = st == P7_SUCCESS ? realloc(probs, k * sizeof *probs) : NULL;
         if (grown) logits_host = grown;
-        if (st == P7_SUCCESS) st = p7_tensor_download(logits, logits_host, b.count * k);
-        if (st == P7_SUCCESS) st = p7_tensor_download(l, &lv, 1);
+        if (grown_p) probs = grown_p;
+        if (st == P7_SUCCESS && (!grown || !grown_p)) st = P7_ERROR_OUT_OF_MEMORY;
+        if (st == P7_SUCCESS) st = p7_tensor_download(logits, logits_host, rows * k);
         p7_tensor_release(logits);
-        p7_tensor_release(l);
         if (st != P7_SUCCESS) break;
         for (size_t i = 0; i < b.count; i++) {
+            for (size_t j = 0; j < k; j++) probs[j] = 0;
+            for (size_t m = 0; m < blocks; m++) {
+                const float *z = logits_host + (m * b.count + i) * k;
+                double top = z[0], sum = 0;
+                for (size_t j = 1; j < k; j++) top = z[j] > top ? z[j] : top;
+                for (size_t j = 0; j < k; j++) sum += exp((double)z[j] - top);
+                for (size_t j = 0; j < k; j++) probs[j] += exp((double)z[j] - top) / sum / (double)blocks;
+            }
             size_t best = 0;
             for (size_t j = 1; j < k; j++)
-                if (logits_host[i * k + j] > logits_host[i * k + best]) best = j;
+                if (probs[j] > probs[best]) best = j;
             correct += (int32_t)best == b.labels_host[i];
+            const int32_t label = b.labels_host[i];
+            total_loss += label >= 0 && (size_t)label < k ? -log(probs[label] > 1e-300 ? probs[label] : 1e-300) : NAN;
         }
-        total_loss += (double)lv * (double)b.count;
         seen += b.count;
     }
     free(logits_host);
+    free(probs);
     p7_pipeline_destroy(pipe);
     *loss = seen ? total_loss / (double)seen : 0;
     *accuracy = seen ? 100.0 * (double)correct / (double)seen : 0;

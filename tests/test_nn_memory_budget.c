@@ -58,6 +58,43 @@ static p7_model *small_vgg_bn(p7_device *device, int members)
     return m;
 }
 
+/* Independent members (member groups), with every kind of group: a shared conv on B
+ * rows, a group that takes the shared output (a = 1), per-member BatchNorm and a conv
+ * on the members' rows (a = 0), shared layers over all M*B rows, per-member heads. */
+static p7_model *small_independent_members(p7_device *device, int members)
+{
+    p7_model *m;
+    P7_ASSERT_OK(p7_model_create(device, members, 7, &m));
+    int id;
+    p7_layer_config conv = {.kind = P7_LAYER_CONV2D, .in = 3, .out = 8, .kernel = 3, .stride = 1, .pad = 1, .bias = 1};
+    P7_ASSERT_OK(p7_model_add_layer(m, "conv1", &conv, &id));
+    P7_ASSERT_OK(p7_model_add_step(m, P7_STEP_LAYER, id, 0, 0));
+    P7_ASSERT_OK(p7_model_add_step(m, P7_STEP_RELU, 0, 0, 0));
+    conv.in = 8, conv.out = 16;
+    P7_ASSERT_OK(p7_model_add_member_layers(m, "conv2", &conv, &id));
+    P7_ASSERT_OK(p7_model_add_step(m, P7_STEP_MEMBER_LAYERS, id, 1, 0));
+    p7_layer_config bn = {.kind = P7_LAYER_BATCHNORM2D, .in = 16, .out = 16, .affine = 1};
+    P7_ASSERT_OK(p7_model_add_member_layers(m, "bn2", &bn, &id));
+    P7_ASSERT_OK(p7_model_add_step(m, P7_STEP_MEMBER_LAYERS, id, 0, 0));
+    P7_ASSERT_OK(p7_model_add_step(m, P7_STEP_RELU, 0, 0, 0));
+    P7_ASSERT_OK(p7_model_add_step(m, P7_STEP_MAXPOOL, 0, 2, 2));
+    conv.in = 16, conv.out = 16;
+    P7_ASSERT_OK(p7_model_add_member_layers(m, "conv3", &conv, &id));
+    P7_ASSERT_OK(p7_model_add_step(m, P7_STEP_MEMBER_LAYERS, id, 0, 0));
+    P7_ASSERT_OK(p7_model_add_step(m, P7_STEP_RELU, 0, 0, 0));
+    P7_ASSERT_OK(p7_model_add_step(m, P7_STEP_MAXPOOL, 0, 2, 2));
+    conv.in = 16, conv.out = 32;
+    P7_ASSERT_OK(p7_model_add_layer(m, "conv4", &conv, &id));
+    P7_ASSERT_OK(p7_model_add_step(m, P7_STEP_LAYER, id, 0, 0));
+    P7_ASSERT_OK(p7_model_add_step(m, P7_STEP_RELU, 0, 0, 0));
+    P7_ASSERT_OK(p7_model_add_step(m, P7_STEP_MAXPOOL, 0, 2, 2));
+    P7_ASSERT_OK(p7_model_add_step(m, P7_STEP_FLATTEN, 0, 0, 0));
+    p7_layer_config fc = {.kind = P7_LAYER_LINEAR, .in = 32 * 4 * 4, .out = 10, .bias = 1};
+    P7_ASSERT_OK(p7_model_add_member_layers(m, "fc", &fc, &id));
+    P7_ASSERT_OK(p7_model_add_step(m, P7_STEP_MEMBER_LAYERS, id, 0, 0));
+    return m;
+}
+
 /* Two training steps as p7bench runs them (pipeline, tape, Adam); returns the peak of
  * bytes in use from just before the first step. */
 static uint64_t measured_peak(p7_device *device, p7_model *model, p7_optimizer *opt, int batch)
@@ -105,7 +142,8 @@ static void expect_estimate_matches(const char *what, int vgg, int members, int 
 {
     p7_device *device = p7_test_open_device(NULL);
     p7_model *model;
-    if (vgg) model = small_vgg_bn(device, members);
+    if (vgg == 2) model = small_independent_members(device, members);
+    else if (vgg) model = small_vgg_bn(device, members);
     else P7_ASSERT_OK(p7_model_simple_cnn(device, members, 10, 0.5f, 0.5f, 11, &model));
     p7_optimizer_options oo = {0};
     p7_optimizer *opt;
@@ -151,6 +189,12 @@ static void test_estimate_vgg_bn_batchensemble(void **state)
 {
     (void)state;
     expect_estimate_matches("small VGG-BN BatchEnsemble M=2", 1, 2, 24);
+}
+
+static void test_estimate_independent_members(void **state)
+{
+    (void)state;
+    expect_estimate_matches("small independent members M=3", 2, 3, 24);
 }
 
 /* The estimate grows with the batch and with the optimizer's slots. */
@@ -320,6 +364,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_estimate_simple_cnn_batchensemble),
         cmocka_unit_test(test_estimate_vgg_bn),
         cmocka_unit_test(test_estimate_vgg_bn_batchensemble),
+        cmocka_unit_test(test_estimate_independent_members),
         cmocka_unit_test(test_estimate_monotonic),
         cmocka_unit_test(test_check_refuses_before_allocating),
         cmocka_unit_test(test_budget),

@@ -118,6 +118,22 @@ static void ref_tile_members(const p7_oph_row *row, const double *const *in, dou
     for (int m = 0; m < row->ints[0]; m++) memcpy(y + (size_t)m * n, in[0], n * sizeof *y);
 }
 
+/* rows [ints[0], ints[0] + ints[1]) of input 0 */
+static void ref_rows_slice(const p7_oph_row *row, const double *const *in, double *y)
+{
+    const size_t per_row = numel_of(row, 0) / (size_t)row->in[0].dims[0];
+    memcpy(y, in[0] + (size_t)row->ints[0] * per_row, (size_t)row->ints[1] * per_row * sizeof *y);
+}
+
+/* the present inputs one after another */
+static void ref_rows_concat(const p7_oph_row *row, const double *const *in, double *y)
+{
+    for (int i = 0; i < P7_OPH_MAX_INPUTS && row->in[i].ndim; i++) {
+        memcpy(y, in[i], numel_of(row, i) * sizeof *y);
+        y += numel_of(row, i);
+    }
+}
+
 static void ref_member_mean(const p7_oph_row *row, const double *const *in, double *y)
 {
     const size_t per = numel_of(row, 0) / (size_t)row->ints[0];
@@ -232,6 +248,16 @@ static p7_status call_channel_add(const p7_oph_call *c, p7_tensor **y)
 static p7_status call_tile_members(const p7_oph_call *c, p7_tensor **y)
 {
     return p7_tile_members(c->tape, c->in[0], c->ints[0], y);
+}
+static p7_status call_rows_slice(const p7_oph_call *c, p7_tensor **y)
+{
+    return p7_rows_slice(c->tape, c->in[0], c->ints[0], c->ints[1], y);
+}
+static p7_status call_rows_concat(const p7_oph_call *c, p7_tensor **y)
+{
+    int n = 0;
+    while (n < P7_OPH_MAX_INPUTS && c->in[n]) n++;
+    return p7_rows_concat(c->tape, c->in, n, y);
 }
 static p7_status call_member_mean(const p7_oph_call *c, p7_tensor **y)
 {
@@ -415,6 +441,21 @@ static const p7_oph_row rows[] = {
     {.op = P7_OP_MEMBER_MEAN, .label = "4 members, with shape errors", .in = {SHAPE2(8, 5)}, .grad_inputs = 1u,
      .ints = {4}, .out = SHAPE2(2, 5), .reference = ref_member_mean, .call = call_member_mean, ELEMENTWISE,
      .seed = 45, .bad = {{.in = {SHAPE2(6, 4)}, .has_ints = 1, .ints = {4}}}},
+    {.op = P7_OP_ROWS_SLICE, .label = "rows 1..3 of 5, with shape errors", .in = {SHAPE3(5, 3, 2)},
+     .grad_inputs = 1u, .ints = {1, 3}, .out = SHAPE3(3, 3, 2), .reference = ref_rows_slice,
+     .call = call_rows_slice, ELEMENTWISE, .seed = 46,
+     .bad = {{.in = {SHAPE3(5, 3, 2)}, .has_ints = 1, .ints = {3, 3}, .expect = "[3, 6)"},
+             {.in = {SHAPE2(4, 2)}, .has_ints = 1, .ints = {0, 0}}}},
+    {.op = P7_OP_ROWS_SLICE, .label = "the last row", .in = {SHAPE2(4, 7)}, .grad_inputs = 1u, .ints = {3, 1},
+     .out = SHAPE2(1, 7), .reference = ref_rows_slice, .call = call_rows_slice, ELEMENTWISE, .seed = 47},
+    {.op = P7_OP_ROWS_CONCAT, .label = "three tensors of 2, 1 and 3 rows, with shape errors",
+     .in = {SHAPE3(2, 3, 2), SHAPE3(1, 3, 2), SHAPE3(3, 3, 2)}, .grad_inputs = 7u, .out = SHAPE3(6, 3, 2),
+     .reference = ref_rows_concat, .call = call_rows_concat, ELEMENTWISE, .seed = 48,
+     .bad = {{.in = {SHAPE3(2, 3, 2), SHAPE3(1, 2, 2)}, .expect = "[1, 2, 2]"},
+             {.in = {SHAPE3(2, 3, 2), SHAPE2(2, 3)}}}},
+    {.op = P7_OP_ROWS_CONCAT, .label = "only the second input needs a gradient",
+     .in = {SHAPE2(2, 5), SHAPE2(4, 5)}, .grad_inputs = 2u, .out = SHAPE2(6, 5), .reference = ref_rows_concat,
+     .call = call_rows_concat, ELEMENTWISE, .seed = 49},
 
     SOFTMAX(SOFTMAX, 4, 6, 3.0f, 210, "4x6, with shape errors", .reference = ref_softmax, .call = call_softmax,
             .forward_floor = 1e-3, .bad = {{.in = {SHAPE3(2, 3, 4)}, .expect = "[2, 3, 4]"}}),

@@ -39,6 +39,14 @@ P7_API p7_status p7_channel_add(p7_tape *tape, p7_tensor *x, p7_tensor *v, int m
 /* x [B,...] -> [M*B,...] (M member-major copies); and the mean over members back. */
 P7_API p7_status p7_tile_members(p7_tape *tape, p7_tensor *x, int members, p7_tensor **y);
 P7_API p7_status p7_member_mean(p7_tape *tape, p7_tensor *x, int members, p7_tensor **y);
+/* Rows along axis 0. rows_slice: rows [start, start + count) of x, a view (no copy);
+ * its backward writes dy into those rows of dx (the other rows get zero). rows_concat:
+ * the `n` tensors (1 <= n <= P7_ROWS_CONCAT_MAX, equal trailing extents) one after
+ * another along axis 0, copied on the device; its backward slices dy back. Member
+ * groups of independent layers (p7/nn.h) run each member on its rows with these. */
+#define P7_ROWS_CONCAT_MAX 16
+P7_API p7_status p7_rows_slice(p7_tape *tape, p7_tensor *x, int64_t start, int64_t count, p7_tensor **y);
+P7_API p7_status p7_rows_concat(p7_tape *tape, p7_tensor *const *xs, int n, p7_tensor **y);
 /* over the last axis of [N,K] */
 P7_API p7_status p7_softmax(p7_tape *tape, p7_tensor *x, p7_tensor **y);
 P7_API p7_status p7_log_softmax(p7_tape *tape, p7_tensor *x, p7_tensor **y);

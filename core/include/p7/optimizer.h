@@ -143,7 +143,8 @@ P7_API size_t p7_optimizer_param_count(const p7_optimizer *opt);
  * samples  > 0: Bayesian model averaging: the mean of the softmax of `samples` sampled
  *               models, each sample()/forward/restore(0), so the weights end bit-identical
  *               to the mean. For a plugin that does not sample, every draw is the mean.
- * x as for p7_model_forward (evaluation mode, no tape); *probs receives [B, classes]. */
+ * x as for p7_model_forward (evaluation mode, no tape); *probs receives [B, classes]: for
+ * an ensemble the mean over members of their softmax (p7_model_output_rule). */
 P7_API p7_status p7_optimizer_predict(p7_optimizer *opt, p7_model *model, p7_tensor *x, unsigned samples,
                                p7_tensor **probs);
 

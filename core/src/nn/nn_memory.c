@@ -34,6 +34,7 @@ enum { PARAMS, GRADS, OPT_STATE, INPUTS, ACTIVATIONS, ACTIVATION_GRADS, WORKSPAC
 /* A backward step to replay: gradients to create, then scratch, then GEMMs. */
 typedef struct bw_node {
     uint64_t x_grad;              /* bytes of the input's gradient; 0 when it needs none */
+    unsigned x_grad_copies;       /* separate gradients of x_grad bytes (rows_concat's inputs); 0 means 1 */
     const p7_tensor *params[3];   /* parameters whose gradient this node writes (NULL: none) */
     uint64_t scratch[2];          /* bytes, allocated after the gradients, freed at the end */
     uint64_t gemm[2];             /* GEMM workspace requests while the scratch lives */
@@ -44,6 +45,8 @@ typedef struct replay {
     p7_gemm_backend backend;
     uint64_t live[PARTS], at_peak[PARTS], peak;
     uint64_t largest;             /* largest single request */
+    const char *owner;            /* the layer or step allocating now */
+    char largest_owner[64];       /* ... and the one that made the largest request */
     uint64_t gemm_ws, gemm_max;   /* the workspace's size class now; the largest request */
     bw_node *nodes;
     size_t count, capacity;
@@ -54,7 +57,10 @@ typedef struct replay {
 static void take(replay *r, int part, uint64_t bytes)
 {
     if (!bytes) return;
-    if (bytes > r->largest) r->largest = bytes;
+    if (bytes > r->largest) {
+        r->largest = bytes;
+        snprintf(r->largest_owner, sizeof r->largest_owner, "%s", r->owner ? r->owner : "the step");
+    }
     r->live[part] += p7_memory_size_class((size_t)bytes);
     uint64_t total = 0;
     for (int i = 0; i < PARTS; i++) total += r->live[i];
@@ -190,6 +196,7 @@ static p7_status check_in(const layer *l, const act *x, uint64_t in)
 static p7_status layer_op(replay *r, const layer *l, act *x)
 {
     const int M = r->model->members;
+    r->owner = l->name;
     const int is_linear = l->cfg.kind == P7_LAYER_LINEAR || l->cfg.kind == P7_LAYER_BE_LINEAR;
     P7_TRY(check_in(l, x, is_linear ? x->c * x->h * x->w : x->c));
     act y;
@@ -216,13 +223,52 @@ static p7_status layer_op(replay *r, const layer *l, act *x)
     return P7_SUCCESS;
 }
 
+/* A member group (nn_model.c): a = 0 slices x into members' rows (views: their
+ * gradients come in backward, one full gradient of x for all slices), runs each member's
+ * layer, and stacks the outputs (rows_concat: a copy; in backward one gradient per
+ * member output). a = 1 gives every member all of x, whose gradient the members share. */
+static p7_status member_layers_op(replay *r, const step *s, act *x)
+{
+    const p7_model *m = r->model;
+    const int M = m->layers[s->layer].group_size;
+    if (!s->a && x->n % (uint64_t)M != 0)
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "memory estimate: member group %s gets %llu rows, not a multiple of %d",
+                       m->layers[s->layer].name, (unsigned long long)x->n, M);
+    act y = *x;
+    for (int k = 0; k < M; k++) {
+        act in = *x;
+        if (!s->a) {
+            in.n = x->n / (uint64_t)M;
+            /* the slice's backward creates x's gradient once (the last member's, first in backward) */
+            bw_node slice = {.x_grad = x->needs_grad && k == M - 1 ? act_bytes(x) : 0};
+            P7_TRY(push(r, &slice));
+        }
+        const size_t before = r->count;
+        P7_TRY(layer_op(r, &m->layers[s->layer + k], &in));
+        /* a = 1: the members' layers add into one gradient of x, made by the last member's */
+        if (s->a && k < M - 1 && r->count > before) r->nodes[before].x_grad = 0;
+        y = in;
+    }
+    y.n *= (uint64_t)M;
+    r->owner = m->layers[s->layer].name;
+    take(r, ACTIVATIONS, act_bytes(&y));
+    bw_node concat = {.x_grad = y.needs_grad ? act_bytes(&y) / (uint64_t)M : 0, .x_grad_copies = (unsigned)M};
+    P7_TRY(push(r, &concat));
+    *x = y;
+    return P7_SUCCESS;
+}
+
 static p7_status forward(replay *r, act *x)
 {
     const p7_model *m = r->model;
     for (size_t i = 0; i < m->step_count; i++) {
         const step *s = &m->steps[i];
+        static const char *const step_names[] = {"", "a layer", "a relu", "a max-pool", "a flatten",
+                                                 "the member tiling", "the member mean", "a member group"};
+        r->owner = (unsigned)s->kind < sizeof step_names / sizeof *step_names ? step_names[s->kind] : "a step";
         switch (s->kind) {
         case P7_STEP_LAYER: P7_TRY(layer_op(r, &m->layers[s->layer], x)); break;
+        case P7_STEP_MEMBER_LAYERS: P7_TRY(member_layers_op(r, s, x)); break;
         case P7_STEP_RELU: P7_TRY(simple_op(r, x, act_bytes(x), 0)); break;
         case P7_STEP_MAXPOOL: {
             if (!x->spatial || x->h < (uint64_t)s->a || x->w < (uint64_t)s->a || s->a < 1 || s->b < 1)
@@ -254,11 +300,20 @@ static p7_status forward(replay *r, act *x)
                 *x = y;
             }
             break;
-        case P7_STEP_MEMBER_MEAN: break; /* training: the loss takes all M*B rows */
+        case P7_STEP_MEMBER_MEAN:
+            /* a = 0: evaluation only (the loss takes all M*B rows); a = 1: also in training */
+            if (s->a && m->members > 1) {
+                act y = *x;
+                y.n /= (uint64_t)m->members;
+                P7_TRY(simple_op(r, x, act_bytes(&y), 0));
+                *x = y;
+            }
+            break;
         default: return p7_fail(P7_ERROR_STATE, "memory estimate: step %zu has unknown kind %d", i, (int)s->kind);
         }
     }
     /* cross-entropy: the loss, the saved probabilities, the row scratch */
+    r->owner = "the cross-entropy";
     take(r, ACTIVATIONS, sizeof(float));
     take(r, ACTIVATIONS, act_bytes(x));
     take(r, WORKSPACES, x->n * ACC_BYTES);
@@ -279,7 +334,7 @@ static void backward(replay *r)
     take(r, ACTIVATION_GRADS, sizeof(float)); /* d loss / d loss */
     for (size_t i = r->count; i-- > 0;) {
         const bw_node *n = &r->nodes[i];
-        take(r, ACTIVATION_GRADS, n->x_grad);
+        for (unsigned c = 0; c < (n->x_grad_copies ? n->x_grad_copies : 1); c++) take(r, ACTIVATION_GRADS, n->x_grad);
         for (int j = 0; j < 3; j++) {
             if (!n->params[j] || has_grad(r, n->params[j])) continue;
             take(r, GRADS, tensor_bytes(n->params[j]));
@@ -359,6 +414,7 @@ p7_status p7_model_estimate_training_memory(const p7_model *model, const p7_trai
             out->activation_grads = r.at_peak[ACTIVATION_GRADS];
             out->workspaces = r.at_peak[WORKSPACES];
             out->largest_buffer = r.largest;
+            snprintf(out->largest_buffer_owner, sizeof out->largest_buffer_owner, "%s", r.largest_owner);
         }
         free(r.nodes);
         free(r.with_grad);
@@ -406,18 +462,20 @@ p7_status p7_model_check_training_memory(const p7_model *model, const p7_trainin
     if (e.total > budget.bytes)
         snprintf(why, sizeof why, "%s allows %s", budget.limit, p7_format_bytes(budget.bytes, b[0], sizeof b[0]));
     else
-        snprintf(why, sizeof why, "its largest buffer (%s) is more than %s allows in one buffer (%s)",
-                 p7_format_bytes(e.largest_buffer, b[0], sizeof b[0]), model->device->info.name,
+        snprintf(why, sizeof why, "its largest buffer (%s, %llu bytes, in %s) is more than %s allows in one buffer (%s)",
+                 p7_format_bytes(e.largest_buffer, b[0], sizeof b[0]), (unsigned long long)e.largest_buffer,
+                 e.largest_buffer_owner, model->device->info.name,
                  p7_format_bytes(max_alloc, b[1], sizeof b[1]));
     return p7_fail(P7_ERROR_OUT_OF_MEMORY,
                    "a training step of %s at batch %d needs %s of device memory (activations %s, activation "
                    "gradients %s, scratch %s, parameters %s and their gradients %s, optimizer state %s, input "
-                   "batches %s); %s; %s",
+                   "batches %s; the largest buffer %llu bytes, in %s); %s; %s",
                    label ? label : "the model", shape->batch, p7_format_bytes(e.total, b[0], sizeof b[0]),
                    p7_format_bytes(e.activations, b[1], sizeof b[1]),
                    p7_format_bytes(e.activation_grads, b[2], sizeof b[2]),
                    p7_format_bytes(e.workspaces, b[3], sizeof b[3]), p7_format_bytes(e.parameters, b[4], sizeof b[4]),
                    p7_format_bytes(e.gradients, b[5], sizeof b[5]),
                    p7_format_bytes(e.optimizer_state, b[6], sizeof b[6]),
-                   p7_format_bytes(e.inputs, b[7], sizeof b[7]), why, advice);
+                   p7_format_bytes(e.inputs, b[7], sizeof b[7]), (unsigned long long)e.largest_buffer,
+                   e.largest_buffer_owner, why, advice);
 }

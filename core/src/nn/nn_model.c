@@ -45,7 +45,17 @@ void p7_model_destroy(p7_model *m)
     free(m);
 }
 
-/* A parameter tensor, registered by name; its init stream is its registration index. */
+/* A parameter's init stream: FNV-1a of its full name, so a parameter draws the same
+ * values whatever else the model holds ("conv1.weight" of a BatchEnsemble network
+ * starts as "conv1.weight" of the plain one). */
+static uint64_t name_stream(const char *name)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++) h = (h ^ *c) * 1099511628211ull;
+    return h;
+}
+
+/* A parameter tensor, registered by name; its init stream comes from the name. */
 static p7_status new_param(p7_model *m, int layer_id, const char *suffix, int ndim, const int64_t *shape,
                            p7_tensor **slot, uint64_t *stream)
 {
@@ -58,14 +68,17 @@ static p7_status new_param(p7_model *m, int layer_id, const char *suffix, int nd
     snprintf(p->name, sizeof p->name, "%s.%s", m->layers[layer_id].name, suffix);
     p->tensor = *slot;
     p->layer = layer_id;
-    *stream = m->param_count++;
+    *stream = name_stream(p->name);
+    m->param_count++;
     return P7_SUCCESS;
 }
 
 /* The BatchEnsemble fast-weight init of seed-study section 2.4, with its documented
  * meaning (the original's Gaussian branch was dead code; section 9). */
-static p7_status init_fast_weight(p7_tensor *t, uint64_t seed, uint64_t stream, float v)
+static p7_status init_fast_weight(p7_tensor *t, uint64_t seed, uint64_t stream, float v, int original)
 {
+    /* the original overwrote every init with random_sign_(v): rand < v, never true for v <= 0 */
+    if (original) return p7_tensor_fill_sign(t, seed, stream, v > 0.0f ? v : 0.0f);
     return v >= 0.0f ? p7_tensor_fill_sign(t, seed, stream, v) : p7_tensor_fill_normal(t, seed, stream, 1.0f, -v);
 }
 
@@ -80,12 +93,10 @@ static p7_status init_weight_and_bias(p7_model *m, layer *l, uint64_t ws, uint64
      * the bias uses the same bound. */
     float bound = 1.0f / sqrtf((float)fan_in);
     P7_TRY(p7_tensor_fill_uniform(l->weight, m->seed, ws, -bound, bound));
-    if (l->bias) {
-        if (l->cfg.kind == P7_LAYER_BE_CONV2D || l->cfg.kind == P7_LAYER_BE_LINEAR)
-            P7_TRY(p7_tensor_fill(l->bias, 0.0f)); /* per-member biases start at 0 */
-        else
-            P7_TRY(p7_tensor_fill_uniform(l->bias, m->seed, bs, -bound, bound));
-    }
+    /* A BatchEnsemble layer's per-member bias [M, out] draws as the plain bias does, one
+     * row per member (row 0 equals the plain layer's bias), so a BE network with one
+     * member and all-+1 fast weights starts as the plain network. */
+    if (l->bias) P7_TRY(p7_tensor_fill_uniform(l->bias, m->seed, bs, -bound, bound));
     return P7_SUCCESS;
 }
 
@@ -124,8 +135,8 @@ p7_status p7_model_add_layer(p7_model *m, const char *name, const p7_layer_confi
             if (cfg->has_alpha) P7_TRY(new_param(m, id, "alpha", 2, ma, &l->alpha, &as));
             if (cfg->has_gamma) P7_TRY(new_param(m, id, "gamma", 2, mg, &l->gamma, &gs));
             P7_TRY(new_param(m, id, "bias", 2, mg, &l->bias, &bs));
-            if (l->alpha) P7_TRY(init_fast_weight(l->alpha, m->seed, as, cfg->alpha_init));
-            if (l->gamma) P7_TRY(init_fast_weight(l->gamma, m->seed, gs, cfg->gamma_init));
+            if (l->alpha) P7_TRY(init_fast_weight(l->alpha, m->seed, as, cfg->alpha_init, cfg->original_fast_init));
+            if (l->gamma) P7_TRY(init_fast_weight(l->gamma, m->seed, gs, cfg->gamma_init, cfg->original_fast_init));
         } else if (cfg->bias) {
             const int64_t b[1] = {out};
             P7_TRY(new_param(m, id, "bias", 1, b, &l->bias, &bs));
@@ -158,13 +169,40 @@ p7_status p7_model_add_layer(p7_model *m, const char *name, const p7_layer_confi
     return P7_SUCCESS;
 }
 
+p7_status p7_model_add_member_layers(p7_model *m, const char *name, const p7_layer_config *cfg, int *first)
+{
+    if (!m || !name || !cfg || !first)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_model_add_member_layers: NULL argument");
+    if (cfg->kind != P7_LAYER_CONV2D && cfg->kind != P7_LAYER_LINEAR && cfg->kind != P7_LAYER_BATCHNORM2D)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT,
+                       "member group %s: layer kind %d; members of a group are plain layers (conv, linear, "
+                       "BatchNorm), the BatchEnsemble kinds hold their members themselves", name, (int)cfg->kind);
+    if (m->members > P7_ROWS_CONCAT_MAX)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "member group %s: %d members; at most %d", name, m->members,
+                       P7_ROWS_CONCAT_MAX);
+    for (int k = 0; k < m->members; k++) {
+        char member_name[sizeof m->layers->name];
+        int id;
+        if (snprintf(member_name, sizeof member_name, "%s.m%d", name, k) >= (int)sizeof member_name)
+            return p7_fail(P7_ERROR_INVALID_ARGUMENT, "member group %s: the name is too long", name);
+        P7_TRY(p7_model_add_layer(m, member_name, cfg, &id));
+        m->layers[id].group_size = k == 0 ? m->members : -1;
+        if (k == 0) *first = id;
+    }
+    return P7_SUCCESS;
+}
+
 p7_status p7_model_add_step(p7_model *m, p7_step_kind kind, int layer_id, int a, int b)
 {
     if (!m) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_model_add_step: NULL model");
     if (kind == P7_STEP_LAYER && (layer_id < 0 || (size_t)layer_id >= m->layer_count))
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_model_add_step: no layer %d (the model has %zu)", layer_id,
                        m->layer_count);
-    if (kind < P7_STEP_LAYER || kind > P7_STEP_MEMBER_MEAN)
+    if (kind == P7_STEP_MEMBER_LAYERS &&
+        (layer_id < 0 || (size_t)layer_id >= m->layer_count || m->layers[layer_id].group_size < 1))
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT,
+                       "p7_model_add_step: a member-layers step names a group's first layer; %d is not one", layer_id);
+    if (kind < P7_STEP_LAYER || kind > P7_STEP_MEMBER_LAYERS)
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_model_add_step: unknown step kind %d", (int)kind);
     step *grown = grow(m->steps, &m->step_capacity, m->step_count, sizeof *m->steps);
     if (!grown) return p7_fail(P7_ERROR_OUT_OF_MEMORY, "model: out of host memory");
@@ -218,6 +256,30 @@ static p7_status layer_forward(p7_model *m, layer *l, p7_tape *tape, p7_tensor *
     return p7_fail(P7_ERROR_STATE, "layer %s: unknown kind", l->name);
 }
 
+/* A member group: member k's layer on its rows (a = 0) or on all of x (a = 1, x shared
+ * by the members), the outputs stacked member-major. x is borrowed. */
+static p7_status member_layers_forward(p7_model *m, const step *s, p7_tape *tape, p7_tensor *x, int training,
+                                       p7_tensor **y)
+{
+    const int M = m->layers[s->layer].group_size;
+    const int64_t rows = s->a ? x->shape[0] : x->shape[0] / M;
+    if (!s->a && x->shape[0] % M != 0)
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "member group %s: %lld rows do not split into %d members",
+                       m->layers[s->layer].name, (long long)x->shape[0], M);
+    p7_tensor *outs[P7_ROWS_CONCAT_MAX] = {0};
+    p7_status st = P7_SUCCESS;
+    for (int k = 0; k < M && st == P7_SUCCESS; k++) {
+        p7_tensor *in = NULL;
+        if (s->a) in = p7_tensor_retain(x);
+        else st = p7_rows_slice(tape, x, k * rows, rows, &in);
+        if (st == P7_SUCCESS) st = layer_forward(m, &m->layers[s->layer + k], tape, in, training, &outs[k]);
+        p7_tensor_release(in);
+    }
+    if (st == P7_SUCCESS) st = p7_rows_concat(tape, outs, M, y);
+    for (int k = 0; k < M; k++) p7_tensor_release(outs[k]);
+    return st;
+}
+
 p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int training, p7_tensor **logits)
 {
     if (!m || !x || !logits) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_model_forward: NULL argument");
@@ -236,8 +298,9 @@ p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int trainin
             st = m->members > 1 ? p7_tile_members(tape, h, m->members, &next) : P7_SUCCESS;
             if (m->members == 1) next = p7_tensor_retain(h);
             break;
+        case P7_STEP_MEMBER_LAYERS: st = member_layers_forward(m, s, tape, h, training, &next); break;
         case P7_STEP_MEMBER_MEAN:
-            if (training || m->members == 1) {
+            if ((training && !s->a) || m->members == 1) {
                 st = P7_SUCCESS;
                 next = p7_tensor_retain(h);
             } else {
@@ -255,6 +318,24 @@ p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int trainin
 }
 
 int p7_model_members(const p7_model *m) { return m ? m->members : 0; }
+
+p7_output_rule p7_model_output_rule(const p7_model *m)
+{
+    for (size_t i = 0; m && m->members > 1 && i < m->step_count; i++)
+        if (m->steps[i].kind == P7_STEP_MEMBER_MEAN)
+            return m->steps[i].a ? P7_OUTPUT_MEAN_LOGITS : P7_OUTPUT_MEMBER_LOGITS_EVAL_MEAN;
+    return P7_OUTPUT_MEMBER_LOGITS;
+}
+
+int p7_model_output_members(const p7_model *m, int training)
+{
+    if (!m) return 0;
+    switch (p7_model_output_rule(m)) {
+    case P7_OUTPUT_MEAN_LOGITS: return 1;
+    case P7_OUTPUT_MEMBER_LOGITS_EVAL_MEAN: return training ? m->members : 1;
+    default: return m->members;
+    }
+}
 size_t p7_model_param_count(const p7_model *m) { return m ? m->param_count : 0; }
 
 p7_tensor *p7_model_param(const p7_model *m, size_t index, const char **name)
@@ -270,8 +351,12 @@ p7_status p7_model_count_params(const p7_model *m, p7_param_counts *out)
     memset(out, 0, sizeof *out);
     unsigned *uses = calloc(m->layer_count ? m->layer_count : 1, sizeof *uses);
     if (!uses) return p7_fail(P7_ERROR_OUT_OF_MEMORY, "p7_model_count_params: out of host memory");
-    for (size_t i = 0; i < m->step_count; i++)
-        if (m->steps[i].kind == P7_STEP_LAYER) uses[m->steps[i].layer]++;
+    for (size_t i = 0; i < m->step_count; i++) {
+        const step *s = &m->steps[i];
+        if (s->kind == P7_STEP_LAYER) uses[s->layer]++;
+        if (s->kind == P7_STEP_MEMBER_LAYERS)
+            for (int k = 0; k < m->layers[s->layer].group_size; k++) uses[s->layer + k]++;
+    }
     for (size_t i = 0; i < m->param_count; i++) {
         uint64_t n = p7_tensor_numel(m->params[i].tensor);
         unsigned u = uses[m->params[i].layer];

@@ -11,6 +11,8 @@ typedef struct layer {
     p7_layer_config cfg;
     p7_tensor *weight, *bias, *alpha, *gamma; /* parameters (NULL where absent) */
     p7_tensor *running_mean, *running_var;    /* BatchNorm buffers (not parameters) */
+    int group_size;        /* member groups: the first layer holds M, its followers -1; else 0 */
+    int printed_shared;    /* faithful: the original's count_parameters_* called it shared */
 } layer;
 
 typedef struct step { p7_step_kind kind; int layer, a, b; } step;
@@ -27,6 +29,7 @@ struct p7_model {
     size_t step_count, step_capacity;
     param *params;
     size_t param_count, param_capacity;
+    int has_printed_counts;  /* a faithful sharing model: the original printed its counts */
 };
 
 #endif

@@ -5,7 +5,8 @@
 #include "tensor/tensor_internal.h"
 #include "p7/autograd.h"
 
-#define P7_NODE_MAX_INPUTS 4
+/* rows_concat joins up to this many tensors (the members of a member group). */
+#define P7_NODE_MAX_INPUTS 16
 #define P7_NODE_MAX_SAVED 3
 
 typedef struct p7_node p7_node;

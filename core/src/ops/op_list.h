@@ -21,6 +21,8 @@
     X(CHANNEL_ADD, "channel_add")   \
     X(TILE_MEMBERS, "tile_members") \
     X(MEMBER_MEAN, "member_mean")   \
+    X(ROWS_SLICE, "rows_slice")     \
+    X(ROWS_CONCAT, "rows_concat")   \
     X(SOFTMAX, "softmax")           \
     X(LOG_SOFTMAX, "log_softmax")   \
     X(CROSS_ENTROPY, "cross_entropy") \
@@ -37,7 +39,7 @@ typedef enum p7_op_id {
 
 /* Changing the list means updating this count, which is the reminder to give the new
  * op a forward/backward pair in ops.c and a row in the op-test table. */
-_Static_assert(P7_OP_COUNT == 17, "P7_OP_LIST changed: update this count, ops.c and the op-test rows");
+_Static_assert(P7_OP_COUNT == 19, "P7_OP_LIST changed: update this count, ops.c and the op-test rows");
 
 /* The op's name as the tape records it and error messages print it; NULL for an id
  * outside the list. */

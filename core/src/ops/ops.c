@@ -5,6 +5,7 @@
  * and how each input's gradient is formed. Gradients are written straight into the
  * inputs' gradient tensors (p7_grad_target), added when the input already received
  * a contribution from another use: that is what makes parameter sharing work. */
+#include <stdint.h>
 #include <string.h>
 
 #include "ops/autograd_internal.h"
@@ -356,6 +357,111 @@ p7_status p7_member_mean(p7_tape *tape, p7_tensor *x, int members, p7_tensor **y
     P7_TRY(new_shape(x->device, x->ndim, shape, &out));
     p7_node node = {.op = p7_op_name(P7_OP_MEMBER_MEAN), .backward = member_mean_backward, .in = {x}, .ints = {members}};
     return finish(tape, &node, out, y, p7_member_mean_forward(x, members, out));
+}
+
+/* ---- rows_slice: y = x[start : start + count] (a view); dx = dy on those rows, 0 elsewhere ---- */
+
+/* A view of rows [start, start + count) of t along axis 0. */
+static p7_status rows_view(p7_tensor *t, int64_t start, int64_t count, p7_tensor **view)
+{
+    int64_t shape[P7_MAX_DIMS];
+    memcpy(shape, t->shape, sizeof shape);
+    shape[0] = count;
+    const size_t row = t->numel / (size_t)t->shape[0];
+    return p7_tensor_view(t, (size_t)start * row, t->ndim, shape, view);
+}
+
+static p7_status rows_slice_backward(p7_tape *tape, p7_node *n, p7_tensor *dy)
+{
+    p7_tensor *dx, *rows = NULL;
+    int ax;
+    P7_TRY(grad_of(tape, n, 0, &dx, &ax));
+    if (!dx) return P7_SUCCESS;
+    /* A fresh gradient holds garbage: the rows outside the slice get zero first. */
+    if (!ax) P7_TRY(p7_tensor_fill(dx, 0.0f));
+    P7_TRY(rows_view(dx, n->ints[0], n->ints[1], &rows));
+    p7_status st = p7_axpy(1.0f, dy, rows, 1);
+    p7_tensor_release(rows);
+    return st;
+}
+
+p7_status p7_rows_slice(p7_tape *tape, p7_tensor *x, int64_t start, int64_t count, p7_tensor **y)
+{
+    P7_TRY(check_out(p7_op_name(P7_OP_ROWS_SLICE), y));
+    if (!x) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "rows_slice: NULL input");
+    if (start < 0 || count < 1 || start + count > x->shape[0] || start > INT32_MAX || count > INT32_MAX) {
+        char sx[128];
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "rows_slice: rows [%lld, %lld) are not inside x %s",
+                       (long long)start, (long long)(start + count), p7_shape_format(x->ndim, x->shape, sx, sizeof sx));
+    }
+    p7_tensor *out;
+    P7_TRY(rows_view(x, start, count, &out));
+    p7_node node = {.op = p7_op_name(P7_OP_ROWS_SLICE), .backward = rows_slice_backward, .in = {x},
+                    .ints = {(int)start, (int)count}};
+    return finish(tape, &node, out, y, P7_SUCCESS);
+}
+
+/* ---- rows_concat: y = [x0; x1; ...]; dx_i = dy on x_i's rows ---- */
+
+_Static_assert(P7_ROWS_CONCAT_MAX <= P7_NODE_MAX_INPUTS, "rows_concat records every input on its node");
+
+static p7_status rows_concat_backward(p7_tape *tape, p7_node *n, p7_tensor *dy)
+{
+    int64_t start = 0;
+    for (int i = 0; i < P7_NODE_MAX_INPUTS && n->in[i]; i++) {
+        const int64_t rows_i = n->in[i]->shape[0];
+        p7_tensor *dx, *rows = NULL;
+        int ax;
+        P7_TRY(grad_of(tape, n, i, &dx, &ax));
+        if (dx) {
+            P7_TRY(rows_view(dy, start, rows_i, &rows));
+            p7_status st = p7_axpy(1.0f, rows, dx, ax);
+            p7_tensor_release(rows);
+            P7_TRY(st);
+        }
+        start += rows_i;
+    }
+    return P7_SUCCESS;
+}
+
+p7_status p7_rows_concat(p7_tape *tape, p7_tensor *const *xs, int n, p7_tensor **y)
+{
+    const char *op = p7_op_name(P7_OP_ROWS_CONCAT);
+    P7_TRY(check_out(op, y));
+    if (!xs || n < 1 || n > P7_ROWS_CONCAT_MAX)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "rows_concat: %d tensors; expected 1 to %d", n, P7_ROWS_CONCAT_MAX);
+    int64_t shape[P7_MAX_DIMS];
+    for (int i = 0; i < n; i++) {
+        if (!xs[i]) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "rows_concat: tensor %d is NULL", i);
+        if (i == 0) {
+            memcpy(shape, xs[0]->shape, sizeof shape);
+            continue;
+        }
+        int same = xs[i]->ndim == xs[0]->ndim && xs[i]->device == xs[0]->device;
+        for (int d = 1; same && d < xs[0]->ndim; d++) same = xs[i]->shape[d] == xs[0]->shape[d];
+        if (!same) {
+            char s0[128], si[128];
+            return p7_fail(P7_ERROR_INVALID_SHAPE,
+                           "rows_concat: tensor %d %s does not match tensor 0 %s beyond axis 0 (or its device)", i,
+                           p7_shape_format(xs[i]->ndim, xs[i]->shape, si, sizeof si),
+                           p7_shape_format(xs[0]->ndim, xs[0]->shape, s0, sizeof s0));
+        }
+        shape[0] += xs[i]->shape[0];
+    }
+    p7_tensor *out;
+    P7_TRY(new_shape(xs[0]->device, xs[0]->ndim, shape, &out));
+    p7_node node = {.op = op, .backward = rows_concat_backward};
+    p7_status st = P7_SUCCESS;
+    int64_t start = 0;
+    for (int i = 0; i < n && st == P7_SUCCESS; i++) {
+        node.in[i] = xs[i];
+        p7_tensor *rows = NULL;
+        st = rows_view(out, start, xs[i]->shape[0], &rows);
+        if (st == P7_SUCCESS) st = p7_axpy(1.0f, xs[i], rows, 0);
+        p7_tensor_release(rows);
+        start += xs[i]->shape[0];
+    }
+    return finish(tape, &node, out, y, st);
 }
 
 /* ---- softmax, log_softmax: backward from the saved output ---- */

@@ -794,12 +794,18 @@ p7_status p7_optimizer_load_state(p7_optimizer *o, const char *path)
 
 /* ---- prediction ---- */
 
+/* The ensemble's probabilities [B, C]: the mean over the output's member blocks of
+ * their softmax (one block where the model's rule already averaged the logits). */
 static p7_status softmax_at_current(p7_model *model, p7_tensor *x, p7_tensor **probs)
 {
-    p7_tensor *logits = NULL;
+    p7_tensor *logits = NULL, *member_probs = NULL;
     P7_TRY(p7_model_forward(model, NULL, x, 0, &logits));
-    p7_status st = p7_softmax(NULL, logits, probs);
+    p7_status st = p7_softmax(NULL, logits, &member_probs);
     p7_tensor_release(logits);
+    const int blocks = p7_model_output_members(model, 0);
+    if (st == P7_SUCCESS && blocks > 1) st = p7_member_mean(NULL, member_probs, blocks, probs);
+    else if (st == P7_SUCCESS) *probs = p7_tensor_retain(member_probs);
+    p7_tensor_release(member_probs);
     return st;
 }
 
