@@ -10,6 +10,7 @@
 
 #include "p7/optimizer.h"
 #include "p7/p7.h"
+#include "p7bench_plot.h"
 #include "p7bench_train.h"
 
 static void usage(FILE *out)
@@ -164,6 +165,7 @@ int main(int argc, char **argv)
     /* Line-buffered even into a pipe or log, so the report and the per-epoch lines on
      * stderr stay in order. */
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc > 1 && strcmp(argv[1], "plot") == 0) return p7bench_plot_main(argc - 1, argv + 1);
     const char *spec = NULL, *gemm = NULL, *fast_weight_option = NULL;
     int self_check_only = 0;
     p7bench_train_options t = {.dataset = "cifar10", .model = "simple", .optimizer = "adam",
