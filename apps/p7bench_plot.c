@@ -94,9 +94,9 @@ static double m_avg_loss(const p7bench_cell_result *r) { return p7bench_result_a
 
 static FILE *open_data(plot_job *job, const char *name)
 {
-    char path[4400];
-    snprintf(path, sizeof path, "%s/%s", job->plots_dir, name);
-    FILE *f = fopen(path, "w");
+    char path[8192];
+    int n = snprintf(path, sizeof path, "%s/%s", job->plots_dir, name);
+    FILE *f = n > 0 && (size_t)n < sizeof path ? fopen(path, "w") : NULL;
     if (!f) {
         fprintf(stderr, "p7bench plot: cannot write (%s): %s\n", strerror(errno), path);
         job->failed = 1;
