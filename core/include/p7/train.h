@@ -119,6 +119,7 @@ typedef struct p7_train_config {
     double max_loss;         /* a training loss above this (or NaN, inf) is divergence; 0 means 1e4 */
     int ece_bins;            /* 0 means 15 */
     p7_normalization norm;   /* zero std: the CIFAR-10 constants */
+    const char *model_label; /* names the model in messages (the memory check); NULL: "the model" */
 } p7_train_config;
 
 typedef enum p7_epoch_outcome {

@@ -143,7 +143,7 @@ p7_status p7_trainer_create(p7_device *device, p7_model *model, p7_optimizer *op
          * until it aborts, or a GPU would fail mid-epoch. Four loaders hold four graphs. */
         p7_training_shape shape = {.batch = config->batch * t->loaders,
                                    .optimizer_slots = p7_optimizer_table(opt)->slot_count};
-        st = p7_model_check_training_memory(model, &shape, NULL, NULL);
+        st = p7_model_check_training_memory(model, &shape, config->model_label, NULL);
     }
     if (st == P7_SUCCESS) st = p7_tape_create(device, &t->tape);
     if (st == P7_SUCCESS) st = p7_metrics_create(t->classes, t->members, t->c.ece_bins, t->rule, &t->metrics);
