@@ -22,7 +22,19 @@ static void usage(FILE *out)
             "  --optimizer X      optimizer plugin: sgd, adam, ivon (found in the plugins folder beside\n"
             "                     the program, then $P7_PLUGIN_PATH) or a path such as plugins/libivon.so\n"
             "                     (default adam)\n"
-            "  --hparams A        optimizer hyperparameters, e.g. \"lr=0.001,weight_decay=0.0001\"\n"
+            "  --hparams A        optimizer hyperparameters, e.g. \"lr=0.001,weight_decay=0.0001\"; each\n"
+            "                     replaces that key of the optimizer's recipe (printed at start)\n"
+            "  --schedule S       learning-rate schedule: constant, cosine or warmup-cosine, with options\n"
+            "                     :per=epoch|step,warmup=EPOCHS|P%%,start=F,floor=F (default: the recipe's)\n"
+            "  --clip X           clip the gradients' global L2 norm to X (default 0: off)\n"
+            "  --patience N       early stopping on the validation loss after N epochs without improvement,\n"
+            "                     restoring the best weights (default 0: off)   --min-delta X (default 0)\n"
+            "  --augment on|off   random crop (4-pixel padding) and flip of training images (default: on for\n"
+            "                     cifar20, off for cifar10, as the original)\n"
+            "  --bma-samples S    IVON: Bayesian model average over S weight samples (default 8 on CPUs,\n"
+            "                     32 on GPUs; 0: off)\n"
+            "  --faithful[=LIST]  the original study's semantics; LIST names switches (default: all):\n"
+            "                     see p7/faithful.h and docs/training.md\n"
             "  --data DIR         data root holding cifar10/ and cifar100/ (default $P7_DATA, else ./data);\n"
             "                     when neither --data nor --dataset is given and the default folder has no\n"
             "                     CIFAR-10, the built-in synthetic set is used, and every output says so\n"
@@ -31,7 +43,8 @@ static void usage(FILE *out)
             "  --members M        BatchEnsemble members (default 1: a plain network)\n"
             "  --alpha V --gamma V  BatchEnsemble fast-weight init, needs --members 2 or more\n"
             "                     (0 <= v <= 1: random signs with P(+1) = v; v < 0: N(1, |v|); default 0.5)\n"
-            "  --epochs E         (default 1)   --batch B (default 128)   --seed S (default 42)\n"
+            "  --epochs E         (default 3)   --batch B (default 128)   --seed S (default 42)\n"
+            "  --seeds LIST       run each seed of a comma-separated list in turn (e.g. 42,43,44)\n"
             "  --limit N          train on at most N images (a quick look)\n"
             "  --out FILE         results CSV, appended (default results/p7bench.csv); a file with other\n"
             "                     columns is refused, never appended to\n"
@@ -108,6 +121,60 @@ static int parse_fast_weight_init(const char *option, const char *text, float *o
     return 1;
 }
 
+/* "--seeds 42,43,44": whole non-negative integers, at most P7BENCH_MAX_SEEDS. */
+static int parse_seeds(const char *text, p7bench_train_options *t)
+{
+    const char *p = text;
+    t->seed_count = 0;
+    for (;;) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(p, &end, 10);
+        if (errno || end == p || *p == '-' || *p == '+' || (*end != ',' && *end != '\0')) {
+            fprintf(stderr, "p7bench: --seeds '%s': expected comma-separated integers >= 0 such as 42,43,44\n", text);
+            return 0;
+        }
+        if (t->seed_count == P7BENCH_MAX_SEEDS) {
+            fprintf(stderr, "p7bench: --seeds '%s': more than %d seeds\n", text, P7BENCH_MAX_SEEDS);
+            return 0;
+        }
+        t->seeds[t->seed_count++] = v;
+        if (*end == '\0') return 1;
+        p = end + 1;
+    }
+}
+
+/* "--faithful" alone: every switch; "--faithful=a,b": those of P7_FAITHFUL_LIST. */
+static int parse_faithful(const char *arg, unsigned *out)
+{
+    if (strcmp(arg, "--faithful") == 0) {
+        *out = P7_FAITHFUL_ALL;
+        return 1;
+    }
+    const char *p = arg + strlen("--faithful=");
+    *out = 0;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        unsigned bit = 0;
+#define P7BENCH_FAITHFUL_NAME(id, name, b, what) \
+    if (len == strlen(name) && strncmp(p, name, len) == 0) bit = P7_FAITHFUL_##id;
+        P7_FAITHFUL_LIST(P7BENCH_FAITHFUL_NAME)
+#undef P7BENCH_FAITHFUL_NAME
+        if (!bit) {
+            fprintf(stderr, "p7bench: --faithful: no switch '%.*s'; the switches are:", (int)len, p);
+#define P7BENCH_FAITHFUL_LIST(id, name, b, what) fprintf(stderr, " %s", name);
+            P7_FAITHFUL_LIST(P7BENCH_FAITHFUL_LIST)
+#undef P7BENCH_FAITHFUL_LIST
+            fprintf(stderr, "\n");
+            return 0;
+        }
+        *out |= bit;
+        if (!comma) return 1;
+        p = comma + 1;
+    }
+}
+
 static unsigned long long lcg = 12345;
 static float next_uniform(void)
 {
@@ -170,7 +237,8 @@ int main(int argc, char **argv)
     int self_check_only = 0;
     p7bench_train_options t = {.dataset = "cifar10", .model = "simple", .optimizer = "adam",
                                .out_csv = "results/p7bench.csv", .members = 1, .alpha_init = 0.5f,
-                               .gamma_init = 0.5f, .epochs = 1, .batch = 128, .seed = 42, .max_loss = 1e4};
+                               .gamma_init = 0.5f, .epochs = 3, .batch = 128, .seeds = {42}, .seed_count = 1,
+                               .max_loss = 1e4, .augment = -1, .bma_samples = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1;
@@ -187,7 +255,31 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--gamma") == 0 && v) { if (!parse_fast_weight_init(a, v, &t.gamma_init)) return 2; fast_weight_option = a; }
         else if (strcmp(a, "--epochs") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.epochs = (int)n; }
         else if (strcmp(a, "--batch") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.batch = (int)n; }
-        else if (strcmp(a, "--seed") == 0 && v) { if (!parse_int(a, v, 0, &n)) return 2; t.seed = (uint64_t)n; }
+        else if (strcmp(a, "--seed") == 0 && v) { if (!parse_int(a, v, 0, &n)) return 2; t.seeds[0] = (uint64_t)n; t.seed_count = 1; }
+        else if (strcmp(a, "--seeds") == 0 && v) { if (!parse_seeds(v, &t)) return 2; }
+        else if (strcmp(a, "--schedule") == 0 && v) t.schedule = v;
+        else if (strcmp(a, "--clip") == 0 && v) {
+            if (!parse_double(a, v, &t.clip) || t.clip < 0) {
+                fprintf(stderr, "p7bench: --clip '%s': expected a number >= 0 (0: off)\n", v);
+                return 2;
+            }
+        }
+        else if (strcmp(a, "--patience") == 0 && v) { if (!parse_int(a, v, 0, &n)) return 2; t.patience = (int)n; }
+        else if (strcmp(a, "--min-delta") == 0 && v) {
+            if (!parse_double(a, v, &t.min_delta) || t.min_delta < 0) {
+                fprintf(stderr, "p7bench: --min-delta '%s': expected a number >= 0\n", v);
+                return 2;
+            }
+        }
+        else if (strcmp(a, "--augment") == 0 && v) {
+            if (strcmp(v, "on") == 0) t.augment = 1;
+            else if (strcmp(v, "off") == 0) t.augment = 0;
+            else {
+                fprintf(stderr, "p7bench: --augment '%s': expected on or off\n", v);
+                return 2;
+            }
+        }
+        else if (strcmp(a, "--bma-samples") == 0 && v) { if (!parse_int(a, v, 0, &n)) return 2; t.bma_samples = (int)n; }
         else if (strcmp(a, "--limit") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.limit = (size_t)n; }
         else if (strcmp(a, "--out") == 0 && v) t.out_csv = v;
         else if (strcmp(a, "--max-loss") == 0 && v) {
@@ -198,6 +290,9 @@ int main(int argc, char **argv)
         } else takes = 0;
         if (takes) { i++; continue; }
         if (strcmp(a, "--self-check") == 0) self_check_only = 1;
+        else if (strcmp(a, "--faithful") == 0 || strncmp(a, "--faithful=", 11) == 0) {
+            if (!parse_faithful(a, &t.faithful)) return 2;
+        }
         else if (strcmp(a, "--list-devices") == 0) return list_devices();
         else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 0; }
         else {
@@ -234,24 +329,9 @@ int main(int argc, char **argv)
     }
     p7bench_plan plan = {0};
     if (!self_check_only) {
-        p7_optimizer_plugin *plugin = NULL;
-        if (p7_optimizer_plugin_open(t.optimizer, &plugin) != P7_SUCCESS) {
-            fprintf(stderr, "p7bench: --optimizer: %s\n", p7_last_error());
-            return 1;
-        }
-        if (p7_optimizer_plugin_check_hparams(plugin, t.hparams) != P7_SUCCESS) {
-            fprintf(stderr, "p7bench: --hparams: %s\n", p7_last_error());
-            p7_optimizer_plugin_close(plugin);
-            return 2;
-        }
-        if (p7bench_prepare(&t, &plan) != 0) {
-            p7_optimizer_plugin_close(plugin);
-            return 1;
-        }
-        char help[4096];
-        printf("p7bench: optimizer plugin %s\n%s", p7_optimizer_plugin_path(plugin),
-               p7_optimizer_plugin_help(plugin, help, sizeof help));
-        p7_optimizer_plugin_close(plugin);
+        int rc = p7bench_resolve_recipe(&t);
+        if (rc != 0) return rc;
+        if (p7bench_prepare(&t, &plan) != 0) return 1;
     }
 
     p7_device *device = NULL;

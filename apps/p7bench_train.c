@@ -2,13 +2,10 @@
 #include "p7bench_train.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #define TRY(call)                                                                 \
     do {                                                                          \
@@ -18,21 +15,18 @@
         }                                                                         \
     } while (0)
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int is_dir(const char *path)
 {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-static const char csv_header[] = "dataset,model,members,optimizer,hparams,seed,epoch,train_images,train_loss,val_loss,"
-                                 "val_acc,test_loss,test_acc,seconds,status";
+/* Accuracies in percent; losses are NLL in nats; ECE over 15 bins; Brier summed over classes.
+ * val_member_acc holds one accuracy per member, ';'-separated. Empty: not measured. */
+static const char csv_header[] =
+    "dataset,model,members,optimizer,hparams,schedule,seed,epoch,train_images,lr,train_loss,val_loss,val_acc,"
+    "val_ece,val_brier,val_diversity,val_member_acc,test_loss,test_acc,test_ece,test_brier,bma_samples,bma_test_acc,"
+    "bma_test_loss,bma_test_ece,params_unique,params_used,params_shared,images_per_s,seconds,status";
 
 int p7bench_prepare(const p7bench_train_options *o, p7bench_plan *plan)
 {
@@ -93,8 +87,9 @@ static int load_data(const p7bench_train_options *o, const p7bench_plan *plan, p
 {
     p7_status st;
     if (plan->synthetic) {
-        st = p7_synthetic_shapes10(10000, o->seed, P7_SPLIT_TRAIN, train_all);
-        if (st == P7_SUCCESS) st = p7_synthetic_shapes10(2000, o->seed, P7_SPLIT_TEST, test);
+        /* the data are not a choice of the run: every seed trains on the same images */
+        st = p7_synthetic_shapes10(10000, P7_SPLIT_SEED, P7_SPLIT_TRAIN, train_all);
+        if (st == P7_SUCCESS) st = p7_synthetic_shapes10(2000, P7_SPLIT_SEED, P7_SPLIT_TEST, test);
     } else if (strcmp(o->dataset, "cifar20") == 0) {
         st = p7_cifar100_load(plan->data_dir, P7_SPLIT_TRAIN, P7_LABELS_CIFAR20, train_all);
         if (st == P7_SUCCESS) st = p7_cifar100_load(plan->data_dir, P7_SPLIT_TEST, P7_LABELS_CIFAR20, test);
@@ -112,70 +107,15 @@ static int load_data(const p7bench_train_options *o, const p7bench_plan *plan, p
     return 0;
 }
 
-static p7_status build_model(p7_device *device, const p7bench_train_options *o, int classes, p7_model **out)
+static p7_status build_model(p7_device *device, const p7bench_train_options *o, int classes, uint64_t seed,
+                             p7_model **out)
 {
     if (strcmp(o->model, "simple") == 0)
-        return p7_model_simple_cnn(device, o->members, classes, o->alpha_init, o->gamma_init, o->seed, out);
+        return p7_model_simple_cnn(device, o->members, classes, o->alpha_init, o->gamma_init, seed, out);
     p7_vgg_options vo = {.batchnorm = strcmp(o->model, "vgg11-bn") == 0, .members = o->members, .classes = classes,
                          .hidden = 0, .alpha_init = o->alpha_init, .gamma_init = o->gamma_init,
                          .init = o->members > 1 ? P7_INIT_KAIMING_NORMAL_FAN_OUT : P7_INIT_PYTORCH_DEFAULT};
-    return p7_model_vgg11(device, &vo, o->seed, out);
-}
-
-/* Loss and accuracy of the model (evaluation mode) over a dataset. An ensemble predicts
- * the mean of its members' softmax probabilities (p7_model_output_rule): the accuracy is
- * its argmax and the loss its negative log-likelihood, computed here from the logits. */
-static p7_status evaluate(p7_device *device, p7_model *model, const p7_dataset *data, int batch, double *loss,
-                          double *accuracy)
-{
-    p7_pipeline_options po = {.batch_size = (size_t)batch, .norm = p7_normalization_cifar10()};
-    p7_pipeline *pipe;
-    p7_status st = p7_pipeline_create(device, data, &po, &pipe);
-    if (st != P7_SUCCESS) return st;
-    const size_t blocks = (size_t)p7_model_output_members(model, 0);
-    double total_loss = 0;
-    size_t correct = 0, seen = 0;
-    float *logits_host = NULL;
-    double *probs = NULL;
-    for (;;) {
-        p7_batch b;
-        if ((st = p7_pipeline_next(pipe, &b)) != P7_SUCCESS || b.count == 0) break;
-        p7_tensor *logits = NULL;
-        st = p7_model_forward(model, NULL, b.images, 0, &logits);
-        size_t k = st == P7_SUCCESS ? (size_t)p7_tensor_dim(logits, 1) : 0;
-        const size_t rows = blocks * b.count;
-        float *grown = st == P7_SUCCESS ? realloc(logits_host, rows * k * sizeof *logits_host) : NULL;
-        double *grown_p = st == P7_SUCCESS ? realloc(probs, k * sizeof *probs) : NULL;
-        if (grown) logits_host = grown;
-        if (grown_p) probs = grown_p;
-        if (st == P7_SUCCESS && (!grown || !grown_p)) st = P7_ERROR_OUT_OF_MEMORY;
-        if (st == P7_SUCCESS) st = p7_tensor_download(logits, logits_host, rows * k);
-        p7_tensor_release(logits);
-        if (st != P7_SUCCESS) break;
-        for (size_t i = 0; i < b.count; i++) {
-            for (size_t j = 0; j < k; j++) probs[j] = 0;
-            for (size_t m = 0; m < blocks; m++) {
-                const float *z = logits_host + (m * b.count + i) * k;
-                double top = z[0], sum = 0;
-                for (size_t j = 1; j < k; j++) top = z[j] > top ? z[j] : top;
-                for (size_t j = 0; j < k; j++) sum += exp((double)z[j] - top);
-                for (size_t j = 0; j < k; j++) probs[j] += exp((double)z[j] - top) / sum / (double)blocks;
-            }
-            size_t best = 0;
-            for (size_t j = 1; j < k; j++)
-                if (probs[j] > probs[best]) best = j;
-            correct += (int32_t)best == b.labels_host[i];
-            const int32_t label = b.labels_host[i];
-            total_loss += label >= 0 && (size_t)label < k ? -log(probs[label] > 1e-300 ? probs[label] : 1e-300) : NAN;
-        }
-        seen += b.count;
-    }
-    free(logits_host);
-    free(probs);
-    p7_pipeline_destroy(pipe);
-    *loss = seen ? total_loss / (double)seen : 0;
-    *accuracy = seen ? 100.0 * (double)correct / (double)seen : 0;
-    return st;
+    return p7_model_vgg11(device, &vo, seed, out);
 }
 
 /* CSV text field: quoted, with quotes doubled (RFC 4180), so any --hparams text is one field. */
@@ -192,156 +132,194 @@ static void csv_quote(const char *text, char *out, size_t size)
     out[used] = '\0';
 }
 
-/* How often the training loss is read back to catch a diverging run: every read waits
- * for the queue, so not every step; a NaN also survives in the epoch's sum, which is read
- * at the end of every epoch anyway. */
-enum { LOSS_CHECK_EVERY = 25 };
 
-/* Nonzero when the mean loss so far says the run has diverged. */
-static int diverged(double loss, double max_loss) { return !(loss <= max_loss); } /* NaN, +inf */
+int p7bench_resolve_recipe(p7bench_train_options *o)
+{
+    if (o->faithful & P7_FAITHFUL_OPTIMIZER_IS_ADAM && strcmp(o->optimizer, "adam") != 0) {
+        fprintf(stderr, "p7bench: faithful optimizer-is-adam: '%s' trains with Adam, as every run of the original did (B1)\n",
+                o->optimizer);
+        o->optimizer = "adam";
+    }
+    p7_optimizer_plugin *plugin = NULL;
+    if (p7_optimizer_plugin_open(o->optimizer, &plugin) != P7_SUCCESS) {
+        fprintf(stderr, "p7bench: --optimizer: %s\n", p7_last_error());
+        return 1;
+    }
+    const char *name = p7_optimizer_plugin_table(plugin)->name;
+    /* --faithful trains as the original did: its fixed settings, no recipe, no schedule */
+    const p7_recipe *recipe = o->faithful ? NULL : p7_recipe_find(name);
+    int rc = 0;
+    /* the user's text on its own first, so a repeated or unknown name is named as given */
+    if (p7_optimizer_plugin_check_hparams(plugin, o->hparams) != P7_SUCCESS) {
+        fprintf(stderr, "p7bench: --hparams: %s\n", p7_last_error());
+        rc = 2;
+    } else if (p7_recipe_merge_hparams(recipe ? recipe->hparams : NULL, o->hparams, o->run_hparams, sizeof o->run_hparams) !=
+        P7_SUCCESS) {
+        fprintf(stderr, "p7bench: --hparams: %s\n", p7_last_error());
+        rc = 2;
+    } else if (p7_optimizer_plugin_check_hparams(plugin, o->run_hparams) != P7_SUCCESS) {
+        fprintf(stderr, "p7bench: --hparams: %s\n", p7_last_error());
+        rc = 2;
+    }
+    const char *schedule = o->schedule ? o->schedule : recipe ? recipe->schedule : "constant";
+    if (rc == 0 && p7_schedule_parse(schedule, &o->parsed_schedule) != P7_SUCCESS) {
+        fprintf(stderr, "p7bench: --schedule: %s\n", p7_last_error());
+        rc = 2;
+    }
+    if (rc == 0) {
+        p7_schedule_format(&o->parsed_schedule, o->run_schedule, sizeof o->run_schedule);
+        char help[4096];
+        printf("p7bench: optimizer plugin %s\n%s", p7_optimizer_plugin_path(plugin),
+               p7_optimizer_plugin_help(plugin, help, sizeof help));
+        if (recipe)
+            printf("p7bench: recipe for %s: %s; schedule %s\n  (%s)\n", name, recipe->hparams, recipe->schedule,
+                   recipe->why);
+        else
+            printf("p7bench: no recipe for %s%s: plugin defaults\n", name, o->faithful ? " under --faithful" : "");
+        printf("p7bench: training with %s: hyperparameters '%s'%s, schedule %s\n", name, o->run_hparams,
+               o->hparams ? " (recipe overridden by --hparams)" : "", o->run_schedule);
+    }
+    p7_optimizer_plugin_close(plugin);
+    return rc;
+}
+
+/* What one run writes in every row before its epoch. */
+typedef struct run_context {
+    const p7bench_train_options *o;
+    p7bench_plan *plan;
+    const char *dataset_name;
+    const char *optimizer_name;
+    uint64_t seed;
+    size_t train_images;
+    p7_param_counts counts;
+    int failed;
+} run_context;
+
+static void fmt(char *out, size_t size, int has, const char *format, double v)
+{
+    if (has && v == v) snprintf(out, size, format, v);
+    else out[0] = '\0';
+}
+
+static int on_epoch(const p7_epoch_report *r, void *user)
+{
+    run_context *x = user;
+    const p7bench_train_options *o = x->o;
+    char hp[1200], sched[300], lr[32], tl[32], vl[32], va[32], ve[32], vb[32], vd[32], ma[P7_METRICS_MAX_MEMBERS * 10 + 1],
+        sl[32], sa[32], se[32], sb[32], bs[16], ba[32], bl[32], be[32];
+    csv_quote(o->run_hparams, hp, sizeof hp);
+    csv_quote(o->run_schedule, sched, sizeof sched);
+    int ok = r->outcome != P7_EPOCH_DIVERGED;
+    fmt(lr, sizeof lr, 1, "%.6g", r->lr);
+    fmt(tl, sizeof tl, 1, "%.6f", r->train_loss);
+    fmt(vl, sizeof vl, r->has_val, "%.6f", r->val.nll);
+    fmt(va, sizeof va, r->has_val, "%.3f", 100 * r->val.accuracy);
+    fmt(ve, sizeof ve, r->has_val, "%.6f", r->val.ece);
+    fmt(vb, sizeof vb, r->has_val, "%.6f", r->val.brier);
+    const int ensemble_known = r->has_val && r->val.members_known && r->val.members > 1;
+    fmt(vd, sizeof vd, ensemble_known, "%.6f", r->val.diversity);
+    ma[0] = '\0';
+    if (ensemble_known)
+        for (int m = 0, n = 0; m < r->val.members; m++)
+            n += snprintf(ma + n, sizeof ma - (size_t)n, "%s%.3f", m ? ";" : "", 100 * r->val.member_accuracy[m]);
+    fmt(sl, sizeof sl, r->has_test, "%.6f", r->test.nll);
+    fmt(sa, sizeof sa, r->has_test, "%.3f", 100 * r->test.accuracy);
+    fmt(se, sizeof se, r->has_test, "%.6f", r->test.ece);
+    fmt(sb, sizeof sb, r->has_test, "%.6f", r->test.brier);
+    fmt(bs, sizeof bs, r->has_bma, "%.0f", r->bma_samples);
+    fmt(ba, sizeof ba, r->has_bma, "%.3f", 100 * r->test_bma.accuracy);
+    fmt(bl, sizeof bl, r->has_bma, "%.6f", r->test_bma.nll);
+    fmt(be, sizeof be, r->has_bma, "%.6f", r->test_bma.ece);
+    const char *status = !ok ? "diverged" : r->outcome == P7_EPOCH_EARLY_STOP ? "early_stop" : "ok";
+    char row[4096];
+    snprintf(row, sizeof row,
+             "%s,%s,%d,%s,%s,%s,%llu,%d,%zu,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%llu,%llu,%llu,%.1f,%.2f,%s",
+             x->dataset_name, o->model, o->members, x->optimizer_name, hp, sched, (unsigned long long)x->seed, r->epoch,
+             x->train_images, lr, tl, vl, va, ve, vb, vd, ma, sl, sa, se, sb, bs, ba, bl, be,
+             (unsigned long long)x->counts.unique, (unsigned long long)x->counts.used,
+             (unsigned long long)x->counts.shared, r->images_per_s, r->seconds, status);
+    char err[1024];
+    if (p7bench_results_append(x->plan->results, row, err, sizeof err) != 0) {
+        fprintf(stderr, "p7bench: %s: %s\n", o->out_csv, err);
+        x->failed = 1;
+        return 1;
+    }
+    if (!ok) {
+        fprintf(stderr, "p7bench: training DIVERGED in epoch %d: mean training loss %g %s; the run stops here. Lower "
+                        "the learning rate (--hparams lr=...).\n",
+                r->epoch, r->train_loss, r->train_loss == r->train_loss ? "is above --max-loss" : "is not a number");
+        return 1;
+    }
+    fprintf(stderr, "  seed %llu epoch %d/%d  lr %.3g  train loss %.4f", (unsigned long long)x->seed, r->epoch, o->epochs,
+            r->lr, r->train_loss);
+    if (r->has_val)
+        fprintf(stderr, "  val nll %.4f acc %.2f%% ece %.3f", r->val.nll, 100 * r->val.accuracy, r->val.ece);
+    if (r->has_test) fprintf(stderr, "  test nll %.4f acc %.2f%%", r->test.nll, 100 * r->test.accuracy);
+    if (r->has_bma)
+        fprintf(stderr, "  BMA(%d) nll %.4f acc %.2f%%", r->bma_samples, r->test_bma.nll, 100 * r->test_bma.accuracy);
+    if (r->restored_epoch) fprintf(stderr, "  (weights of epoch %d)", r->restored_epoch);
+    if (r->outcome == P7_EPOCH_EARLY_STOP) fprintf(stderr, "  early stop");
+    fprintf(stderr, "  %.0f img/s, %.1f s (%s)\n", r->images_per_s, r->seconds, x->dataset_name);
+    return 0;
+}
+
+/* One seed's run: model and optimizer from the seed, the trainer, one row per epoch. */
+static int train_one_seed(p7_device *device, const p7bench_train_options *o, p7bench_plan *plan, uint64_t seed,
+                          const p7_dataset *train, const p7_dataset *val, const p7_dataset *test,
+                          const char *dataset_name)
+{
+    p7_model *model = NULL;
+    p7_optimizer *opt = NULL;
+    p7_trainer *trainer = NULL;
+    int rc = P7BENCH_FAILED;
+    run_context x = {.o = o, .plan = plan, .dataset_name = dataset_name, .seed = seed, .train_images = train->count};
+    TRY(build_model(device, o, train->classes, seed, &model));
+    TRY(p7_model_count_params(model, &x.counts));
+    p7_optimizer_options oo = {.hparams = o->run_hparams, .seed = seed, .dataset_size = train->count};
+    TRY(p7_optimizer_create_for_model(model, o->optimizer, &oo, &opt));
+    x.optimizer_name = p7_optimizer_name(opt);
+    int cifar20 = strcmp(o->dataset, "cifar20") == 0;
+    p7_train_config c = {.epochs = o->epochs, .batch = o->batch, .seed = seed, .schedule = o->parsed_schedule,
+                         .clip_norm = o->clip, .patience = o->patience, .min_delta = o->min_delta,
+                         .augment = (o->augment < 0 ? cifar20 : o->augment) ? P7_AUGMENT_CROP | P7_AUGMENT_FLIP : 0,
+                         .bma_samples = o->bma_samples, .faithful = o->faithful, .max_loss = o->max_loss,
+                         .model_label = o->model};
+    TRY(p7_trainer_create(device, model, opt, train, val, test, &c, &trainer));
+    fprintf(stderr, "p7bench: seed %llu: model %s (members %d; parameters %llu unique, %llu used, %llu shared), "
+                    "optimizer %s, batch %d, %d epoch(s), %zu training images, augmentation %s\n",
+            (unsigned long long)seed, o->model, o->members, (unsigned long long)x.counts.unique,
+            (unsigned long long)x.counts.used, (unsigned long long)x.counts.shared, x.optimizer_name, o->batch,
+            o->epochs, train->count, c.augment ? "crop+flip" : "off");
+    p7_epoch_report last;
+    TRY(p7_trainer_run(trainer, on_epoch, &x, &last));
+    if (x.failed) goto fail;
+    rc = last.outcome == P7_EPOCH_DIVERGED ? P7BENCH_DIVERGED : P7BENCH_OK;
+fail:
+    p7_trainer_destroy(trainer);
+    p7_optimizer_destroy(opt);
+    p7_model_destroy(model);
+    return rc;
+}
 
 int p7bench_train(p7_device *device, const p7bench_train_options *o, p7bench_plan *plan)
 {
     p7_dataset all = {0}, train = {0}, val = {0}, test = {0};
-    p7_model *model = NULL;
-    p7_optimizer *opt = NULL;
-    p7_tape *tape = NULL;
-    p7_pipeline *pipe = NULL;
-    p7_buffer *tiled = NULL; /* BatchEnsemble's tiled labels */
-    p7_tensor *loss_sum = NULL;
     int rc = P7BENCH_FAILED;
-    char err[1024];
     if (load_data(o, plan, &all, &test)) return P7BENCH_FAILED;
-    /* the original study's 45,000 / 5,000 split (seed 42), scaled for the synthetic set */
+    /* the original study's 45,000 / 5,000 split (seed 42) for every run seed, scaled for the synthetic set */
     size_t n_val = all.synthetic ? all.count / 10 : P7_SPLIT_VALIDATION;
     TRY(p7_dataset_split(&all, n_val, P7_SPLIT_SEED, &train, &val));
     if (o->limit && o->limit < train.count) train.count = o->limit; /* a prefix of a seeded permutation */
-    const char *dataset_name = all.synthetic ? P7_SYNTHETIC_NAME : o->dataset;
-
-    TRY(build_model(device, o, all.classes, &model));
-    p7_param_counts counts;
-    TRY(p7_model_count_params(model, &counts));
-    p7_optimizer_options oo = {.hparams = o->hparams, .seed = o->seed, .dataset_size = train.count};
-    TRY(p7_optimizer_create_for_model(model, o->optimizer, &oo, &opt));
-    /* Refuse a step that cannot fit before training: otherwise PoCL would map buffers
-     * until it aborts, or a GPU would fail mid-epoch. */
-    p7_training_shape shape = {.batch = o->batch, .optimizer_slots = p7_optimizer_table(opt)->slot_count};
-    TRY(p7_model_check_training_memory(model, &shape, o->model, NULL));
-    TRY(p7_tape_create(device, &tape));
-    fprintf(stderr, "p7bench: model %s (members %d, %llu parameters), optimizer %s, batch %d, %d epoch(s), %zu training images\n",
-            o->model, o->members, (unsigned long long)counts.unique, p7_optimizer_name(opt), o->batch, o->epochs,
-            train.count);
-
-    p7_pipeline_options po = {.batch_size = (size_t)o->batch, .shuffle = 1, .seed = o->seed,
-                              .norm = p7_normalization_cifar10()};
-    TRY(p7_pipeline_create(device, &train, &po, &pipe));
-    size_t batches = p7_pipeline_batches_per_epoch(pipe);
-    const int members = p7_model_members(model);
-    /* A live per-batch line only on a terminal: in a log, carriage returns pile up. */
-    const int live_progress = isatty(STDERR_FILENO);
-    char hparams_field[1024];
-    csv_quote(o->hparams, hparams_field, sizeof hparams_field);
-    for (int epoch = 1; epoch <= o->epochs; epoch++) {
-        double t0 = now_s();
-        size_t steps = 0;
-        float mean_loss = 0;
-        for (size_t bi = 0;; bi++) {
-            p7_batch b;
-            TRY(p7_pipeline_next(pipe, &b));
-            if (b.count == 0) break;
-            /* BatchEnsemble trains on the M-times tiled batch: labels tiled the same way,
-             * by device-side copies into one buffer kept for the run (no host sync). */
-            cl_mem labels = b.labels;
-            if (members > 1) {
-                size_t bytes = b.count * sizeof(int32_t);
-                if (!tiled) TRY(p7_buffer_alloc(device, (size_t)o->batch * (size_t)members * sizeof(int32_t), &tiled));
-                for (int m = 0; m < members; m++)
-                    TRY(p7_buffer_copy(device, b.labels, 0, tiled, (size_t)m * bytes, bytes));
-                labels = p7_buffer_mem(tiled);
-            }
-            for (unsigned s = 0; s < p7_optimizer_mc_samples(opt); s++) {
-                p7_tensor *logits, *loss, *sum;
-                TRY(p7_optimizer_sample(opt));
-                p7_model_zero_grad(model);
-                TRY(p7_model_forward(model, tape, b.images, 1, &logits));
-                TRY(p7_cross_entropy(tape, logits, labels, 0, &loss));
-                TRY(p7_tape_backward(tape, loss));
-                TRY(p7_optimizer_restore(opt, 1));
-                if (s == 0) { /* the epoch's loss stays on the device: no sync per step */
-                    if (loss_sum) {
-                        TRY(p7_add(NULL, loss_sum, loss, &sum));
-                        p7_tensor_release(loss_sum);
-                        loss_sum = sum;
-                    } else {
-                        loss_sum = p7_tensor_retain(loss);
-                    }
-                }
-                p7_tensor_release(logits);
-                p7_tensor_release(loss);
-            }
-            TRY(p7_optimizer_step(opt));
-            steps++;
-            int last = bi + 1 == batches;
-            if (steps % LOSS_CHECK_EVERY == 0 || last) {
-                float sum_host = 0;
-                TRY(p7_tensor_download(loss_sum, &sum_host, 1));
-                mean_loss = sum_host / (float)steps;
-                if (diverged(mean_loss, o->max_loss)) break;
-            }
-            if (!live_progress) {
-                /* into a file or a pipe: the per-epoch line below is the progress */
-            } else if (steps >= LOSS_CHECK_EVERY)
-                fprintf(stderr, "\r  epoch %d/%d  batch %zu/%zu  loss %.4f", epoch, o->epochs, bi + 1, batches,
-                        (double)mean_loss);
-            else
-                fprintf(stderr, "\r  epoch %d/%d  batch %zu/%zu", epoch, o->epochs, bi + 1, batches);
-        }
-        p7_tensor_release(loss_sum);
-        loss_sum = NULL;
-        double dt = now_s() - t0;
-        char row[2048];
-        if (steps == 0) {
-            fprintf(stderr, "p7bench: %zu training images make no batch of %d; lower --batch\n", train.count, o->batch);
-            goto fail;
-        }
-        if (diverged(mean_loss, o->max_loss)) {
-            fprintf(stderr, "%sp7bench: training DIVERGED in epoch %d after %zu step(s): mean training loss %g %s; "
-                            "the run stops here. Lower the learning rate (--hparams lr=...).\n",
-                    live_progress ? "\n" : "", epoch, steps, (double)mean_loss,
-                    mean_loss == mean_loss ? "is above --max-loss" : "is not a number");
-            snprintf(row, sizeof row, "%s,%s,%d,%s,%s,%llu,%d,%zu,%g,,,,,%.2f,diverged", dataset_name, o->model,
-                     o->members, p7_optimizer_name(opt), hparams_field, (unsigned long long)o->seed, epoch,
-                     train.count, (double)mean_loss, dt);
-            if (p7bench_results_append(plan->results, row, err, sizeof err) != 0)
-                fprintf(stderr, "p7bench: %s: %s\n", o->out_csv, err);
-            rc = P7BENCH_DIVERGED;
-            goto fail;
-        }
-        double val_loss, val_acc, test_loss = -1, test_acc = -1;
-        TRY(evaluate(device, model, &val, o->batch, &val_loss, &val_acc));
-        if (epoch == o->epochs) TRY(evaluate(device, model, &test, o->batch, &test_loss, &test_acc));
-        dt = now_s() - t0;
-        fprintf(stderr, "%s  epoch %d/%d  train loss %.4f  val loss %.4f  val acc %.2f%%", live_progress ? "\r" : "",
-                epoch, o->epochs, (double)mean_loss, val_loss, val_acc);
-        if (epoch == o->epochs) fprintf(stderr, "  test acc %.2f%%", test_acc);
-        fprintf(stderr, "  (%.1f s, %s)\n", dt, dataset_name);
-        snprintf(row, sizeof row, "%s,%s,%d,%s,%s,%llu,%d,%zu,%.6f,%.6f,%.3f,%.6f,%.3f,%.2f,ok", dataset_name,
-                 o->model, o->members, p7_optimizer_name(opt), hparams_field, (unsigned long long)o->seed, epoch,
-                 train.count, (double)mean_loss, val_loss, val_acc, test_loss, test_acc, dt);
-        if (p7bench_results_append(plan->results, row, err, sizeof err) != 0) {
-            fprintf(stderr, "p7bench: %s: %s\n", o->out_csv, err);
-            goto fail;
-        }
+    if (p7_batch_count(train.count, (size_t)o->batch, 0) == 0) {
+        fprintf(stderr, "p7bench: %zu training images make no batch of %d; lower --batch\n", train.count, o->batch);
+        goto fail;
     }
-    printf("p7bench: results appended to %s (dataset %s)\n", o->out_csv, dataset_name);
+    const char *dataset_name = all.synthetic ? P7_SYNTHETIC_NAME : o->dataset;
     rc = P7BENCH_OK;
+    for (int i = 0; i < o->seed_count && rc == P7BENCH_OK; i++)
+        rc = train_one_seed(device, o, plan, o->seeds[i], &train, &val, &test, dataset_name);
+    if (rc != P7BENCH_FAILED) printf("p7bench: results appended to %s (dataset %s)\n", o->out_csv, dataset_name);
 fail:
-    p7_tensor_release(loss_sum);
-    p7_buffer_free(tiled);
-    p7_pipeline_destroy(pipe);
-    p7_tape_destroy(tape);
-    p7_optimizer_destroy(opt);
-    p7_model_destroy(model);
     p7_dataset_free(&all);
     p7_dataset_free(&train);
     p7_dataset_free(&val);

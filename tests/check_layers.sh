@@ -9,11 +9,11 @@ core=${1:?usage: check_layers.sh path/to/core}
 
 # layer rank: a layer may use only layers of lower rank. nn and data share a rank,
 # so neither may include the other.
-declare -A rank=([runtime]=0 [gemm]=1 [tensor]=2 [ops]=3 [nn]=4 [data]=4 [optimizer]=5)
+declare -A rank=([runtime]=0 [gemm]=1 [tensor]=2 [ops]=3 [nn]=4 [data]=4 [optimizer]=5 [train]=6)
 # the public headers, by the layer that implements them (p7.h, the umbrella, is for users)
 declare -A public=([export.h]=runtime [status.h]=runtime [device.h]=runtime [memory.h]=runtime
                    [rng.h]=runtime [faithful.h]=runtime [gemm.h]=gemm [tensor.h]=tensor [autograd.h]=ops [ops.h]=ops
-                   [nn.h]=nn [data.h]=data [optimizer.h]=optimizer [optimizer_plugin.h]=optimizer
+                   [nn.h]=nn [data.h]=data [optimizer.h]=optimizer [optimizer_plugin.h]=optimizer [metrics.h]=train [train.h]=train
                    [p7.h]=apps)
 
 violations=0

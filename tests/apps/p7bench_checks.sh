@@ -37,7 +37,7 @@ before_device() {
     else pass "$1"; fi
 }
 
-quick=(--limit 256 --batch 64)
+quick=(--limit 256 --batch 64 --epochs 1)
 
 # --- data: explicit requests must resolve; only the defaults fall back ---
 run data_missing_folder 1 --data "$work/nonexistent" --out r.csv &&
@@ -71,6 +71,43 @@ run hparams_not_boolean 2 --optimizer sgd --hparams "momentum=0.9,nesterov=maybe
 run max_loss_bad 2 --max-loss -1 --out r.csv && before_device max_loss_bad "--max-loss '-1'"
 run dataset_unknown 2 --dataset cifar11 --out r.csv && before_device dataset_unknown "expected cifar10, cifar20"
 
+# --- the training flags: bad values fail before the device and name the option ---
+run schedule_unknown 2 --schedule cosin --out r.csv && before_device schedule_unknown "--schedule: schedule 'cosin': unknown name"
+run schedule_bad_key 2 --schedule cosine:warmup=2 --out r.csv &&
+    before_device schedule_bad_key "warmup= belongs to warmup-cosine only"
+run clip_negative 2 --clip -1 --out r.csv && before_device clip_negative "--clip '-1': expected a number >= 0"
+run clip_not_number 2 --clip lots --out r.csv && before_device clip_not_number "--clip 'lots': expected a finite number"
+run patience_bad 2 --patience x --out r.csv && before_device patience_bad "--patience 'x': expected an integer >= 0"
+run patience_negative 2 --patience -3 --out r.csv && before_device patience_negative "--patience '-3'"
+run min_delta_negative 2 --min-delta -0.1 --out r.csv && before_device min_delta_negative "--min-delta '-0.1': expected a number >= 0"
+run augment_bad 2 --augment maybe --out r.csv && before_device augment_bad "--augment 'maybe': expected on or off"
+run bma_samples_bad 2 --bma-samples -2 --out r.csv && before_device bma_samples_bad "--bma-samples '-2': expected an integer >= 0"
+run seeds_empty_item 2 --seeds 1,,2 --out r.csv && before_device seeds_empty_item "--seeds '1,,2': expected comma-separated integers"
+run seeds_not_number 2 --seeds 42,x --out r.csv && before_device seeds_not_number "--seeds '42,x'"
+run seeds_negative 2 --seeds -1 --out r.csv && before_device seeds_negative "--seeds '-1'"
+run faithful_unknown 2 --faithful=mean-logits,nope --out r.csv &&
+    before_device faithful_unknown "--faithful: no switch 'nope'; the switches are: optimizer-is-adam"
+run recipe_key_unknown 2 --optimizer ivon --hparams "hess=1" --out r.csv && before_device recipe_key_unknown "no hyperparameter 'hess'"
+
+# --- recipes, seeds, faithful ---
+run recipe_printed 0 --dataset synthetic "${quick[@]}" --optimizer sgd --hparams lr=0.01 --out recipe.csv &&
+    expect recipe_printed "p7bench: recipe for sgd: lr=0.05,momentum=0.9"
+grep -q '"lr=0.01,momentum=0.9,weight_decay=5e-4"' recipe.csv && pass recipe_user_key_wins ||
+    fail recipe_user_key_wins "$(cat recipe.csv)"
+run seeds_each 0 --dataset synthetic "${quick[@]}" --seeds 7,8 --out seeds.csv
+# quoted fields hold commas: the seed and epoch follow the quoted schedule field
+if grep -q '",7,1,256,' seeds.csv && grep -q '",8,1,256,' seeds.csv && [ "$(grep -c '^synthetic' seeds.csv)" -eq 2 ]; then
+    pass seeds_each_row
+else
+    fail seeds_each_row "$(cat seeds.csv)"
+fi
+run faithful_adam 0 --dataset synthetic "${quick[@]}" --faithful --optimizer sgd --out faithful.csv &&
+    expect faithful_adam "'sgd' trains with Adam"
+grep -q '^synthetic-shapes10,simple,1,adam,' faithful.csv && pass faithful_row_says_adam ||
+    fail faithful_row_says_adam "$(cat faithful.csv)"
+[ "$(head -n 1 faithful.csv | tr ',' '\n' | tail -n 1)" = status ] && pass status_column_last ||
+    fail status_column_last "$(head -n 1 faithful.csv)"
+
 # --- long arguments keep the reason in the message ---
 long=$(head -c 5000 /dev/zero | tr '\0' x)
 run long_optimizer_path 1 --optimizer "/$long.so" --out r.csv &&
@@ -100,7 +137,7 @@ second_rc=$?
 wait "$first"
 first_rc=$?
 headers=$(grep -c '^dataset,' together.csv)
-rows=$(grep -c '^synthetic-shapes10,' together.csv)
+rows=$(grep -c '^synthetic-shapes10,' together.csv) # one epoch each
 if [ "$first_rc" -eq 0 ] && [ "$second_rc" -eq 0 ] && [ "$headers" -eq 1 ] && [ "$rows" -eq 2 ]; then
     pass concurrent_header_once
 else

@@ -14,6 +14,8 @@
 #include "p7/faithful.h"
 #include "p7/data.h"
 #include "p7/optimizer.h"
+#include "p7/metrics.h"
+#include "p7/train.h"
 
 #define P7_VERSION_MAJOR 0
 #define P7_VERSION_MINOR 1
