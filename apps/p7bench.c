@@ -39,8 +39,18 @@ static void usage(FILE *out)
             "                     when neither --data nor --dataset is given and the default folder has no\n"
             "                     CIFAR-10, the built-in synthetic set is used, and every output says so\n"
             "  --dataset NAME     cifar10 (default), cifar20 (CIFAR-100 superclasses) or synthetic\n"
-            "  --model NAME       simple (default), vgg11, vgg11-bn\n"
-            "  --members M        BatchEnsemble members (default 1: a plain network)\n"
+            "  --model NAME       simple (default), heads, complex, vgg11, vgg11-bn, vgg11-10conv\n"
+            "                     (docs/networks.md)   --bn on|off: BatchNorm after every conv (default:\n"
+            "                     the model's; complex: off single, on BatchEnsemble)\n"
+            "  --members M        ensemble members (default 1: a single network)\n"
+            "  --member-kind K    be (BatchEnsemble: shared weights, rank-1 factors) or independent (whole\n"
+            "                     copies); default: be for simple/heads/complex, independent for vgg11*\n"
+            "  --within P         within-model sharing preset none|early|deep|all (ties same-shape convs of\n"
+            "                     the 10-conv layout: early the 256->256, deep the 512->512, all both)\n"
+            "  --between P        what independent members share: none|early (conv1-2 blocks)|deep (conv3 on)\n"
+            "                     |all (one network); --within and --between together: combined sharing\n"
+            "  --tie LIST         tie same-shape convs, e.g. conv5,conv6,conv7 (groups separated by ';')\n"
+            "  --width W          scale every channel count by W (0 < W <= 1; a quick smoke run)\n"
             "  --alpha V --gamma V  BatchEnsemble fast-weight init, needs --members 2 or more\n"
             "                     (0 <= v <= 1: random signs with P(+1) = v; v < 0: N(1, |v|); default 0.5)\n"
             "  --epochs E         (default 3)   --batch B (default 128)   --seed S (default 42)\n"
@@ -227,6 +237,35 @@ done:
     return ok;
 }
 
+/* --model and the network flags into one p7_network_config; the build itself checks
+ * ties and presets against the layout (on the device, but before any training). */
+static int resolve_network(p7bench_train_options *t, int within_given, int between_given)
+{
+    p7_network_config *n = &t->network;
+    if (strcmp(t->model, "vgg11-bn") == 0) {
+        n->arch = P7_ARCH_VGG11;
+        if (n->batchnorm < 0) n->batchnorm = 1;
+    } else if (p7_arch_parse(t->model, &n->arch) != P7_SUCCESS) {
+        fprintf(stderr, "p7bench: --model '%s': expected simple, heads, complex, vgg11, vgg11-bn or vgg11-10conv\n",
+                t->model);
+        return 1;
+    }
+    n->members = t->members;
+    n->alpha_init = t->alpha_init;
+    n->gamma_init = t->gamma_init;
+    n->faithful = t->faithful;
+    n->sharing = within_given && between_given ? P7_SHARING_COMBINED
+                 : within_given              ? P7_SHARING_WITHIN
+                 : between_given             ? P7_SHARING_BETWEEN
+                                             : P7_SHARING_PLAIN;
+    if (between_given && t->members < 2 && n->between != P7_SHARE_ALL) {
+        fprintf(stderr, "p7bench: --between %s shares layers between ensemble members; give --members 2 or more\n",
+                p7_share_name(n->between));
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     /* Line-buffered even into a pipe or log, so the report and the per-epoch lines on
@@ -234,11 +273,12 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1 && strcmp(argv[1], "plot") == 0) return p7bench_plot_main(argc - 1, argv + 1);
     const char *spec = NULL, *gemm = NULL, *fast_weight_option = NULL;
-    int self_check_only = 0;
+    int self_check_only = 0, within_given = 0, between_given = 0;
     p7bench_train_options t = {.dataset = "cifar10", .model = "simple", .optimizer = "adam",
                                .out_csv = "results/p7bench.csv", .members = 1, .alpha_init = 0.5f,
                                .gamma_init = 0.5f, .epochs = 3, .batch = 128, .seeds = {42}, .seed_count = 1,
-                               .max_loss = 1e4, .augment = -1, .bma_samples = -1};
+                               .max_loss = 1e4, .augment = -1, .bma_samples = -1,
+                               .network = {.batchnorm = -1}};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1;
@@ -250,6 +290,40 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--data") == 0 && v) t.data_dir = v;
         else if (strcmp(a, "--dataset") == 0 && v) { t.dataset = v; t.dataset_given = 1; }
         else if (strcmp(a, "--model") == 0 && v) t.model = v;
+        else if (strcmp(a, "--bn") == 0 && v) {
+            if (strcmp(v, "on") == 0) t.network.batchnorm = 1;
+            else if (strcmp(v, "off") == 0) t.network.batchnorm = 0;
+            else {
+                fprintf(stderr, "p7bench: --bn '%s': expected on or off\n", v);
+                return 2;
+            }
+        }
+        else if (strcmp(a, "--member-kind") == 0 && v) {
+            if (strcmp(v, "be") == 0) t.network.member_kind = P7_MEMBERS_BATCHENSEMBLE;
+            else if (strcmp(v, "independent") == 0) t.network.member_kind = P7_MEMBERS_INDEPENDENT;
+            else {
+                fprintf(stderr, "p7bench: --member-kind '%s': expected be or independent\n", v);
+                return 2;
+            }
+        }
+        else if ((strcmp(a, "--within") == 0 || strcmp(a, "--between") == 0) && v) {
+            p7_share share;
+            if (p7_share_parse(v, &share) != P7_SUCCESS) {
+                fprintf(stderr, "p7bench: %s '%s': expected none, early, deep or all\n", a, v);
+                return 2;
+            }
+            if (a[2] == 'w') { t.network.within = share; within_given = 1; }
+            else { t.network.between = share; between_given = 1; }
+        }
+        else if (strcmp(a, "--tie") == 0 && v) t.network.tie = v;
+        else if (strcmp(a, "--width") == 0 && v) {
+            double w;
+            if (!parse_double(a, v, &w) || !(w > 0 && w <= 1)) {
+                fprintf(stderr, "p7bench: --width '%s': expected a number in (0, 1]\n", v);
+                return 2;
+            }
+            t.network.width = (float)w;
+        }
         else if (strcmp(a, "--members") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.members = (int)n; }
         else if (strcmp(a, "--alpha") == 0 && v) { if (!parse_fast_weight_init(a, v, &t.alpha_init)) return 2; fast_weight_option = a; }
         else if (strcmp(a, "--gamma") == 0 && v) { if (!parse_fast_weight_init(a, v, &t.gamma_init)) return 2; fast_weight_option = a; }
@@ -308,8 +382,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "p7bench: --dataset '%s': expected cifar10, cifar20 or synthetic\n", t.dataset);
         return 2;
     }
-    if (strcmp(t.model, "simple") != 0 && strcmp(t.model, "vgg11") != 0 && strcmp(t.model, "vgg11-bn") != 0) {
-        fprintf(stderr, "p7bench: --model '%s': expected simple, vgg11 or vgg11-bn\n", t.model);
+    if (resolve_network(&t, within_given, between_given) != 0) return 2;
+    if (fast_weight_option && t.network.member_kind == P7_MEMBERS_INDEPENDENT) {
+        fprintf(stderr, "p7bench: %s sets BatchEnsemble's fast weights, which independent members (--member-kind "
+                        "independent) do not have; drop %s\n", fast_weight_option, fast_weight_option);
         return 2;
     }
     if (fast_weight_option && t.members < 2) {

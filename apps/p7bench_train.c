@@ -110,12 +110,9 @@ static int load_data(const p7bench_train_options *o, const p7bench_plan *plan, p
 static p7_status build_model(p7_device *device, const p7bench_train_options *o, int classes, uint64_t seed,
                              p7_model **out)
 {
-    if (strcmp(o->model, "simple") == 0)
-        return p7_model_simple_cnn(device, o->members, classes, o->alpha_init, o->gamma_init, seed, out);
-    p7_vgg_options vo = {.batchnorm = strcmp(o->model, "vgg11-bn") == 0, .members = o->members, .classes = classes,
-                         .hidden = 0, .alpha_init = o->alpha_init, .gamma_init = o->gamma_init,
-                         .init = o->members > 1 ? P7_INIT_KAIMING_NORMAL_FAN_OUT : P7_INIT_PYTORCH_DEFAULT};
-    return p7_model_vgg11(device, &vo, seed, out);
+    p7_network_config config = o->network;
+    config.classes = classes;
+    return p7_model_build(device, &config, seed, out);
 }
 
 /* CSV text field: quoted, with quotes doubled (RFC 4180), so any --hparams text is one field. */

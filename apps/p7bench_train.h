@@ -16,7 +16,9 @@ typedef struct p7bench_train_options {
     const char *data_dir;     /* --data, else P7_DATA, else ./data */
     const char *dataset;      /* "cifar10", "cifar20" or "synthetic" */
     int dataset_given;        /* --dataset was on the command line: no synthetic fallback */
-    const char *model;        /* "simple", "vgg11", "vgg11-bn" */
+    const char *model;        /* --model: an architecture name (p7_arch_parse) or "vgg11-bn" */
+    p7_network_config network;/* resolved from --model, --bn, --members, --member-kind, --within,
+                                 --between, --tie, --width and the network --faithful switches */
     const char *optimizer;    /* plugin name or path */
     const char *hparams;      /* the user's "lr=...,..." or NULL */
     const char *schedule;     /* the user's --schedule text or NULL */
