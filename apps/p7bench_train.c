@@ -22,10 +22,11 @@ static int is_dir(const char *path)
 }
 
 /* Accuracies in percent; losses are NLL in nats; ECE over 15 bins; Brier summed over classes.
- * val_member_acc holds one accuracy per member, ';'-separated. Empty: not measured. */
+ * val_member_acc holds one accuracy per member, test_member_nll one NLL per member,
+ * ';'-separated. Empty: not measured. */
 static const char csv_header[] =
     "dataset,model,members,optimizer,hparams,schedule,seed,epoch,train_images,lr,train_loss,val_loss,val_acc,"
-    "val_ece,val_brier,val_diversity,val_member_acc,test_loss,test_acc,test_ece,test_brier,bma_samples,bma_test_acc,"
+    "val_ece,val_brier,val_diversity,val_member_acc,test_loss,test_acc,test_ece,test_brier,test_diversity,test_member_nll,bma_samples,bma_test_acc,"
     "bma_test_loss,bma_test_ece,params_unique,params_used,params_shared,images_per_s,seconds,status";
 
 int p7bench_prepare(const p7bench_train_options *o, p7bench_plan *plan)
@@ -203,7 +204,7 @@ static int on_epoch(const p7_epoch_report *r, void *user)
     run_context *x = user;
     const p7bench_train_options *o = x->o;
     char hp[1200], sched[300], lr[32], tl[32], vl[32], va[32], ve[32], vb[32], vd[32], ma[P7_METRICS_MAX_MEMBERS * 10 + 1],
-        sl[32], sa[32], se[32], sb[32], bs[16], ba[32], bl[32], be[32];
+        sl[32], sa[32], se[32], sb[32], sd[32], mn[P7_METRICS_MAX_MEMBERS * 12 + 1], bs[16], ba[32], bl[32], be[32];
     csv_quote(o->run_hparams, hp, sizeof hp);
     csv_quote(o->run_schedule, sched, sizeof sched);
     int ok = r->outcome != P7_EPOCH_DIVERGED;
@@ -223,6 +224,12 @@ static int on_epoch(const p7_epoch_report *r, void *user)
     fmt(sa, sizeof sa, r->has_test, "%.3f", 100 * r->test.accuracy);
     fmt(se, sizeof se, r->has_test, "%.6f", r->test.ece);
     fmt(sb, sizeof sb, r->has_test, "%.6f", r->test.brier);
+    const int test_members_known = r->has_test && r->test.members_known && r->test.members > 1;
+    fmt(sd, sizeof sd, test_members_known, "%.6f", r->test.diversity);
+    mn[0] = '\0';
+    if (test_members_known)
+        for (int m = 0, n = 0; m < r->test.members; m++)
+            n += snprintf(mn + n, sizeof mn - (size_t)n, "%s%.4f", m ? ";" : "", r->test.member_nll[m]);
     fmt(bs, sizeof bs, r->has_bma, "%.0f", r->bma_samples);
     fmt(ba, sizeof ba, r->has_bma, "%.3f", 100 * r->test_bma.accuracy);
     fmt(bl, sizeof bl, r->has_bma, "%.6f", r->test_bma.nll);
@@ -230,9 +237,9 @@ static int on_epoch(const p7_epoch_report *r, void *user)
     const char *status = !ok ? "diverged" : r->outcome == P7_EPOCH_EARLY_STOP ? "early_stop" : "ok";
     char row[4096];
     snprintf(row, sizeof row,
-             "%s,%s,%d,%s,%s,%s,%llu,%d,%zu,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%llu,%llu,%llu,%.1f,%.2f,%s",
+             "%s,%s,%d,%s,%s,%s,%llu,%d,%zu,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%llu,%llu,%llu,%.1f,%.2f,%s",
              x->dataset_name, o->model, o->members, x->optimizer_name, hp, sched, (unsigned long long)x->seed, r->epoch,
-             x->train_images, lr, tl, vl, va, ve, vb, vd, ma, sl, sa, se, sb, bs, ba, bl, be,
+             x->train_images, lr, tl, vl, va, ve, vb, vd, ma, sl, sa, se, sb, sd, mn, bs, ba, bl, be,
              (unsigned long long)x->counts.unique, (unsigned long long)x->counts.used,
              (unsigned long long)x->counts.shared, r->images_per_s, r->seconds, status);
     char err[1024];

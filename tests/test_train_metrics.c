@@ -180,6 +180,11 @@ static void test_batchensemble_dense_golden(void **state)
     assert_true(s.members_known);
     assert_true(fabs(s.member_accuracy[0] - 0.5) < 1e-12 && fabs(s.member_accuracy[1] - 0.5) < 1e-12);
     assert_true(s.diversity == 0.0);
+    /* each member's own NLL from the golden member softmaxes: rows m*2 + b, labels (1, 0) */
+    for (int mi = 0; mi < 2; mi++) {
+        double want = -(log(want_member_softmax[(mi * 2 + 0) * 2 + 1]) + log(want_member_softmax[(mi * 2 + 1) * 2 + 0])) / 2;
+        assert_true(fabs(s.member_nll[mi] - want) < 1e-6);
+    }
     p7_metrics_destroy(m);
 
     free(l);

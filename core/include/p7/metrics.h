@@ -52,6 +52,7 @@ typedef struct p7_metrics_summary {
      * probabilities came in (then member_accuracy and diversity are 0). */
     int members_known;
     double member_accuracy[P7_METRICS_MAX_MEMBERS];
+    double member_nll[P7_METRICS_MAX_MEMBERS]; /* each member's own NLL (its softmax), same floor */
     /* mean over member pairs of the fraction of examples whose predicted classes differ:
      * 0 for one member, and for members that collapsed into one network */
     double diversity;

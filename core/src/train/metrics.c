@@ -20,6 +20,7 @@ struct p7_metrics {
     ece_bin *bin;
     int members_known;             /* every batch so far came as member logits */
     size_t member_correct[P7_METRICS_MAX_MEMBERS];
+    double member_nll[P7_METRICS_MAX_MEMBERS];
     size_t *pair_disagree;         /* members*(members-1)/2 counters, pair (i<j) */
     double *probs;                 /* scratch: one example's classes */
     double *member_probs;          /* scratch: members x classes */
@@ -79,6 +80,7 @@ void p7_metrics_reset(p7_metrics *m)
     m->nll = m->brier = 0;
     memset(m->bin, 0, (size_t)m->bins * sizeof *m->bin);
     memset(m->member_correct, 0, sizeof m->member_correct);
+    memset(m->member_nll, 0, sizeof m->member_nll);
     memset(m->pair_disagree, 0, (size_t)m->members * (size_t)(m->members - 1) / 2 * sizeof *m->pair_disagree);
     m->members_known = 1;
 }
@@ -114,6 +116,16 @@ static void combine_example(p7_ensemble_rule rule, const float *logits, size_t b
         for (int j = 0; j < k; j++) p[j] += pm[j] / members;
     }
     if (rule == P7_ENSEMBLE_MEAN_LOGITS) softmax_f64(p, k, p);
+}
+
+/* One member's NLL of the label from its logits, with the same floor as the ensemble's. */
+static double member_nll(const float *row, int k, int32_t label)
+{
+    double top = row[0], sum = 0;
+    for (int j = 1; j < k; j++) top = row[j] > top ? row[j] : top;
+    for (int j = 0; j < k; j++) sum += exp((double)row[j] - top);
+    double py = exp((double)row[label] - top) / sum;
+    return -log(py < P7_METRICS_NLL_FLOOR ? P7_METRICS_NLL_FLOOR : py);
 }
 
 p7_status p7_ensemble_probs(const float *logits, size_t batch, int classes, int members, p7_ensemble_rule rule,
@@ -187,14 +199,20 @@ p7_status p7_metrics_add_logits(p7_metrics *m, const float *logits, size_t rows,
             for (int j = 0; j < k; j++) z[j] = logits[b * (size_t)k + (size_t)j];
             softmax_f64(z, k, m->probs);
             score(m, m->probs, labels[b]);
-            if (members == 1) m->member_correct[0] += (size_t)(argmax_f64(m->probs, k) == labels[b]);
+            if (members == 1) {
+                m->member_correct[0] += (size_t)(argmax_f64(m->probs, k) == labels[b]);
+                m->member_nll[0] += member_nll(logits + b * (size_t)k, k, labels[b]);
+            }
         }
         return P7_SUCCESS;
     }
     for (size_t b = 0; b < batch; b++) {
         double *p = m->probs;
         combine_example(m->rule, logits, batch, b, k, members, m->member_probs, m->member_class, p);
-        for (int mi = 0; mi < members; mi++) m->member_correct[mi] += (size_t)(m->member_class[mi] == labels[b]);
+        for (int mi = 0; mi < members; mi++) {
+            m->member_correct[mi] += (size_t)(m->member_class[mi] == labels[b]);
+            m->member_nll[mi] += member_nll(logits + ((size_t)mi * batch + b) * (size_t)k, k, labels[b]);
+        }
         score(m, p, labels[b]);
         size_t pair = 0;
         for (int i = 0; i < members; i++)
@@ -234,7 +252,10 @@ p7_status p7_metrics_get(const p7_metrics *m, p7_metrics_summary *out)
     out->ece = gap / n;
     out->members_known = m->members_known;
     if (!m->members_known) return P7_SUCCESS;
-    for (int i = 0; i < m->members; i++) out->member_accuracy[i] = (double)m->member_correct[i] / n;
+    for (int i = 0; i < m->members; i++) {
+        out->member_accuracy[i] = (double)m->member_correct[i] / n;
+        out->member_nll[i] = m->member_nll[i] / n;
+    }
     size_t pairs = (size_t)m->members * (size_t)(m->members - 1) / 2;
     double disagree = 0;
     for (size_t p = 0; p < pairs; p++) disagree += (double)m->pair_disagree[p] / n;
