@@ -112,6 +112,9 @@ P7_API p7_status p7_model_add_step(p7_model *model, p7_step_kind kind, int layer
 P7_API p7_status p7_model_forward(p7_model *model, p7_tape *tape, p7_tensor *x, int training, p7_tensor **logits);
 
 P7_API int p7_model_members(const p7_model *model);
+/* Nonzero when a layer normalises with batch statistics in training (BatchNorm), so a
+ * batch split into chunks would not train the same. */
+P7_API int p7_model_has_batch_statistics(const p7_model *model);
 
 /* How the caller turns the output into a loss and a prediction. */
 typedef enum p7_output_rule {
@@ -182,6 +185,8 @@ typedef struct p7_training_shape {
     int channels, height, width;  /* one input image; 0 means CIFAR's 3 x 32 x 32 */
     unsigned optimizer_slots;     /* optimizer state tensors per parameter (p7_opt_plugin.slot_count:
                                      SGD 1, Adam 3) */
+    int input_batch;              /* images per pipeline batch when the step runs in chunks of
+                                     `batch` (p7_trainer_chunk); 0 means batch */
 } p7_training_shape;
 
 /* The peak and what is live at it, in bytes (size classes). */

@@ -118,6 +118,8 @@ typedef struct p7_train_config {
     int test_every_epoch;    /* 0: the test set once, after the last epoch (or the early stop) */
     double max_loss;         /* a training loss above this (or NaN, inf) is divergence; 0 means 1e4 */
     int ece_bins;            /* 0 means 15 */
+    int chunk;               /* > 0: images per forward/backward, the chunks' gradients summed into
+                                one step (no BatchNorm); 0: the batch, or what fits the device */
     p7_normalization norm;   /* zero std: the CIFAR-10 constants */
     const char *model_label; /* names the model in messages (the memory check); NULL: "the model" */
 } p7_train_config;
@@ -160,6 +162,10 @@ P7_API void p7_trainer_destroy(p7_trainer *trainer); /* NULL is a no-op */
  * P7_ERROR_STATE. */
 P7_API p7_status p7_trainer_run_epoch(p7_trainer *trainer, p7_epoch_report *report);
 P7_API int p7_trainer_done(const p7_trainer *trainer);
+/* Images per forward/backward pass: the batch, or fewer when a whole batch's step does
+ * not fit the device and the model has no BatchNorm (whose batch statistics chunks would
+ * change); the chunks' gradients are summed into the batch's step. */
+P7_API int p7_trainer_chunk(const p7_trainer *trainer);
 
 /* Runs epochs until done; `on_epoch` (may be NULL) sees each report and stops the run by
  * returning nonzero. *last (may be NULL) receives the last report. */

@@ -364,11 +364,21 @@ static p7_status run(replay *r, const p7_training_shape *shape, uint64_t gemm_ws
     }
     act x = {B, (uint64_t)(shape->channels ? shape->channels : 3), (uint64_t)(shape->height ? shape->height : 32),
              (uint64_t)(shape->width ? shape->width : 32), 1, 0};
-    for (int slot = 0; slot < 2; slot++) { /* the pipeline's double buffer */
-        take(r, INPUTS, act_bytes(&x));
-        take(r, INPUTS, B * sizeof(int32_t));
+    /* the pipeline's double buffer and the tiled labels hold whole batches, also when the
+     * step runs in chunks of B */
+    const uint64_t IB = shape->input_batch > 0 ? (uint64_t)shape->input_batch : B;
+    act whole = x;
+    whole.n = IB;
+    for (int slot = 0; slot < 2; slot++) {
+        take(r, INPUTS, act_bytes(&whole));
+        take(r, INPUTS, IB * sizeof(int32_t));
     }
-    if (M > 1) take(r, INPUTS, B * M * sizeof(int32_t));
+    if (M > 1) take(r, INPUTS, IB * M * sizeof(int32_t));
+    /* a step in chunks keeps scalars through a later chunk's backward that a whole step
+     * does not: the chunk's weight, its weighted loss, the batch's loss so far and the sum
+     * replacing it, and the epoch's loss sum with its update (measured: six) */
+    if (IB > B)
+        for (int i = 0; i < 6; i++) take(r, INPUTS, sizeof(float));
     if (gemm_ws) {
         take(r, WORKSPACES, gemm_ws);
         r->gemm_ws = p7_memory_size_class((size_t)gemm_ws);

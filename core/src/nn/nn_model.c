@@ -410,3 +410,12 @@ p7_tensor *p7_model_find_buffer(const p7_model *m, const char *name)
     }
     return NULL;
 }
+
+int p7_model_has_batch_statistics(const p7_model *model)
+{
+    if (!model) return 0;
+    for (size_t i = 0; i < model->layer_count; i++)
+        if (model->layers[i].cfg.kind == P7_LAYER_BATCHNORM2D || model->layers[i].cfg.kind == P7_LAYER_BE_BATCHNORM2D)
+            return 1;
+    return 0;
+}

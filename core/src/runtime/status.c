@@ -8,10 +8,14 @@ static _Thread_local char p7_error_message[4096];
 
 p7_status p7_fail(p7_status status, const char *fmt, ...)
 {
+    /* Formatted apart, then copied: a caller may pass p7_last_error() itself as an
+     * argument, to add context to the message it replaces. */
+    char message[sizeof p7_error_message];
     va_list args;
     va_start(args, fmt);
-    vsnprintf(p7_error_message, sizeof p7_error_message, fmt, args);
+    vsnprintf(message, sizeof message, fmt, args);
     va_end(args);
+    memcpy(p7_error_message, message, sizeof message);
     return status;
 }
 

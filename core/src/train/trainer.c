@@ -28,6 +28,8 @@ struct p7_trainer {
     p7_train_config c;
     int members, classes, loaders;
     size_t batches;              /* steps per epoch */
+    int chunk;                   /* images per forward/backward: the batch, or less when a whole
+                                    batch's step does not fit the device (gradients accumulate) */
     p7_tape *tape;
     p7_pipeline *pipes[MAX_LOADERS];
     p7_buffer *tiled;            /* tiled labels, one slot of members*batch per loader */
@@ -94,6 +96,7 @@ static p7_status check_config(const p7_train_config *c, const p7_dataset *train)
                        fn, (unsigned)c->augment);
     if (c->max_loss < 0 || isnan(c->max_loss))
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: max_loss %g, expected > 0 (0: 1e4)", fn, c->max_loss);
+    if (c->chunk < 0) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: chunk %d, expected >= 0 (0: the batch)", fn, c->chunk);
     if (c->ece_bins < 0) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: ece_bins %d, expected >= 1 (0: 15)", fn, c->ece_bins);
     if (p7_batch_count(train->count, (size_t)c->batch, 0) == 0)
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: the training set '%s' holds no image", fn, train->name);
@@ -143,7 +146,31 @@ p7_status p7_trainer_create(p7_device *device, p7_model *model, p7_optimizer *op
          * until it aborts, or a GPU would fail mid-epoch. Four loaders hold four graphs. */
         p7_training_shape shape = {.batch = config->batch * t->loaders,
                                    .optimizer_slots = p7_optimizer_table(opt)->slot_count};
-        st = p7_model_check_training_memory(model, &shape, config->model_label, NULL);
+        int fits = 0;
+        t->chunk = config->chunk > 0 && config->chunk < config->batch ? config->chunk : config->batch;
+        if (t->chunk < config->batch) {
+            shape.batch = t->chunk;
+            shape.input_batch = config->batch;
+        }
+        st = p7_model_check_training_memory(model, &shape, config->model_label, &fits);
+        /* A step that does not fit runs in chunks of the batch with the gradients summed:
+         * the same step, up to the order of float additions, unless BatchNorm's batch
+         * statistics would see chunks instead of the batch. */
+        if (st == P7_SUCCESS && t->chunk < config->batch && (t->loaders > 1 || p7_model_has_batch_statistics(model)))
+            st = p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_trainer_create: chunk %d: a step in chunks needs one loader and "
+                         "a model without BatchNorm (its batch statistics would see chunks)", config->chunk);
+        else if (st == P7_ERROR_OUT_OF_MEMORY && t->chunk == config->batch && t->loaders == 1 &&
+                 !p7_model_has_batch_statistics(model)) {
+            /* the largest chunk that fits beside the pipeline's whole batches */
+            p7_training_shape chunked = shape;
+            chunked.input_batch = config->batch;
+            st = p7_model_check_training_memory(model, &chunked, config->model_label, &fits);
+            if (st == P7_ERROR_OUT_OF_MEMORY && fits > 0) st = P7_SUCCESS;
+            t->chunk = fits;
+        } else if (st == P7_ERROR_OUT_OF_MEMORY && fits > 0 && p7_model_has_batch_statistics(model)) {
+            st = p7_fail(st, "%s; running the batch in chunks of %d would change BatchNorm's batch statistics, so "
+                             "p7 does not: lower the batch size", p7_last_error(), fits);
+        }
     }
     if (st == P7_SUCCESS) st = p7_tape_create(device, &t->tape);
     if (st == P7_SUCCESS) st = p7_metrics_create(t->classes, t->members, t->c.ece_bins, t->rule, &t->metrics);
@@ -221,32 +248,72 @@ static p7_status set_lr(p7_trainer *t, uint64_t position, uint64_t total, uint64
 /* The loss of one batch from the model's training logits: the CE over all rows (an
  * ensemble's M*B rows against tiled labels: the mean of the members' CEs), or with the
  * joint loss the CE of the members' mean logits. */
-static p7_status batch_loss(p7_trainer *t, const p7_batch *b, int loader, p7_tensor **loss)
+static p7_status batch_loss(p7_trainer *t, p7_tensor *images, cl_mem labels, size_t label_offset, size_t count,
+                            int loader, p7_tensor **loss)
 {
     p7_tensor *logits = NULL, *mean = NULL;
-    P7_TRY(p7_model_forward(t->model, t->tape, b->images, 1, &logits));
+    P7_TRY(p7_model_forward(t->model, t->tape, images, 1, &logits));
     p7_status st = P7_SUCCESS;
     size_t rows = (size_t)p7_tensor_dim(logits, 0), m = (size_t)t->members;
-    if (m > 1 && rows == m * b->count && t->c.joint_loss) {
+    if (m > 1 && rows == m * count && t->c.joint_loss) {
         st = p7_member_mean(t->tape, logits, t->members, &mean);
-        if (st == P7_SUCCESS) st = p7_cross_entropy(t->tape, mean, b->labels, 0, loss);
-    } else if (m > 1 && rows == m * b->count) {
+        if (st == P7_SUCCESS) st = p7_cross_entropy(t->tape, mean, labels, label_offset, loss);
+    } else if (m > 1 && rows == m * count) {
         /* labels tiled the same way, by device-side copies (no host sync); one slot per
-         * loader, as every loader's CE reads its labels again in backward */
-        size_t bytes = b->count * sizeof(int32_t), slot = (size_t)loader * m * (size_t)t->c.batch;
+         * loader, as every loader's CE reads its labels again in backward (a chunk's
+         * backward runs before the next chunk reuses the slot, in queue order) */
+        size_t bytes = count * sizeof(int32_t), slot = (size_t)loader * m * (size_t)t->c.batch;
         if (!t->tiled)
             st = p7_buffer_alloc(t->device, (size_t)t->loaders * m * (size_t)t->c.batch * sizeof(int32_t), &t->tiled);
         for (size_t k = 0; k < m && st == P7_SUCCESS; k++)
-            st = p7_buffer_copy(t->device, b->labels, 0, t->tiled, (slot + k * b->count) * sizeof(int32_t), bytes);
+            st = p7_buffer_copy(t->device, labels, label_offset * sizeof(int32_t), t->tiled,
+                                (slot + k * count) * sizeof(int32_t), bytes);
         if (st == P7_SUCCESS) st = p7_cross_entropy(t->tape, logits, p7_buffer_mem(t->tiled), slot, loss);
-    } else if (rows == b->count) {
-        st = p7_cross_entropy(t->tape, logits, b->labels, 0, loss);
+    } else if (rows == count) {
+        st = p7_cross_entropy(t->tape, logits, labels, label_offset, loss);
     } else {
         st = p7_fail(P7_ERROR_INVALID_SHAPE, "trainer: the model gave %zu rows of logits for a batch of %zu with %d member(s)",
-                     rows, b->count, t->members);
+                     rows, count, t->members);
     }
     p7_tensor_release(mean);
     p7_tensor_release(logits);
+    return st;
+}
+
+/* Forward and backward of one loader's batch in chunks of t->chunk images, each chunk's
+ * mean loss weighted by its share of the batch, so the summed gradients and *loss are
+ * those of the whole batch. */
+static p7_status chunked_backward(p7_trainer *t, const p7_batch *b, p7_tensor **loss)
+{
+    p7_status st = P7_SUCCESS;
+    *loss = NULL;
+    for (size_t start = 0; start < b->count && st == P7_SUCCESS; start += (size_t)t->chunk) {
+        size_t n = b->count - start < (size_t)t->chunk ? b->count - start : (size_t)t->chunk;
+        const int64_t one[1] = {1};
+        p7_tensor *images = NULL, *part = NULL, *weight = NULL, *weighted = NULL, *sum = NULL;
+        st = p7_rows_slice(NULL, b->images, (int64_t)start, (int64_t)n, &images);
+        if (st == P7_SUCCESS) st = batch_loss(t, images, b->labels, start, n, 0, &part);
+        if (st == P7_SUCCESS) st = p7_tensor_create(t->device, 1, one, &weight);
+        if (st == P7_SUCCESS) st = p7_tensor_fill(weight, (float)((double)n / (double)b->count));
+        if (st == P7_SUCCESS) st = p7_mul(t->tape, part, weight, &weighted);
+        if (st == P7_SUCCESS) st = p7_tape_backward(t->tape, weighted);
+        else p7_tape_clear(t->tape);
+        if (st == P7_SUCCESS && *loss) {
+            st = p7_add(NULL, *loss, weighted, &sum);
+            p7_tensor_release(*loss);
+            *loss = sum;
+        } else if (st == P7_SUCCESS) {
+            *loss = p7_tensor_retain(weighted);
+        }
+        p7_tensor_release(images);
+        p7_tensor_release(part);
+        p7_tensor_release(weight);
+        p7_tensor_release(weighted);
+    }
+    if (st != P7_SUCCESS) {
+        p7_tensor_release(*loss);
+        *loss = NULL;
+    }
     return st;
 }
 
@@ -265,9 +332,11 @@ static p7_status train_step(p7_trainer *t, const p7_batch *batches)
         p7_model_zero_grad(t->model);
         p7_tensor *loss = NULL;
         p7_status st = P7_SUCCESS;
-        for (int i = 0; i < t->loaders && st == P7_SUCCESS; i++) {
+        int chunked = t->chunk < (int)batches[0].count; /* one loader only: see p7_trainer_create */
+        if (chunked) st = chunked_backward(t, &batches[0], &loss);
+        for (int i = 0; i < t->loaders && st == P7_SUCCESS && !chunked; i++) {
             p7_tensor *li = NULL, *sum = NULL;
-            st = batch_loss(t, &batches[i], i, &li);
+            st = batch_loss(t, batches[i].images, batches[i].labels, 0, batches[i].count, i, &li);
             if (st == P7_SUCCESS && loss) {
                 st = p7_add(t->tape, loss, li, &sum);
                 p7_tensor_release(loss);
@@ -283,8 +352,8 @@ static p7_status train_step(p7_trainer *t, const p7_batch *batches)
             p7_tensor_release(loss);
             loss = mean;
         }
-        if (st == P7_SUCCESS) st = p7_tape_backward(t->tape, loss);
-        else p7_tape_clear(t->tape);
+        if (st == P7_SUCCESS && !chunked) st = p7_tape_backward(t->tape, loss);
+        else if (st != P7_SUCCESS) p7_tape_clear(t->tape);
         if (st == P7_SUCCESS && t->c.clip_norm > 0) st = clip_gradients(t);
         /* restore even after a failure, so the model keeps its mean weights */
         p7_status rs = p7_optimizer_restore(t->opt, 1);
@@ -474,3 +543,5 @@ p7_status p7_trainer_run(p7_trainer *t, p7_epoch_callback on_epoch, void *user, 
     if (last) *last = r;
     return P7_SUCCESS;
 }
+
+int p7_trainer_chunk(const p7_trainer *t) { return t ? t->chunk : 0; }
