@@ -338,6 +338,20 @@ static int check_cells(const command *c, const p7bench_cell *const *cells, size_
     return 0;
 }
 
+/* The results folder: created, or checked against this run's settings. */
+static int open_folder(const command *c, const p7bench_study_plan *plan, char *dir, size_t size,
+                       p7bench_study_folder **folder)
+{
+    char err[1024];
+    if (c->out) snprintf(dir, size, "%s", c->out);
+    else p7bench_study_default_out(plan, dir, size);
+    if (p7bench_study_folder_open(dir, plan, folder, err, sizeof err) != 0) {
+        fprintf(stderr, "p7bench: %s: %s\n", dir, err);
+        return 1;
+    }
+    return 0;
+}
+
 /* The ids of the cells results.csv already holds as finished (ok or diverged). */
 static int finished(const p7bench_cell_result *rows, size_t n, const char *id)
 {
@@ -406,6 +420,9 @@ int main(int argc, char **argv)
         cells = calloc(plan.count ? plan.count : 1, sizeof *cells);
         if (!cells || (rc = select_cells(&c, &plan, cells, &count)) != 0 || (rc = check_cells(&c, cells, count)) != 0)
             goto end;
+        /* the quick study's cells depend on the device: its folder is opened below */
+        rc = 1;
+        if (strcmp(c.study, "quick") != 0 && open_folder(&c, &plan, out_dir, sizeof out_dir, &folder) != 0) goto end;
     }
     rc = 1;
     if (p7_device_open(c.spec, &opts, &device) != P7_SUCCESS) {
@@ -439,12 +456,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "p7bench: quick study on a CPU: the simple CNN on 10,000 training images (give --model vgg11-bn "
                         "for the GPU's network)\n");
     }
-    if (c.out) snprintf(out_dir, sizeof out_dir, "%s", c.out);
-    else p7bench_study_default_out(&plan, out_dir, sizeof out_dir);
-    if (p7bench_study_folder_open(out_dir, &plan, &folder, err, sizeof err) != 0) {
-        fprintf(stderr, "p7bench: %s: %s\n", out_dir, err);
-        goto end;
-    }
+    if (!folder && open_folder(&c, &plan, out_dir, sizeof out_dir, &folder) != 0) goto end;
     char results_csv[4200];
     snprintf(results_csv, sizeof results_csv, "%s/results.csv", out_dir);
     if (p7bench_results_read(results_csv, &done_rows, &done_count, err, sizeof err) != 0) {

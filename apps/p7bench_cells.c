@@ -519,9 +519,12 @@ int p7bench_study_plan_make(const char *study, const char *const *overrides, siz
     for (size_t a = 0; a < 2 && s->axes[a].key; a++) g.axes[g.axis_count++] = &s->axes[a];
     if (s->variants) {
         const variant_spec *v = s->variants;
+        /* the synthetic set (a smoke run) takes CIFAR-10's grid */
+        const char *grid_dataset = strcmp(p7bench_config_get(c, "dataset"), "synthetic") == 0
+                                       ? "cifar10"
+                                       : p7bench_config_get(c, "dataset");
         for (; v->regime; v++)
-            if (strcmp(v->regime, p7bench_config_get(c, "regime")) == 0 &&
-                strcmp(v->dataset, p7bench_config_get(c, "dataset")) == 0)
+            if (strcmp(v->regime, p7bench_config_get(c, "regime")) == 0 && strcmp(v->dataset, grid_dataset) == 0)
                 break;
         if (!v->regime)
             return snprintf(err, err_size, "%s: no grid for regime=%s on dataset=%s (the sharing studies run on cifar10 "
