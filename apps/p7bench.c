@@ -26,7 +26,7 @@ static void usage(FILE *out)
             "studies (docs/studies.md):\n"
             "  (none)             quick: a single network against BatchEnsemble (M=4) with the chosen optimizer\n"
             "                     and its recipe, a few epochs, a table on the console (VGG11-BN on a GPU; the\n"
-            "                     simple CNN on 10,000 images on a CPU, minutes)\n"
+            "                     simple CNN on 5,000 images on a CPU, minutes)\n"
             "  alpha-gamma        BE fast-weight init alpha x gamma over {-1,-0.8,-0.5,-0.2,0,0.2,0.5,0.8,1}^2\n"
             "  ensemble-size      M in 2..10 x lr in {0.02, 0.002, 0.0002}\n"
             "  optimizers         sgd, adam, ivon (or plugin paths) x M in {1, 2, 4, 8}\n"
@@ -275,12 +275,12 @@ static int parse_command(int argc, char **argv, command *c)
     return -1;
 }
 
-/* The quick study on a CPU: the simple CNN on 10,000 images, so that it ends in minutes;
+/* The quick study on a CPU: the simple CNN on 5,000 images, so that it ends in minutes;
  * VGG11-BN as on a GPU when the user names a model. */
 static int quick_for_cpu(command *c)
 {
     if (!c->model_given && !add_override(c, "model", "simple")) return 0;
-    if (!c->model_given && !c->limit_given && !add_override(c, "limit", "10000")) return 0;
+    if (!c->model_given && !c->limit_given && !add_override(c, "limit", "5000")) return 0;
     return 1;
 }
 
@@ -453,7 +453,7 @@ int main(int argc, char **argv)
         if (!quick_for_cpu(&c) || (rc = make_plan(&c, &plan)) != 0 || (rc = select_cells(&c, &plan, cells, &count)) != 0)
             goto end;
         rc = 1;
-        fprintf(stderr, "p7bench: quick study on a CPU: the simple CNN on 10,000 training images (give --model vgg11-bn "
+        fprintf(stderr, "p7bench: quick study on a CPU: the simple CNN on 5,000 training images (give --model vgg11-bn "
                         "for the GPU's network)\n");
     }
     if (!folder && open_folder(&c, &plan, out_dir, sizeof out_dir, &folder) != 0) goto end;
