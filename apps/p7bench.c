@@ -1,72 +1,85 @@
-/* p7bench: the studies driver. Today it opens the chosen device, reports it, runs the
- * GEMM self-check on both backends, then one training run (model, optimizer plugin,
- * real CIFAR data or the synthetic fallback) with results in a CSV file. The study
- * grids (BatchEnsemble, optimizers, parameter sharing) build on this run. */
+/* p7bench: the studies driver. `p7bench STUDY [flags]` runs a study, a grid of cells
+ * (p7bench_cells.h), into a results folder (p7bench_study_results.h), each cell through
+ * checkpoints (p7bench_cell_run.h), then draws the plots (p7bench_plot.h). `p7bench run`
+ * is one configuration; no subcommand is the quick study, single network against
+ * BatchEnsemble, with a table on the console. This file only turns the command line into
+ * a plan and walks it. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "p7/optimizer.h"
 #include "p7/p7.h"
+#include "p7bench_cell_run.h"
+#include "p7bench_cells.h"
 #include "p7bench_plot.h"
+#include "p7bench_study_results.h"
 #include "p7bench_train.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: p7bench [options]\n"
-            "  --device SPEC      nvidia, amd, intel, gpu, cpu, pocl, P:D, or part of a device name\n"
-            "                     (default: $P7_DEVICE, else the first GPU, else the first CPU)\n"
-            "  --optimizer X      optimizer plugin: sgd, adam, ivon (found in the plugins folder beside\n"
-            "                     the program, then $P7_PLUGIN_PATH) or a path such as plugins/libivon.so\n"
-            "                     (default adam)\n"
-            "  --hparams A        optimizer hyperparameters, e.g. \"lr=0.001,weight_decay=0.0001\"; each\n"
-            "                     replaces that key of the optimizer's recipe (printed at start)\n"
-            "  --schedule S       learning-rate schedule: constant, cosine or warmup-cosine, with options\n"
-            "                     :per=epoch|step,warmup=EPOCHS|P%%,start=F,floor=F (default: the recipe's)\n"
-            "  --clip X           clip the gradients' global L2 norm to X (default 0: off)\n"
-            "  --patience N       early stopping on the validation loss after N epochs without improvement,\n"
-            "                     restoring the best weights (default 0: off)   --min-delta X (default 0)\n"
-            "  --augment on|off   random crop (4-pixel padding) and flip of training images (default: on for\n"
-            "                     cifar20, off for cifar10, as the original)\n"
-            "  --bma-samples S    IVON: Bayesian model average over S weight samples (default 8 on CPUs,\n"
-            "                     32 on GPUs; 0: off)\n"
-            "  --faithful[=LIST]  the original study's semantics; LIST names switches (default: all):\n"
-            "                     see p7/faithful.h and docs/training.md\n"
-            "  --data DIR         data root holding cifar10/ and cifar100/ (default $P7_DATA, else ./data);\n"
-            "                     when neither --data nor --dataset is given and the default folder has no\n"
-            "                     CIFAR-10, the built-in synthetic set is used, and every output says so\n"
-            "  --dataset NAME     cifar10 (default), cifar20 (CIFAR-100 superclasses) or synthetic\n"
-            "  --model NAME       simple (default), heads, complex, vgg11, vgg11-bn, vgg11-10conv\n"
-            "                     (docs/networks.md)   --bn on|off: BatchNorm after every conv (default:\n"
-            "                     the model's; complex: off single, on BatchEnsemble)\n"
-            "  --members M        ensemble members (default 1: a single network)\n"
-            "  --member-kind K    be (BatchEnsemble: shared weights, rank-1 factors) or independent (whole\n"
-            "                     copies); default: be for simple/heads/complex, independent for vgg11*\n"
-            "  --within P         within-model sharing preset none|early|deep|all (ties same-shape convs of\n"
-            "                     the 10-conv layout: early the 256->256, deep the 512->512, all both)\n"
-            "  --between P        what independent members share: none|early (conv1-2 blocks)|deep (conv3 on)\n"
-            "                     |all (one network); --within and --between together: combined sharing\n"
+            "usage: p7bench [STUDY] [options]      p7bench plot DIR\n"
+            "studies (docs/studies.md):\n"
+            "  (none)             quick: a single network against BatchEnsemble (M=4) with the chosen optimizer\n"
+            "                     and its recipe, a few epochs, a table on the console (VGG11-BN on a GPU; the\n"
+            "                     simple CNN on 5,000 images on a CPU, minutes)\n"
+            "  alpha-gamma        BE fast-weight init alpha x gamma over {-1,-0.8,-0.5,-0.2,0,0.2,0.5,0.8,1}^2\n"
+            "  ensemble-size      M in 2..10 x lr in {0.02, 0.002, 0.0002}\n"
+            "  optimizers         sgd, adam, ivon (or plugin paths) x M in {1, 2, 4, 8}\n"
+            "  sharing            --regime within|between|combined --dataset cifar10|cifar20: the four sharing\n"
+            "                     intensities (combined: the diagonal, or --pairs all)\n"
+            "  run                one configuration\n"
+            "cells:\n"
+            "  --list             print the study's cells (id and settings) and exit\n"
+            "  --cell ID          run only this cell (repeatable)\n"
+            "  --seeds N          repeat every cell with seeds seed, seed+1, ..., seed+N-1\n"
+            "  --out DIR          the results folder (default results/<study>/); rerunning the same command\n"
+            "                     resumes: finished cells are skipped, an interrupted one continues from its\n"
+            "                     checkpoint; a folder of other settings is refused\n"
+            "  --set KEY=VALUE    any cell setting (docs/studies.md); an axis of the study takes a list\n"
+            "settings (each overrides the study's default; an axis takes a comma-separated list):\n"
+            "  --model NAME       simple, heads, complex, vgg11, vgg11-bn, vgg11-10conv (docs/networks.md)\n"
+            "  --bn on|off        BatchNorm after every conv (default: the model's)\n"
+            "  --members M        ensemble members (1: a single network)\n"
+            "  --member-kind K    be (BatchEnsemble) or independent (whole copies)\n"
+            "  --regime R         sharing regime: within, between or combined\n"
+            "  --within P         within-model sharing none|early|deep|all (alone: --regime within)\n"
+            "  --between P        what members share: none|early|deep|all (alone: --regime between; both: combined)\n"
+            "  --pairs diagonal|all  the combined regime's (within, between) pairs\n"
             "  --tie LIST         tie same-shape convs, e.g. conv5,conv6,conv7 (groups separated by ';')\n"
             "  --width W          scale every channel count by W (0 < W <= 1; a quick smoke run)\n"
-            "  --alpha V --gamma V  BatchEnsemble fast-weight init, needs --members 2 or more\n"
-            "                     (0 <= v <= 1: random signs with P(+1) = v; v < 0: N(1, |v|); default 0.5)\n"
-            "  --epochs E         (default 3)   --batch B (default 128)   --seed S (default 42)\n"
-            "  --seeds LIST       run each seed of a comma-separated list in turn (e.g. 42,43,44)\n"
-            "  --limit N          train on at most N images (a quick look)\n"
-            "  --out FILE         results CSV, appended (default results/p7bench.csv); a file with other\n"
-            "                     columns is refused, never appended to\n"
-            "  --max-loss X       a mean training loss above X, or NaN/inf, stops the run as diverged\n"
-            "                     (exit code 3, status 'diverged' in the CSV; default 10000)\n"
-            "  --self-check       only the device report and the GEMM self-check\n"
+            "  --alpha V --gamma V  BatchEnsemble fast-weight init (0 <= v <= 1: random signs with P(+1) = v;\n"
+            "                     v < 0: N(1, |v|))\n"
+            "  --optimizer X      sgd, adam, ivon or a plugin path such as plugins/libivon.so\n"
+            "  --lr X             learning rate (replaces the recipe's)\n"
+            "  --hparams A        optimizer hyperparameters, e.g. \"weight_decay=0.0001\"; each replaces that key\n"
+            "                     of the recipe\n"
+            "  --weight-decay X   the optimizer's weight decay\n"
+            "  --schedule S       constant, cosine or warmup-cosine[:per=epoch|step,warmup=EPOCHS|P%%,start=F,floor=F]\n"
+            "  --clip X           clip the gradients' global L2 norm to X (0: off)\n"
+            "  --patience N       early stopping after N epochs without improvement (needs --val-split)\n"
+            "  --min-delta X      the improvement early stopping asks for\n"
+            "  --val-split N      validation images split off the training set (0: none; the test set is then\n"
+            "                     measured every epoch, as the original's BE studies did)\n"
+            "  --augment on|off   random crop and flip (default: on for cifar20, off for cifar10)\n"
+            "  --bma-samples S    IVON: Bayesian model average over S samples (default 8 on CPUs, 32 on GPUs)\n"
+            "  --faithful[=LIST]  the original study's semantics (p7/faithful.h, docs/training.md)\n"
+            "  --epochs E  --batch B  --seed S  --limit N (train on at most N images)\n"
+            "  --dataset NAME     cifar10, cifar20 (CIFAR-100 superclasses) or synthetic\n"
+            "  --max-loss X       a mean training loss above X, or NaN/inf, marks the cell diverged\n"
+            "machine:\n"
+            "  --data DIR         data root holding cifar10/ and cifar100/ (default $P7_DATA, else ./data);\n"
+            "                     without --data and --dataset, missing CIFAR-10 falls back to a synthetic set\n"
+            "  --device SPEC      nvidia, amd, intel, gpu, cpu, pocl, P:D, or part of a device name\n"
             "  --gemm NAME        GEMM backend (default: $P7_GEMM, else p7 on CPUs, CLBlast on GPUs)\n"
+            "  --self-check       only the device report and the GEMM self-check\n"
             "  --list-devices     print every OpenCL device and exit\n"
-            "exit codes: 0 done, 1 error, 2 bad arguments, 3 training diverged\n"
-            "Every argument, the optimizer's hyperparameters, the data folder and the results file are\n"
-            "checked before the device opens; the training step's memory is checked against the device\n"
-            "(and, on CPU devices, the host) before the first step.\n");
+            "exit codes: 0 done, 1 error, 2 bad arguments, 3 a cell diverged, 130 interrupted (Ctrl-C: the\n"
+            "current step finishes, the checkpoint is written; the same command resumes)\n");
 }
 
 static int list_devices(void)
@@ -86,103 +99,6 @@ static int list_devices(void)
                infos[i].vendor, infos[i].platform_name, infos[i].driver_version);
     free(infos);
     return 0;
-}
-
-/* Whole-string numbers only: "--epochs 2x" is an error, not 2. */
-static int parse_int(const char *option, const char *text, long long min, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(text, &end, 10);
-    if (errno || end == text || *end || v < min) {
-        fprintf(stderr, "p7bench: %s '%s': expected an integer >= %lld\n", option, text, min);
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
-static int parse_double(const char *option, const char *text, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end || !isfinite(v)) {
-        fprintf(stderr, "p7bench: %s '%s': expected a finite number\n", option, text);
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
-/* BatchEnsemble's fast-weight init value (p7_tensor_fill_sign and its normal form). */
-static int parse_fast_weight_init(const char *option, const char *text, float *out)
-{
-    double v;
-    if (!parse_double(option, text, &v)) return 0;
-    if (v > 1.0) {
-        fprintf(stderr,
-                "p7bench: %s %s: expected a value <= 1 (0 <= v <= 1: random signs with P(+1) = v; "
-                "v < 0: N(1, |v|))\n",
-                option, text);
-        return 0;
-    }
-    *out = (float)v;
-    return 1;
-}
-
-/* "--seeds 42,43,44": whole non-negative integers, at most P7BENCH_MAX_SEEDS. */
-static int parse_seeds(const char *text, p7bench_train_options *t)
-{
-    const char *p = text;
-    t->seed_count = 0;
-    for (;;) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(p, &end, 10);
-        if (errno || end == p || *p == '-' || *p == '+' || (*end != ',' && *end != '\0')) {
-            fprintf(stderr, "p7bench: --seeds '%s': expected comma-separated integers >= 0 such as 42,43,44\n", text);
-            return 0;
-        }
-        if (t->seed_count == P7BENCH_MAX_SEEDS) {
-            fprintf(stderr, "p7bench: --seeds '%s': more than %d seeds\n", text, P7BENCH_MAX_SEEDS);
-            return 0;
-        }
-        t->seeds[t->seed_count++] = v;
-        if (*end == '\0') return 1;
-        p = end + 1;
-    }
-}
-
-/* "--faithful" alone: every switch; "--faithful=a,b": those of P7_FAITHFUL_LIST. */
-static int parse_faithful(const char *arg, unsigned *out)
-{
-    if (strcmp(arg, "--faithful") == 0) {
-        *out = P7_FAITHFUL_ALL;
-        return 1;
-    }
-    const char *p = arg + strlen("--faithful=");
-    *out = 0;
-    for (;;) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        unsigned bit = 0;
-#define P7BENCH_FAITHFUL_NAME(id, name, b, what) \
-    if (len == strlen(name) && strncmp(p, name, len) == 0) bit = P7_FAITHFUL_##id;
-        P7_FAITHFUL_LIST(P7BENCH_FAITHFUL_NAME)
-#undef P7BENCH_FAITHFUL_NAME
-        if (!bit) {
-            fprintf(stderr, "p7bench: --faithful: no switch '%.*s'; the switches are:", (int)len, p);
-#define P7BENCH_FAITHFUL_LIST(id, name, b, what) fprintf(stderr, " %s", name);
-            P7_FAITHFUL_LIST(P7BENCH_FAITHFUL_LIST)
-#undef P7BENCH_FAITHFUL_LIST
-            fprintf(stderr, "\n");
-            return 0;
-        }
-        *out |= bit;
-        if (!comma) return 1;
-        p = comma + 1;
-    }
 }
 
 static unsigned long long lcg = 12345;
@@ -237,33 +153,241 @@ done:
     return ok;
 }
 
-/* --model and the network flags into one p7_network_config; the build itself checks
- * ties and presets against the layout (on the device, but before any training). */
-static int resolve_network(p7bench_train_options *t, int within_given, int between_given)
+
+/* The flags that are cell settings: flag, key. */
+static const struct { const char *flag, *key; } setting_flags[] = {
+    {"--model", "model"},          {"--members", "members"},       {"--alpha", "alpha"},
+    {"--gamma", "gamma"},          {"--epochs", "epochs"},         {"--batch", "batch"},
+    {"--lr", "lr"},                {"--optimizer", "optimizer"},   {"--hparams", "hparams"},
+    {"--dataset", "dataset"},      {"--seed", "seed"},             {"--limit", "limit"},
+    {"--width", "width"},          {"--regime", "regime"},         {"--within", "intra"},
+    {"--between", "inter"},        {"--weight-decay", "weight_decay"}, {"--val-split", "val_split"},
+    {"--patience", "patience"},    {"--clip", "clip"},             {"--max-loss", "max_loss"},
+    {"--schedule", "schedule"},    {"--min-delta", "min_delta"},   {"--augment", "augment"},
+    {"--bma-samples", "bma_samples"}, {"--bn", "bn"},              {"--member-kind", "member_kind"},
+    {"--tie", "tie"},              {"--seeds", "seeds"},           {"--pairs", "pairs"},
+};
+#define SETTING_FLAGS (sizeof setting_flags / sizeof setting_flags[0])
+enum { MAX_OVERRIDES = 64, MAX_CELLS = 64 };
+
+typedef struct command {
+    const char *study;
+    char *overrides[MAX_OVERRIDES];
+    size_t override_count;
+    const char *cells[MAX_CELLS];
+    size_t cell_count;
+    const char *spec, *gemm, *out;
+    p7bench_data_choice data;
+    int list, self_check;
+    int model_given, limit_given, bma_given, regime_given, within_given, between_given, fast_weights_given;
+} command;
+
+static int add_override(command *c, const char *key, const char *value)
 {
-    p7_network_config *n = &t->network;
-    if (strcmp(t->model, "vgg11-bn") == 0) {
-        n->arch = P7_ARCH_VGG11;
-        if (n->batchnorm < 0) n->batchnorm = 1;
-    } else if (p7_arch_parse(t->model, &n->arch) != P7_SUCCESS) {
-        fprintf(stderr, "p7bench: --model '%s': expected simple, heads, complex, vgg11, vgg11-bn or vgg11-10conv\n",
-                t->model);
-        return 1;
+    if (c->override_count == MAX_OVERRIDES) {
+        fprintf(stderr, "p7bench: more than %d settings\n", MAX_OVERRIDES);
+        return 0;
     }
-    n->members = t->members;
-    n->alpha_init = t->alpha_init;
-    n->gamma_init = t->gamma_init;
-    n->faithful = t->faithful;
-    n->sharing = within_given && between_given ? P7_SHARING_COMBINED
-                 : within_given              ? P7_SHARING_WITHIN
-                 : between_given             ? P7_SHARING_BETWEEN
-                                             : P7_SHARING_PLAIN;
-    if (between_given && t->members < 2 && n->between != P7_SHARE_ALL) {
-        fprintf(stderr, "p7bench: --between %s shares layers between ensemble members; give --members 2 or more\n",
-                p7_share_name(n->between));
+    size_t n = strlen(key) + strlen(value) + 2;
+    char *o = malloc(n);
+    if (!o) return 0;
+    snprintf(o, n, "%s=%s", key, value);
+    c->overrides[c->override_count++] = o;
+    return 1;
+}
+
+/* Returns -1 to go on, else the exit code. */
+static int parse_command(int argc, char **argv, command *c)
+{
+    int i = 1;
+    const char *const *names = p7bench_study_names();
+    c->study = "quick";
+    if (argc > 1 && argv[1][0] != '-') {
+        int known = 0;
+        for (size_t k = 0; names[k]; k++) known |= strcmp(names[k], argv[1]) == 0;
+        if (!known) {
+            fprintf(stderr, "p7bench: no study '%s'; the studies are alpha-gamma, ensemble-size, optimizers, sharing, "
+                            "run (and plot DIR)\n", argv[1]);
+            return 2;
+        }
+        c->study = argv[1];
+        i = 2;
+    }
+    for (; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 0; }
+        if (strcmp(a, "--list-devices") == 0) return list_devices();
+        if (strcmp(a, "--self-check") == 0) { c->self_check = 1; continue; }
+        if (strcmp(a, "--list") == 0) { c->list = 1; continue; }
+        if (strcmp(a, "--faithful") == 0 || strncmp(a, "--faithful=", 11) == 0) {
+            unsigned bits;
+            const char *list = a[10] == '=' ? a + 11 : "all";
+            if (p7bench_parse_faithful(list, &bits) != 0) return 2;
+            if (!add_override(c, "faithful", list)) return 1;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "p7bench: unknown option, or an option without its value: '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        i++;
+        if (strcmp(a, "--device") == 0) { c->spec = v; continue; }
+        if (strcmp(a, "--gemm") == 0) { c->gemm = v; continue; }
+        if (strcmp(a, "--out") == 0) { c->out = v; continue; }
+        if (strcmp(a, "--data") == 0) { c->data.data_dir = v; continue; }
+        if (strcmp(a, "--cell") == 0) {
+            if (c->cell_count == MAX_CELLS) { fprintf(stderr, "p7bench: more than %d --cell\n", MAX_CELLS); return 2; }
+            c->cells[c->cell_count++] = v;
+            continue;
+        }
+        if (strcmp(a, "--set") == 0) {
+            const char *eq = strchr(v, '=');
+            if (!eq || eq == v) { fprintf(stderr, "p7bench: --set '%s': expected KEY=VALUE\n", v); return 2; }
+            char key[64];
+            snprintf(key, sizeof key, "%.*s", (int)(eq - v), v);
+            if (!add_override(c, key, eq + 1)) return 1;
+            continue;
+        }
+        size_t k = 0;
+        while (k < SETTING_FLAGS && strcmp(setting_flags[k].flag, a) != 0) k++;
+        if (k == SETTING_FLAGS) {
+            fprintf(stderr, "p7bench: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        const char *key = setting_flags[k].key;
+        if (strcmp(key, "dataset") == 0) c->data.dataset_given = 1;
+        if (strcmp(key, "model") == 0) c->model_given = 1;
+        if (strcmp(key, "limit") == 0) c->limit_given = 1;
+        if (strcmp(key, "bma_samples") == 0) c->bma_given = 1;
+        if (strcmp(key, "regime") == 0) c->regime_given = 1;
+        if (strcmp(key, "intra") == 0) c->within_given = 1;
+        if (strcmp(key, "inter") == 0) c->between_given = 1;
+        if (strcmp(key, "alpha") == 0 || strcmp(key, "gamma") == 0) c->fast_weights_given = 1;
+        if (!add_override(c, key, v)) return 1;
+    }
+    /* --within / --between alone choose their regime (the sharing study names it itself) */
+    if (!c->regime_given && strcmp(c->study, "sharing") != 0 && (c->within_given || c->between_given))
+        if (!add_override(c, "regime", c->within_given && c->between_given ? "combined"
+                                       : c->within_given                  ? "within"
+                                                                          : "between"))
+            return 1;
+    return -1;
+}
+
+/* The quick study on a CPU: the simple CNN on 5,000 images, IVON's model average over 2
+ * samples, so that it ends in minutes;
+ * VGG11-BN as on a GPU when the user names a model. */
+static int quick_for_cpu(command *c)
+{
+    if (!c->model_given && !add_override(c, "model", "simple")) return 0;
+    if (!c->model_given && !c->limit_given && !add_override(c, "limit", "5000")) return 0;
+    /* IVON's model average at the end costs a test pass per sample: 8 of them were most
+     * of a 17-minute run on a loaded 2-core machine */
+    if (!c->model_given && !c->bma_given && !add_override(c, "bma_samples", "2")) return 0;
+    return 1;
+}
+
+static int make_plan(const command *c, p7bench_study_plan *plan)
+{
+    char err[1024];
+    if (p7bench_study_plan_make(c->study, (const char *const *)c->overrides, c->override_count, plan, err, sizeof err)) {
+        fprintf(stderr, "p7bench: %s\n", err);
+        return 2;
+    }
+    return 0;
+}
+
+/* The cells to run: all, or those named by --cell. */
+static int select_cells(const command *c, const p7bench_study_plan *plan, const p7bench_cell **out, size_t *count)
+{
+    *count = 0;
+    if (c->cell_count == 0) {
+        for (size_t i = 0; i < plan->count; i++) out[(*count)++] = &plan->cells[i];
+        return 0;
+    }
+    for (size_t i = 0; i < c->cell_count; i++) {
+        char err[1024];
+        const p7bench_cell *cell = p7bench_study_find_cell(plan, c->cells[i], err, sizeof err);
+        if (!cell) {
+            fprintf(stderr, "p7bench: --cell: %s\n", err);
+            return 2;
+        }
+        out[(*count)++] = cell;
+    }
+    return 0;
+}
+
+/* Every selected cell's settings resolve without a device, or the run does not start. */
+static int check_cells(const command *c, const p7bench_cell *const *cells, size_t count)
+{
+    int any_ensemble = 0;
+    for (size_t i = 0; i < count; i++) {
+        p7bench_train_options o;
+        p7bench_plan data;
+        int rc = p7bench_cell_options(cells[i], &c->data, 0, &o, &data);
+        if (rc != 0) return rc;
+        any_ensemble |= o.members > 1;
+        if (c->fast_weights_given && o.network.member_kind == P7_MEMBERS_INDEPENDENT && o.members > 1) {
+            fprintf(stderr, "p7bench: --alpha/--gamma set BatchEnsemble's fast weights, which independent members "
+                            "(%s) do not have\n", cells[i]->id);
+            return 2;
+        }
+    }
+    if (c->fast_weights_given && !any_ensemble) {
+        fprintf(stderr, "p7bench: --alpha/--gamma set BatchEnsemble's fast weights, which a plain network does not have; "
+                        "give --members 2 or more\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* The results folder: created, or checked against this run's settings. */
+static int open_folder(const command *c, const p7bench_study_plan *plan, char *dir, size_t size,
+                       p7bench_study_folder **folder)
+{
+    char err[1024];
+    if (c->out) snprintf(dir, size, "%s", c->out);
+    else p7bench_study_default_out(plan, dir, size);
+    if (p7bench_study_folder_open(dir, plan, folder, err, sizeof err) != 0) {
+        fprintf(stderr, "p7bench: %s: %s\n", dir, err);
         return 1;
     }
     return 0;
+}
+
+/* The ids of the cells results.csv already holds as finished (ok or diverged). */
+static int finished(const p7bench_cell_result *rows, size_t n, const char *id)
+{
+    int done = 0;
+    for (size_t i = 0; i < n; i++) /* the last row of a cell wins */
+        if (strcmp(rows[i].cell, id) == 0) done = strcmp(rows[i].status, "ok") == 0 || strcmp(rows[i].status, "diverged") == 0;
+    return done;
+}
+
+static void print_quick_table(const p7bench_cell_result *r, size_t n)
+{
+    printf("\n%-30s %8s %8s %8s %8s %12s %9s\n", "model", "acc %", "NLL", "ECE", "BMA acc", "parameters", "time");
+    for (size_t i = 0; i < n; i++) {
+        char name[64], bma[16] = "-";
+        if (r[i].members > 1) snprintf(name, sizeof name, "%s BatchEnsemble M=%lld", r[i].model, r[i].members);
+        else snprintf(name, sizeof name, "%s single", r[i].model);
+        if (r[i].bma_test_acc == r[i].bma_test_acc) snprintf(bma, sizeof bma, "%.2f", r[i].bma_test_acc);
+        printf("%-30s %8.2f %8.4f %8.4f %8s %12lld %8.0fs\n", name, r[i].final_test_acc, r[i].test_nll, r[i].test_ece,
+               bma, r[i].params_used, r[i].seconds);
+    }
+    printf("(%s, %s; test set after the last epoch; ECE over 15 bins)\n", r[0].dataset, r[0].optimizer);
+}
+
+static void resume_hint(int argc, char **argv, char *out, size_t size)
+{
+    size_t n = 0;
+    for (int i = 0; i < argc && n + 4 < size; i++) {
+        const char *a = argv[i];
+        int plain = strpbrk(a, " \t'\"$;&|<>()*?") == NULL && *a;
+        n += (size_t)snprintf(out + n, size - n, plain ? "%s%s" : "%s'%s'", i ? " " : "", a);
+    }
 }
 
 int main(int argc, char **argv)
@@ -272,166 +396,123 @@ int main(int argc, char **argv)
      * stderr stay in order. */
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1 && strcmp(argv[1], "plot") == 0) return p7bench_plot_main(argc - 1, argv + 1);
-    const char *spec = NULL, *gemm = NULL, *fast_weight_option = NULL;
-    int self_check_only = 0, within_given = 0, between_given = 0;
-    p7bench_train_options t = {.dataset = "cifar10", .model = "simple", .optimizer = "adam",
-                               .out_csv = "results/p7bench.csv", .members = 1, .alpha_init = 0.5f,
-                               .gamma_init = 0.5f, .epochs = 3, .batch = 128, .seeds = {42}, .seed_count = 1,
-                               .max_loss = 1e4, .augment = -1, .bma_samples = -1,
-                               .network = {.batchnorm = -1}};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int takes = 1;
-        long long n;
-        if (strcmp(a, "--device") == 0 && v) spec = v;
-        else if (strcmp(a, "--gemm") == 0 && v) gemm = v;
-        else if (strcmp(a, "--optimizer") == 0 && v) t.optimizer = v;
-        else if (strcmp(a, "--hparams") == 0 && v) t.hparams = v;
-        else if (strcmp(a, "--data") == 0 && v) t.data_dir = v;
-        else if (strcmp(a, "--dataset") == 0 && v) { t.dataset = v; t.dataset_given = 1; }
-        else if (strcmp(a, "--model") == 0 && v) t.model = v;
-        else if (strcmp(a, "--bn") == 0 && v) {
-            if (strcmp(v, "on") == 0) t.network.batchnorm = 1;
-            else if (strcmp(v, "off") == 0) t.network.batchnorm = 0;
-            else {
-                fprintf(stderr, "p7bench: --bn '%s': expected on or off\n", v);
-                return 2;
-            }
-        }
-        else if (strcmp(a, "--member-kind") == 0 && v) {
-            if (strcmp(v, "be") == 0) t.network.member_kind = P7_MEMBERS_BATCHENSEMBLE;
-            else if (strcmp(v, "independent") == 0) t.network.member_kind = P7_MEMBERS_INDEPENDENT;
-            else {
-                fprintf(stderr, "p7bench: --member-kind '%s': expected be or independent\n", v);
-                return 2;
-            }
-        }
-        else if ((strcmp(a, "--within") == 0 || strcmp(a, "--between") == 0) && v) {
-            p7_share share;
-            if (p7_share_parse(v, &share) != P7_SUCCESS) {
-                fprintf(stderr, "p7bench: %s '%s': expected none, early, deep or all\n", a, v);
-                return 2;
-            }
-            if (a[2] == 'w') { t.network.within = share; within_given = 1; }
-            else { t.network.between = share; between_given = 1; }
-        }
-        else if (strcmp(a, "--tie") == 0 && v) t.network.tie = v;
-        else if (strcmp(a, "--width") == 0 && v) {
-            double w;
-            if (!parse_double(a, v, &w) || !(w > 0 && w <= 1)) {
-                fprintf(stderr, "p7bench: --width '%s': expected a number in (0, 1]\n", v);
-                return 2;
-            }
-            t.network.width = (float)w;
-        }
-        else if (strcmp(a, "--members") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.members = (int)n; }
-        else if (strcmp(a, "--alpha") == 0 && v) { if (!parse_fast_weight_init(a, v, &t.alpha_init)) return 2; fast_weight_option = a; }
-        else if (strcmp(a, "--gamma") == 0 && v) { if (!parse_fast_weight_init(a, v, &t.gamma_init)) return 2; fast_weight_option = a; }
-        else if (strcmp(a, "--epochs") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.epochs = (int)n; }
-        else if (strcmp(a, "--batch") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.batch = (int)n; }
-        else if (strcmp(a, "--seed") == 0 && v) { if (!parse_int(a, v, 0, &n)) return 2; t.seeds[0] = (uint64_t)n; t.seed_count = 1; }
-        else if (strcmp(a, "--seeds") == 0 && v) { if (!parse_seeds(v, &t)) return 2; }
-        else if (strcmp(a, "--schedule") == 0 && v) t.schedule = v;
-        else if (strcmp(a, "--clip") == 0 && v) {
-            if (!parse_double(a, v, &t.clip) || t.clip < 0) {
-                fprintf(stderr, "p7bench: --clip '%s': expected a number >= 0 (0: off)\n", v);
-                return 2;
-            }
-        }
-        else if (strcmp(a, "--patience") == 0 && v) { if (!parse_int(a, v, 0, &n)) return 2; t.patience = (int)n; }
-        else if (strcmp(a, "--min-delta") == 0 && v) {
-            if (!parse_double(a, v, &t.min_delta) || t.min_delta < 0) {
-                fprintf(stderr, "p7bench: --min-delta '%s': expected a number >= 0\n", v);
-                return 2;
-            }
-        }
-        else if (strcmp(a, "--augment") == 0 && v) {
-            if (strcmp(v, "on") == 0) t.augment = 1;
-            else if (strcmp(v, "off") == 0) t.augment = 0;
-            else {
-                fprintf(stderr, "p7bench: --augment '%s': expected on or off\n", v);
-                return 2;
-            }
-        }
-        else if (strcmp(a, "--bma-samples") == 0 && v) { if (!parse_int(a, v, 0, &n)) return 2; t.bma_samples = (int)n; }
-        else if (strcmp(a, "--limit") == 0 && v) { if (!parse_int(a, v, 1, &n)) return 2; t.limit = (size_t)n; }
-        else if (strcmp(a, "--out") == 0 && v) t.out_csv = v;
-        else if (strcmp(a, "--max-loss") == 0 && v) {
-            if (!parse_double(a, v, &t.max_loss) || t.max_loss <= 0) {
-                fprintf(stderr, "p7bench: --max-loss '%s': expected a positive number\n", v);
-                return 2;
-            }
-        } else takes = 0;
-        if (takes) { i++; continue; }
-        if (strcmp(a, "--self-check") == 0) self_check_only = 1;
-        else if (strcmp(a, "--faithful") == 0 || strncmp(a, "--faithful=", 11) == 0) {
-            if (!parse_faithful(a, &t.faithful)) return 2;
-        }
-        else if (strcmp(a, "--list-devices") == 0) return list_devices();
-        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 0; }
-        else {
-            fprintf(stderr, "p7bench: unknown option, or an option without its value: '%s'\n", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-
-    /* Every check that needs no device comes first: a typo costs milliseconds, not a device
-     * start, a GEMM self-check and a data load. */
-    if (strcmp(t.dataset, "cifar10") != 0 && strcmp(t.dataset, "cifar20") != 0 && strcmp(t.dataset, "synthetic") != 0) {
-        fprintf(stderr, "p7bench: --dataset '%s': expected cifar10, cifar20 or synthetic\n", t.dataset);
-        return 2;
-    }
-    if (resolve_network(&t, within_given, between_given) != 0) return 2;
-    if (fast_weight_option && t.network.member_kind == P7_MEMBERS_INDEPENDENT) {
-        fprintf(stderr, "p7bench: %s sets BatchEnsemble's fast weights, which independent members (--member-kind "
-                        "independent) do not have; drop %s\n", fast_weight_option, fast_weight_option);
-        return 2;
-    }
-    if (fast_weight_option && t.members < 2) {
-        fprintf(stderr, "p7bench: %s sets BatchEnsemble's fast weights, which a plain network (--members %d) does not "
-                        "have; give --members 2 or more, or drop %s\n",
-                fast_weight_option, t.members, fast_weight_option);
-        return 2;
-    }
-    if ((long long)t.members * t.batch > 65536) {
-        fprintf(stderr, "p7bench: --members %d x --batch %d rows per step is more than 65536\n", t.members, t.batch);
-        return 2;
-    }
-    p7_device_options opts = {0};
-    if (gemm && p7_gemm_backend_parse(gemm, &opts.gemm) != P7_SUCCESS) {
-        fprintf(stderr, "p7bench: --gemm: %s\n", p7_last_error());
-        return 2;
-    }
-    p7bench_plan plan = {0};
-    if (!self_check_only) {
-        int rc = p7bench_resolve_recipe(&t);
-        if (rc != 0) return rc;
-        if (p7bench_prepare(&t, &plan) != 0) return 1;
-    }
-
+    command c = {0};
+    int rc = parse_command(argc, argv, &c);
+    p7bench_study_plan plan = {0};
+    const p7bench_cell **cells = NULL;
+    size_t count = 0;
     p7_device *device = NULL;
-    if (p7_device_open(spec, &opts, &device) != P7_SUCCESS) {
+    p7bench_study_folder *folder = NULL;
+    p7bench_runner runner = {0};
+    p7bench_cell_result *results = NULL, *done_rows = NULL;
+    size_t done_count = 0;
+    char out_dir[4096], err[1024], hint[8192];
+    p7_device_options opts = {0};
+    if (rc >= 0) goto end;
+    rc = 2;
+    if (c.gemm && p7_gemm_backend_parse(c.gemm, &opts.gemm) != P7_SUCCESS) {
+        fprintf(stderr, "p7bench: --gemm: %s\n", p7_last_error());
+        goto end;
+    }
+    /* Every check that needs no device comes first: a typo costs milliseconds, not a device
+     * start and a data load. */
+    if (!c.self_check) {
+        if ((rc = make_plan(&c, &plan)) != 0) goto end;
+        if (c.list) {
+            p7bench_study_print_list(&plan, stdout);
+            goto end;
+        }
+        cells = calloc(plan.count ? plan.count : 1, sizeof *cells);
+        if (!cells || (rc = select_cells(&c, &plan, cells, &count)) != 0 || (rc = check_cells(&c, cells, count)) != 0)
+            goto end;
+        /* the quick study's cells depend on the device: its folder is opened below */
+        rc = 1;
+        if (strcmp(c.study, "quick") != 0 && open_folder(&c, &plan, out_dir, sizeof out_dir, &folder) != 0) goto end;
+    }
+    rc = 1;
+    if (p7_device_open(c.spec, &opts, &device) != P7_SUCCESS) {
         fprintf(stderr, "p7bench: %s\n", p7_last_error());
-        p7bench_plan_release(&plan);
-        return 1;
+        goto end;
     }
     printf("p7bench: device %s\n", p7_device_describe(device));
     if (*p7_device_note(device)) fprintf(stderr, "p7bench: note: %s\n", p7_device_note(device));
-    printf("p7bench: GEMM self-check (VGG11 conv shapes at batch 4, NaN-prefilled output, float64 reference)\n");
-    int ok = 1;
-    const p7_gemm_backend backends[2] = {p7_device_gemm_backend(device),
-                                         p7_device_gemm_backend(device) == P7_GEMM_P7 ? P7_GEMM_CLBLAST : P7_GEMM_P7};
-    for (int bi = 0; bi < 2; bi++) {
-        ok &= gemm_check(device, backends[bi], 0, 0, 128, 1024, 576);  /* L2 forward */
-        ok &= gemm_check(device, backends[bi], 1, 0, 576, 1024, 128);  /* L2 data gradient */
-        ok &= gemm_check(device, backends[bi], 0, 1, 128, 576, 1024);  /* L2 weight gradient */
-        ok &= gemm_check(device, backends[bi], 0, 0, 33, 7, 1000);     /* odd sizes */
+    if (c.self_check) {
+        printf("p7bench: GEMM self-check (VGG11 conv shapes at batch 4, NaN-prefilled output, float64 reference)\n");
+        int ok = 1;
+        const p7_gemm_backend backends[2] = {p7_device_gemm_backend(device), p7_device_gemm_backend(device) == P7_GEMM_P7
+                                                                                  ? P7_GEMM_CLBLAST
+                                                                                  : P7_GEMM_P7};
+        for (int bi = 0; bi < 2; bi++) {
+            ok &= gemm_check(device, backends[bi], 0, 0, 128, 1024, 576); /* L2 forward */
+            ok &= gemm_check(device, backends[bi], 1, 0, 576, 1024, 128); /* L2 data gradient */
+            ok &= gemm_check(device, backends[bi], 0, 1, 128, 576, 1024); /* L2 weight gradient */
+            ok &= gemm_check(device, backends[bi], 0, 0, 33, 7, 1000);    /* odd sizes */
+        }
+        printf("p7bench: GEMM self-check %s\n", ok ? "passed" : "FAILED");
+        rc = ok ? 0 : 1;
+        goto end;
     }
-    printf("p7bench: GEMM self-check %s\n", ok ? "passed" : "FAILED");
-    int rc = ok ? P7BENCH_OK : P7BENCH_FAILED;
-    if (ok && !self_check_only) rc = p7bench_train(device, &t, &plan);
-    p7bench_plan_release(&plan);
+    if (strcmp(c.study, "quick") == 0 && p7_device_get_info(device)->kind == P7_DEVICE_KIND_CPU && !c.model_given &&
+        c.cell_count == 0) {
+        p7bench_study_plan_release(&plan);
+        if (!quick_for_cpu(&c) || (rc = make_plan(&c, &plan)) != 0 || (rc = select_cells(&c, &plan, cells, &count)) != 0)
+            goto end;
+        rc = 1;
+        fprintf(stderr, "p7bench: quick study on a CPU: the simple CNN on 5,000 training images, BMA over 2 samples "
+                        "(give --model vgg11-bn for the GPU's network)\n");
+    }
+    if (!folder && open_folder(&c, &plan, out_dir, sizeof out_dir, &folder) != 0) goto end;
+    char results_csv[4200];
+    snprintf(results_csv, sizeof results_csv, "%s/results.csv", out_dir);
+    if (p7bench_results_read(results_csv, &done_rows, &done_count, err, sizeof err) != 0) {
+        fprintf(stderr, "p7bench: %s: %s\n", results_csv, err);
+        goto end;
+    }
+    resume_hint(argc, argv, hint, sizeof hint);
+    runner = (p7bench_runner){.device = device, .study = plan.study, .folder = folder, .data = c.data,
+                              .live = isatty(STDERR_FILENO), .verbose = 1, .resume_hint = hint, .cell_count = count};
+    results = calloc(count ? count : 1, sizeof *results);
+    if (!results) goto end;
+    p7bench_catch_interrupt();
+    printf("p7bench: %s study, %zu cell(s), results in %s\n", plan.study, count, out_dir);
+    int any_failed = 0, any_diverged = 0;
+    size_t ran = 0;
+    for (size_t i = 0; i < count; i++) {
+        runner.cell_index = i;
+        if (finished(done_rows, done_count, cells[i]->id)) {
+            fprintf(stderr, "p7bench: cell %zu/%zu %s: finished before (in results.csv), skipped\n", i + 1, count,
+                    cells[i]->id);
+            continue;
+        }
+        int cell_rc = p7bench_cell_run(&runner, cells[i], &results[ran]);
+        if (cell_rc == P7BENCH_INTERRUPTED) {
+            p7bench_cell_result_release(&results[ran]);
+            fprintf(stderr, "p7bench: stopped by Ctrl-C. Resume with the same command:\n  %s\n", hint);
+            rc = P7BENCH_INTERRUPTED;
+            goto end;
+        }
+        ran++;
+        any_failed |= cell_rc == P7BENCH_FAILED;
+        any_diverged |= cell_rc == P7BENCH_DIVERGED;
+        if (p7bench_interrupted()) { /* Ctrl-C while the cell was being evaluated: it is done */
+            fprintf(stderr, "p7bench: stopped by Ctrl-C. Resume with the same command:\n  %s\n", hint);
+            rc = P7BENCH_INTERRUPTED;
+            goto end;
+        }
+    }
+    p7bench_plot_study(out_dir);
+    if (strcmp(plan.study, "quick") == 0 && ran > 0) print_quick_table(results, ran);
+    printf("p7bench: results in %s/results.csv, summary in %s/summary.md\n", out_dir, out_dir);
+    rc = any_failed ? P7BENCH_FAILED : any_diverged ? P7BENCH_DIVERGED : P7BENCH_OK;
+    for (size_t i = 0; i < ran; i++) p7bench_cell_result_release(&results[i]);
+end:
+    free(results);
+    if (done_rows) p7bench_results_free(done_rows, done_count);
+    p7bench_runner_release(&runner);
+    p7bench_study_folder_close(folder);
     p7_device_close(device);
+    free(cells);
+    p7bench_study_plan_release(&plan);
+    for (size_t i = 0; i < c.override_count; i++) free(c.overrides[i]);
     return rc;
 }

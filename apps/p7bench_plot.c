@@ -317,7 +317,7 @@ static void learning_curves(plot_job *job)
 {
     group *groups;
     size_t ng = make_groups(job, &groups);
-    int have_val = 0, have_test = 0, have_train = 0;
+    int have_val = 0, have_test = 0, have_train = 0, have_train_acc = 0;
     size_t max_epochs = 0;
     for (size_t k = 0; k < ng; k++) {
         char file[64];
@@ -337,6 +337,7 @@ static void learning_curves(plot_job *job)
                 acc_add(&a[3], x->val_acc), acc_add(&a[4], x->test_loss), acc_add(&a[5], x->test_acc);
             }
             have_train |= a[0].n > 0;
+            have_train_acc |= a[1].n > 0; /* p7's trainer measures no training accuracy */
             have_val |= a[3].n > 0;
             have_test |= a[5].n > 0;
             fprintf(f, "%zu", e + 1);
@@ -352,7 +353,7 @@ static void learning_curves(plot_job *job)
     struct { const char *name, *what, *ylabel; int col, show; } plots[] = {
         {"curve-val-accuracy", "Accuracy", "Accuracy (%)", acc_col, have_val || have_test},
         {"curve-val-loss", "Loss", "Loss", loss_col, have_val || have_test},
-        {"curve-train-accuracy", "Train Accuracy", "Accuracy (%)", 3, have_train},
+        {"curve-train-accuracy", "Train Accuracy", "Accuracy (%)", 3, have_train_acc},
         {"curve-train-loss", "Train Loss", "Loss", 2, have_train},
     };
     for (size_t p = 0; ng && p < 4; p++) {

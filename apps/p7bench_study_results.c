@@ -43,6 +43,9 @@ void p7bench_cell_result_init(p7bench_cell_result *r, const char *study, const p
     r->gamma_init = (v = p7bench_config_get(c, "gamma")) ? strtod(v, NULL) : NAN;
     r->lr = (v = p7bench_config_get(c, "lr")) ? strtod(v, NULL) : NAN;
     r->final_test_acc = r->test_nll = r->test_ece = r->test_brier = r->diversity = NAN;
+    r->bma_test_acc = r->bma_test_nll = r->bma_test_ece = NAN;
+    snprintf(r->hparams, sizeof r->hparams, "%s", (v = p7bench_config_get(c, "hparams")) ? v : "");
+    snprintf(r->schedule, sizeof r->schedule, "%s", (v = p7bench_config_get(c, "schedule")) ? v : "");
     r->seconds = r->images_per_s = NAN;
     r->params_unique = r->params_used = r->params_shared = r->peak_device_bytes = -1;
     r->read_avg_test_acc = r->read_final_loss = r->read_avg_loss = NAN;
@@ -156,7 +159,7 @@ typedef enum column {
     COL_CELL, COL_LABEL, COL_STUDY, COL_STATUS, COL_MODEL, COL_OPTIMIZER, COL_DATASET, COL_EPOCHS_RUN,
     COL_TEST_LOSS, COL_TEST_ACC, COL_TEST_NLL, COL_TEST_ECE, COL_TEST_BRIER, COL_MEMBER_ACC, COL_DIVERSITY,
     COL_PARAMS_UNIQUE, COL_PARAMS_USED, COL_PARAMS_SHARED, COL_SECONDS, COL_IMAGES_PER_S, COL_PEAK_DEVICE_BYTES,
-    COL_DEVICE,
+    COL_DEVICE, COL_HPARAMS, COL_SCHEDULE, COL_BMA_SAMPLES, COL_BMA_TEST_ACC, COL_BMA_TEST_NLL, COL_BMA_TEST_ECE,
     COL_COUNT
 } column;
 
@@ -167,7 +170,7 @@ static const char *const column_names[COL_COUNT] = {
     "cell", "label", "study", "status", "model", "optimizer", "dataset", "epochs_run",
     "test_loss", "test_acc", "test_nll", "test_ece", "test_brier", "member_test_accuracy", "diversity",
     "params_unique", "params_used", "params_shared", "seconds", "images_per_s", "peak_device_bytes",
-    "device",
+    "device", "hparams", "schedule", "bma_samples", "bma_test_accuracy", "bma_test_nll", "bma_test_ece",
 };
 
 /* Each mode's column order: its original columns, then the rest in the order above. */
@@ -286,6 +289,12 @@ static void put_column(text *t, const p7bench_cell_result *r, column c)
     case COL_IMAGES_PER_S: put_float(t, r->images_per_s); break;
     case COL_PEAK_DEVICE_BYTES: if (r->peak_device_bytes >= 0) put_int(t, r->peak_device_bytes); break;
     case COL_DEVICE: put_field(t, r->device); break;
+    case COL_HPARAMS: put_field(t, r->hparams); break;
+    case COL_SCHEDULE: put_field(t, r->schedule); break;
+    case COL_BMA_SAMPLES: if (r->bma_samples > 0) put_int(t, r->bma_samples); break;
+    case COL_BMA_TEST_ACC: put_float(t, r->bma_test_acc); break;
+    case COL_BMA_TEST_NLL: put_float(t, r->bma_test_nll); break;
+    case COL_BMA_TEST_ECE: put_float(t, r->bma_test_ece); break;
     case COL_COUNT: break;
     }
 }
@@ -537,6 +546,12 @@ static int read_column(p7bench_cell_result *r, column c, const char *s)
     case COL_IMAGES_PER_S: r->images_per_s = field_double(s); break;
     case COL_PEAK_DEVICE_BYTES: r->peak_device_bytes = field_int(s, -1); break;
     case COL_DEVICE: snprintf(r->device, sizeof r->device, "%s", s); break;
+    case COL_HPARAMS: snprintf(r->hparams, sizeof r->hparams, "%s", s); break;
+    case COL_SCHEDULE: snprintf(r->schedule, sizeof r->schedule, "%s", s); break;
+    case COL_BMA_SAMPLES: r->bma_samples = field_int(s, 0); break;
+    case COL_BMA_TEST_ACC: r->bma_test_acc = field_double(s); break;
+    case COL_BMA_TEST_NLL: r->bma_test_nll = field_double(s); break;
+    case COL_BMA_TEST_ECE: r->bma_test_ece = field_double(s); break;
     default: break;
     }
     return 0;

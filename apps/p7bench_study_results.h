@@ -64,6 +64,9 @@ typedef struct p7bench_cell_result {
     long long params_unique, params_used, params_shared; /* -1: unknown */
     double seconds, images_per_s;
     long long peak_device_bytes;    /* -1: unknown */
+    char hparams[1024], schedule[256]; /* the optimizer's hyperparameters and the schedule trained with */
+    long long bma_samples;          /* IVON's Bayesian model average over this many samples; 0: none */
+    double bma_test_acc, bma_test_nll, bma_test_ece; /* % and fractions; NaN: none */
 
     /* The derived columns avg_test_accuracy, final_losses and avg_losses as read from a
      * results.csv; the writer recomputes them from the epochs, and these are NaN unless

@@ -17,9 +17,10 @@
 
 P7_TEST_FILE_DEVICE
 
-/* Checks `epochs` epochs of `p` against p7_batch_fill, starting at `first_epoch`. */
-static void check_epochs(p7_pipeline *p, const p7_dataset *ds, const p7_pipeline_options *o,
-                         uint64_t first_epoch, int epochs)
+/* Checks `epochs` epochs of `p` against p7_batch_fill, starting at batch `first_batch`
+ * of `first_epoch`. */
+static void check_epochs_from(p7_pipeline *p, const p7_dataset *ds, const p7_pipeline_options *o,
+                              uint64_t first_epoch, size_t first_batch, int epochs)
 {
     size_t bs = o->batch_size;
     float *got = malloc(bs * 3072 * sizeof *got), *want = malloc(bs * 3072 * sizeof *want);
@@ -31,7 +32,7 @@ static void check_epochs(p7_pipeline *p, const p7_dataset *ds, const p7_pipeline
     for (int e = 0; e < epochs; e++) {
         uint64_t epoch = first_epoch + (uint64_t)e;
         if (o->shuffle) p7_epoch_permutation(o->seed, epoch, order, ds->count);
-        for (size_t b = 0;; b++) {
+        for (size_t b = e == 0 ? first_batch : 0;; b++) {
             p7_batch batch;
             P7_ASSERT_OK(p7_pipeline_next(p, &batch));
             assert_int_equal(batch.epoch, epoch);
@@ -63,6 +64,12 @@ static void check_epochs(p7_pipeline *p, const p7_dataset *ds, const p7_pipeline
     free(order);
 }
 
+static void check_epochs(p7_pipeline *p, const p7_dataset *ds, const p7_pipeline_options *o,
+                         uint64_t first_epoch, int epochs)
+{
+    check_epochs_from(p, ds, o, first_epoch, 0, epochs);
+}
+
 static void test_pipeline_matches_host(void **state)
 {
     (void)state;
@@ -85,6 +92,15 @@ static void test_pipeline_matches_host(void **state)
     P7_ASSERT_OK(p7_pipeline_create(device, &ds, &o, &p));
     check_epochs(p, &ds, &o, 4, 1);
     p7_pipeline_destroy(p);
+
+    /* Resumed mid-epoch, at batch 5 of epoch 3: the rest of that epoch (the seeded order
+     * and augmentation of epoch 3), then epoch 4 whole. */
+    o.start_epoch = 3;
+    o.start_batch = 5;
+    P7_ASSERT_OK(p7_pipeline_create(device, &ds, &o, &p));
+    check_epochs_from(p, &ds, &o, 3, 5, 2);
+    p7_pipeline_destroy(p);
+    o.start_batch = 0;
 
     /* drop_last, no shuffle, no augmentation, CIFAR-100 constants. */
     o.start_epoch = 0;
@@ -120,6 +136,11 @@ static void test_pipeline_errors(void **state)
     p7_dataset empty = {0};
     o.batch_size = 4;
     assert_int_equal(p7_pipeline_create(device, &empty, &o, &p), P7_ERROR_INVALID_ARGUMENT);
+    /* A start batch past the epoch's last (10 images in batches of 4: 3 batches). */
+    o.start_batch = 3;
+    assert_int_equal(p7_pipeline_create(device, &ds, &o, &p), P7_ERROR_INVALID_ARGUMENT);
+    assert_null(p);
+    o.start_batch = 0;
     /* Fewer images than one batch with drop_last: every call reports the epoch end. */
     o.batch_size = 16;
     o.drop_last = 1;

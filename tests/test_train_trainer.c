@@ -1,7 +1,8 @@
 /* The trainer on the built-in synthetic set: the loss falls, one seed gives one run,
  * clipping bounds the step, the schedule reaches the optimizer, early stopping restores
  * the best epoch's weights, IVON reports its model average, ensembles and the faithful
- * switches (test as validation, four loaders, the joint loss) run, divergence ends the run. */
+ * switches (test as validation, four loaders, the joint loss) run, divergence ends the run,
+ * and a run stopped mid-epoch and resumed from saved state ends bit for bit the same. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -276,6 +277,128 @@ static void test_divergence_ends_the_run(void **state)
     assert_non_null(strstr(p7_last_error(), "epochs 0"));
 }
 
+/* on_step: stop once at (stop_epoch, stop_batch). */
+typedef struct stop_at {
+    int epoch;
+    size_t batch;
+    int calls;
+} stop_at;
+
+static int stop_when(const p7_step_progress *p, void *user)
+{
+    stop_at *s = user;
+    s->calls++;
+    assert_true(p->batch >= 1 && p->batch < p->batches);
+    return p->epoch == s->epoch && p->batch == s->batch;
+}
+
+static void assert_same_report(const p7_epoch_report *a, const p7_epoch_report *b)
+{
+    assert_int_equal(a->epoch, b->epoch);
+    assert_int_equal(a->step, b->step);
+    assert_int_equal(a->outcome, b->outcome);
+    assert_true(a->train_loss == b->train_loss && a->lr == b->lr);
+    assert_true(a->val.nll == b->val.nll && a->val.accuracy == b->val.accuracy && a->val.ece == b->val.ece);
+    assert_true(a->test.nll == b->test.nll && a->test.accuracy == b->test.accuracy);
+    assert_int_equal(a->has_bma, b->has_bma);
+    assert_true(!a->has_bma || (a->test_bma.nll == b->test_bma.nll && a->test_bma.accuracy == b->test_bma.accuracy));
+    assert_int_equal(a->restored_epoch, b->restored_epoch);
+}
+
+/* A run stopped mid-epoch by on_step, saved (model, optimizer, best weights, trainer
+ * state) and resumed in fresh objects ends bit for bit as the uninterrupted run: IVON
+ * (its noise and MC samples), a per-step warm-up cosine schedule, augmentation, and early
+ * stopping whose best epoch (1: min_delta keeps later epochs from improving) is restored
+ * at the end from the saved snapshot. Stopping and continuing in place changes nothing
+ * either. */
+static void test_resume_mid_epoch_is_bit_identical(void **state)
+{
+    (void)state;
+    p7_train_config c = {.epochs = 3, .batch = 64, .seed = 9, .patience = 5, .min_delta = 1e9,
+                         .test_every_epoch = 1, .bma_samples = 2, .augment = P7_AUGMENT_CROP | P7_AUGMENT_FLIP};
+    P7_ASSERT_OK(p7_schedule_parse("warmup-cosine:warmup=1,per=step", &c.schedule));
+    const char *hp = "lr=0.1,hess_init=0.5";
+    p7_epoch_report want[3], got[3];
+    int n;
+    fixture f;
+    setup_run(&f, 640, 1, "ivon", hp, 9, &c); /* 10 batches an epoch */
+    run_all(&f, want, 3, &n);
+    assert_int_equal(n, 3);
+    assert_int_equal(want[2].restored_epoch, 1);
+    size_t np = p7_model_param_count(f.model);
+    float **final = calloc(np, sizeof *final);
+    for (size_t i = 0; i < np; i++) final[i] = p7_test_download(p7_model_param(f.model, i, NULL));
+    teardown_run(&f);
+
+    /* stopped at batch 4 of epoch 3 and continued in place */
+    stop_at stop = {.epoch = 3, .batch = 4};
+    c.on_step = stop_when;
+    c.on_step_user = &stop;
+    setup_run(&f, 640, 1, "ivon", hp, 9, &c);
+    P7_ASSERT_OK(p7_trainer_run_epoch(f.trainer, &got[0]));
+    P7_ASSERT_OK(p7_trainer_run_epoch(f.trainer, &got[1]));
+    p7_epoch_report interrupted;
+    P7_ASSERT_OK(p7_trainer_run_epoch(f.trainer, &interrupted));
+    assert_int_equal(interrupted.outcome, P7_EPOCH_INTERRUPTED);
+    assert_false(interrupted.has_val || interrupted.has_test);
+    assert_false(p7_trainer_done(f.trainer));
+    p7_trainer_state s;
+    P7_ASSERT_OK(p7_trainer_get_state(f.trainer, &s));
+    assert_int_equal(s.epoch, 2);
+    assert_int_equal(s.batch, 4);
+    assert_int_equal(s.step, 24);
+    assert_int_equal(s.early_stopping.best_epoch, 1);
+    assert_true(s.loss_sum > 0);
+    FILE *saved = tmpfile();
+    assert_non_null(saved);
+    P7_ASSERT_OK(p7_model_save_stream(f.model, saved, "checkpoint"));
+    P7_ASSERT_OK(p7_optimizer_save_stream(f.opt, saved));
+    p7_weights_snapshot *best = p7_trainer_best_weights(f.trainer);
+    assert_non_null(best);
+    P7_ASSERT_OK(p7_weights_snapshot_swap(best));
+    P7_ASSERT_OK(p7_model_save_stream(f.model, saved, "checkpoint best"));
+    P7_ASSERT_OK(p7_weights_snapshot_swap(best));
+    P7_ASSERT_OK(p7_trainer_run_epoch(f.trainer, &got[2]));
+    for (int e = 0; e < 3; e++) assert_same_report(&want[e], &got[e]);
+    teardown_run(&f);
+
+    /* resumed in new objects from the saved point */
+    c.on_step = NULL;
+    setup_run(&f, 640, 1, "ivon", hp, 9, &c);
+    rewind(saved);
+    P7_ASSERT_OK(p7_model_load_stream(f.model, saved, "checkpoint"));
+    P7_ASSERT_OK(p7_optimizer_load_stream(f.opt, saved));
+    best = p7_trainer_best_weights(f.trainer);
+    P7_ASSERT_OK(p7_weights_snapshot_swap(best));
+    P7_ASSERT_OK(p7_model_load_stream(f.model, saved, "checkpoint best"));
+    P7_ASSERT_OK(p7_weights_snapshot_swap(best));
+    fclose(saved);
+    P7_ASSERT_OK(p7_trainer_set_state(f.trainer, &s));
+    P7_ASSERT_OK(p7_trainer_run_epoch(f.trainer, &got[2]));
+    assert_same_report(&want[2], &got[2]);
+    assert_true(p7_trainer_done(f.trainer));
+    for (size_t i = 0; i < np; i++) {
+        p7_tensor *t = p7_model_param(f.model, i, NULL);
+        float *now = p7_test_download(t);
+        assert_memory_equal(now, final[i], p7_tensor_numel(t) * sizeof(float));
+        free(now);
+        free(final[i]);
+    }
+    free(final);
+
+    /* a state of another shape of run is refused */
+    teardown_run(&f);
+    setup_run(&f, 640, 1, "ivon", hp, 9, &c);
+    p7_trainer_state odd = s;
+    odd.step = 23;
+    assert_int_equal(p7_trainer_set_state(f.trainer, &odd), P7_ERROR_INVALID_ARGUMENT);
+    assert_non_null(strstr(p7_last_error(), "step 23"));
+    odd = s;
+    odd.batch = 10;
+    assert_int_equal(p7_trainer_set_state(f.trainer, &odd), P7_ERROR_INVALID_ARGUMENT);
+    teardown_run(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -287,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_ivon_reports_bma),
         cmocka_unit_test(test_ensembles_and_faithful_loaders),
         cmocka_unit_test(test_divergence_ends_the_run),
+        cmocka_unit_test(test_resume_mid_epoch_is_bit_identical),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -191,7 +191,7 @@ static void bad_overrides_name_the_key(void **state)
         {"alpha-gamma", "pairs=all", "combined regime only"},
         {"alpha-gamma", "novalue", "expected key=value"},
         {"sharing", "regime=sideways", "expected one of within,between,combined"},
-        {"sharing", "dataset=synthetic", "no grid for regime=within on dataset=synthetic"},
+        {"sharing", "regime=sideways", "regime=sideways: expected one of within,between,combined"},
         {"nosuch", "lr=1", "no study 'nosuch'"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {

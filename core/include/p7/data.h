@@ -192,6 +192,8 @@ typedef struct p7_pipeline_options {
     int augment;              /* P7_AUGMENT_* flags; 0 by default, as in the original */
     uint64_t seed;
     uint64_t start_epoch;     /* first epoch to produce (to resume a run) */
+    size_t start_batch;       /* first batch of start_epoch to produce (to resume mid-epoch); the
+                                 batches before it are skipped, not prepared */
     p7_normalization norm;    /* zero std means: CIFAR-10 constants */
 } p7_pipeline_options;
 

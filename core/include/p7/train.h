@@ -84,6 +84,11 @@ P7_API p7_status p7_weights_snapshot_create(p7_model *model, p7_weights_snapshot
 P7_API p7_status p7_weights_snapshot_take(p7_weights_snapshot *snapshot);
 P7_API p7_status p7_weights_snapshot_restore(p7_weights_snapshot *snapshot);
 P7_API void p7_weights_snapshot_destroy(p7_weights_snapshot *snapshot); /* NULL is a no-op */
+/* Exchanges the model's parameters and buffers with the snapshot's copies (through one
+ * device scratch buffer of the largest tensor), so the snapshot can be saved and loaded
+ * with the model's own files: swap, p7_model_save_stream, swap back. Afterwards the
+ * snapshot counts as taken. */
+P7_API p7_status p7_weights_snapshot_swap(p7_weights_snapshot *snapshot);
 
 /* ---- recipes (recipe.c) ---- */
 
@@ -102,6 +107,21 @@ P7_API const p7_recipe *p7_recipe_find(const char *optimizer_name);
 P7_API p7_status p7_recipe_merge_hparams(const char *recipe, const char *user, char *out, size_t size);
 
 /* ---- the trainer (trainer.c) ---- */
+
+/* Where a run is, after each optimizer step (p7_train_config.on_step). */
+typedef struct p7_step_progress {
+    int epoch;               /* the epoch in progress, 1-based */
+    size_t batch, batches;   /* steps done in this epoch; steps per epoch */
+    uint64_t step;           /* optimizer steps so far */
+    double loss;             /* the epoch's mean training loss as last read back (every 25 steps); NaN before */
+    double images_per_s;     /* training images per second in this epoch (since a resume) */
+    double seconds;          /* wall time of this epoch so far (since a resume) */
+} p7_step_progress;
+
+/* Called after every optimizer step, on the host, with no device synchronisation.
+ * Returning nonzero stops the epoch after this step (a user's Ctrl-C: the trainer needs no
+ * signal handling of its own): p7_trainer_run_epoch then reports P7_EPOCH_INTERRUPTED. */
+typedef int (*p7_step_callback)(const p7_step_progress *progress, void *user);
 
 typedef struct p7_train_config {
     int epochs;              /* > 0 */
@@ -122,12 +142,17 @@ typedef struct p7_train_config {
                                 one step (no BatchNorm); 0: the batch, or what fits the device */
     p7_normalization norm;   /* zero std: the CIFAR-10 constants */
     const char *model_label; /* names the model in messages (the memory check); NULL: "the model" */
+    p7_step_callback on_step;/* may be NULL */
+    void *on_step_user;
 } p7_train_config;
 
 typedef enum p7_epoch_outcome {
     P7_EPOCH_OK = 0,
     P7_EPOCH_DIVERGED = 1,   /* the training loss went non-finite or above max_loss: no evaluation */
-    P7_EPOCH_EARLY_STOP = 2  /* patience ran out after this epoch */
+    P7_EPOCH_EARLY_STOP = 2, /* patience ran out after this epoch */
+    P7_EPOCH_INTERRUPTED = 3 /* on_step asked to stop mid-epoch: no evaluation; the next
+                                p7_trainer_run_epoch continues the same epoch, and
+                                p7_trainer_get_state gives the position to resume from */
 } p7_epoch_outcome;
 
 typedef struct p7_epoch_report {
@@ -168,20 +193,32 @@ P7_API int p7_trainer_done(const p7_trainer *trainer);
 P7_API int p7_trainer_chunk(const p7_trainer *trainer);
 
 /* Runs epochs until done; `on_epoch` (may be NULL) sees each report and stops the run by
- * returning nonzero. *last (may be NULL) receives the last report. */
+ * returning nonzero. An interrupted epoch (P7_EPOCH_INTERRUPTED) ends the call without
+ * on_epoch. *last (may be NULL) receives the last report. */
 typedef int (*p7_epoch_callback)(const p7_epoch_report *report, void *user);
 P7_API p7_status p7_trainer_run(p7_trainer *trainer, p7_epoch_callback on_epoch, void *user, p7_epoch_report *last);
 
-/* What a resumed run needs besides the model and optimizer state. */
+/* What a resumed run needs besides the model and optimizer state (and, with early
+ * stopping, the best weights: p7_trainer_best_weights). */
 typedef struct p7_trainer_state {
     int epoch;               /* epochs completed */
     uint64_t step;           /* optimizer steps taken */
     p7_early_stopping_state early_stopping;
+    size_t batch;            /* steps done in the unfinished epoch `epoch + 1` (0: at an epoch boundary) */
+    float loss_sum;          /* their summed training loss, the float the device holds */
 } p7_trainer_state;
+/* Reads the partial epoch's loss sum back from the device when mid-epoch. */
 P7_API p7_status p7_trainer_get_state(const p7_trainer *trainer, p7_trainer_state *out);
-/* Before the first epoch only: continue at state->epoch + 1 (the data pipeline starts
- * there, so the run sees what an uninterrupted one would). */
+/* Before the first step only: continue at batch state->batch of epoch state->epoch + 1
+ * (the data pipeline starts there, the schedule's learning rate is set again, the loss sum
+ * carries on from state->loss_sum), so with the model and optimizer loaded from the same
+ * point the run goes on bit for bit as an uninterrupted one. */
 P7_API p7_status p7_trainer_set_state(p7_trainer *trainer, const p7_trainer_state *state);
+
+/* The early-stopping snapshot of the best epoch's weights (borrowed), or NULL when the
+ * run keeps none (no validation set, patience 0, or faithful es-no-restore). A checkpoint
+ * saves it when early_stopping.best_epoch > 0 (p7_weights_snapshot_swap). */
+P7_API p7_weights_snapshot *p7_trainer_best_weights(p7_trainer *trainer);
 
 /* The BMA samples used when the config says "default": 8 on CPU devices, 32 elsewhere
  * (the authors use 64; more samples mostly improve NLL, and a CPU pays S forward passes). */

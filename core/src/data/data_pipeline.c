@@ -69,7 +69,8 @@ static void *worker_main(void *arg)
     const p7_dataset *ds = p->dataset;
     uint32_t *order = p->opt.shuffle ? malloc(ds->count * sizeof *order) : NULL;
     uint64_t epoch = p->opt.start_epoch;
-    size_t b = 0;
+    size_t b = p->opt.start_batch;
+    int first = 1;
     uint64_t seq = 0;
     for (;;) {
         slot *s = &p->slots[seq % 2];
@@ -84,7 +85,8 @@ static void *worker_main(void *arg)
         if (p->opt.shuffle && !order) {
             st = p7_fail(P7_ERROR_OUT_OF_MEMORY, "pipeline: no host memory for the epoch order");
         } else {
-            if (b == 0 && order) p7_epoch_permutation(p->opt.seed, epoch, order, ds->count);
+            if ((b == 0 || first) && order) p7_epoch_permutation(p->opt.seed, epoch, order, ds->count);
+            first = 0;
             size_t start = b * p->opt.batch_size;
             size_t count = ds->count - start < p->opt.batch_size ? ds->count - start : p->opt.batch_size;
             s->count = count;
@@ -160,6 +162,13 @@ p7_status p7_pipeline_create(p7_device *device, const p7_dataset *dataset,
         p->opt.norm = p7_normalization_cifar10();
     p->batches = p7_batch_count(dataset->count, options->batch_size, options->drop_last);
     p->epoch = options->start_epoch;
+    if (options->start_batch > 0 && options->start_batch >= p->batches) {
+        size_t batches = p->batches;
+        free(p);
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "pipeline: start batch %zu, but an epoch of %s has %zu batch(es)",
+                       options->start_batch, dataset->name, batches);
+    }
+    p->next_index = options->start_batch;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
 

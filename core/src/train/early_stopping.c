@@ -102,3 +102,30 @@ p7_status p7_weights_snapshot_restore(p7_weights_snapshot *s)
     }
     return P7_SUCCESS;
 }
+
+p7_status p7_weights_snapshot_swap(p7_weights_snapshot *s)
+{
+    if (!s) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_weights_snapshot_swap: NULL snapshot");
+    size_t largest = 0;
+    for (size_t i = 0; i < s->count; i++)
+        if (p7_tensor_numel(s->tensors[i]) > largest) largest = p7_tensor_numel(s->tensors[i]);
+    if (largest == 0) {
+        s->taken = 1;
+        return P7_SUCCESS;
+    }
+    p7_buffer *scratch = NULL;
+    P7_TRY(p7_buffer_alloc(s->device, largest * sizeof(float), &scratch));
+    p7_status st = P7_SUCCESS;
+    /* model -> scratch, copy -> model, scratch -> copy; the in-order queue keeps the three apart */
+    for (size_t i = 0; i < s->count && st == P7_SUCCESS; i++) {
+        p7_tensor *t = s->tensors[i];
+        size_t offset = p7_tensor_offset(t) * sizeof(float), bytes = p7_tensor_numel(t) * sizeof(float);
+        st = p7_buffer_copy(s->device, p7_tensor_mem(t), offset, scratch, 0, bytes);
+        if (st == P7_SUCCESS) st = p7_buffer_copy(s->device, p7_buffer_mem(s->copies[i]), 0, t->storage->buffer, offset, bytes);
+        if (st == P7_SUCCESS) st = p7_buffer_copy(s->device, p7_buffer_mem(scratch), 0, s->copies[i], 0, bytes);
+    }
+    if (st == P7_SUCCESS) st = p7_device_finish(s->device); /* the scratch buffer is freed next */
+    p7_buffer_free(scratch);
+    if (st == P7_SUCCESS) s->taken = 1;
+    return st;
+}

@@ -49,6 +49,13 @@ struct p7_trainer {
     int epoch;                   /* epochs completed */
     uint64_t step;
     int done;
+    /* the epoch in progress, kept across an interruption (on_step) or a resume */
+    size_t epoch_steps;          /* steps done in it */
+    size_t epoch_images;         /* images trained on since it started or resumed */
+    double epoch_seconds;        /* training time of the calls before an interruption */
+    double mean_loss;            /* as last read back; NaN before */
+    int resume_sum;              /* set_state mid-epoch: loss_sum starts from resume_sum_value */
+    float resume_sum_value;
 };
 
 static double now_s(void)
@@ -141,6 +148,7 @@ p7_status p7_trainer_create(p7_device *device, p7_model *model, p7_optimizer *op
             st = p7_fail(st, "a learning-rate schedule needs the optimizer's 'lr' hyperparameter: %s", p7_last_error());
     }
     t->lr_now = t->base_lr;
+    t->mean_loss = NAN;
     if (st == P7_SUCCESS) {
         /* Refuse a step that cannot fit before training: otherwise PoCL would map buffers
          * until it aborts, or a GPU would fail mid-epoch. Four loaders hold four graphs. */
@@ -201,9 +209,13 @@ int p7_trainer_done(const p7_trainer *t) { return !t || t->done; }
 p7_status p7_trainer_get_state(const p7_trainer *t, p7_trainer_state *out)
 {
     if (!t || !out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_trainer_get_state: NULL argument");
+    memset(out, 0, sizeof *out);
     out->epoch = t->epoch;
     out->step = t->step;
     out->early_stopping = t->es;
+    out->batch = t->epoch_steps;
+    if (t->epoch_steps > 0 && t->loss_sum) P7_TRY(p7_tensor_download(t->loss_sum, &out->loss_sum, 1));
+    else if (t->epoch_steps > 0) out->loss_sum = t->resume_sum_value; /* resumed, no step since */
     return P7_SUCCESS;
 }
 
@@ -215,9 +227,22 @@ p7_status p7_trainer_set_state(p7_trainer *t, const p7_trainer_state *s)
     if (s->epoch < 0 || s->epoch > t->c.epochs)
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_trainer_set_state: epoch %d is outside 0 .. %d", s->epoch,
                        t->c.epochs);
+    if (s->batch >= t->batches || (s->batch > 0 && s->epoch == t->c.epochs))
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_trainer_set_state: batch %zu of epoch %d, but an epoch has %zu "
+                       "batches and the run %d epochs", s->batch, s->epoch + 1, t->batches, t->c.epochs);
+    if (s->step != (uint64_t)s->epoch * t->batches + s->batch)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_trainer_set_state: step %llu, but epoch %d and batch %zu with %zu "
+                       "batches an epoch make %llu: the state is of another run (batch size or training set)",
+                       (unsigned long long)s->step, s->epoch, s->batch, t->batches,
+                       (unsigned long long)((uint64_t)s->epoch * t->batches + s->batch));
     t->epoch = s->epoch;
     t->step = s->step;
     t->es = s->early_stopping;
+    t->epoch_steps = s->batch;
+    t->resume_sum = s->batch > 0;
+    t->resume_sum_value = s->loss_sum;
+    t->mean_loss = NAN;
+    t->lr_now = NAN; /* the next set_lr always reaches the optimizer */
     t->done = t->epoch >= t->c.epochs || t->es.stopped;
     return P7_SUCCESS;
 }
@@ -229,7 +254,8 @@ static p7_status open_pipelines(p7_trainer *t)
 {
     for (int i = 0; i < t->loaders; i++) {
         p7_pipeline_options po = {.batch_size = (size_t)t->c.batch, .shuffle = 1, .seed = t->c.seed + 1000ull * (uint64_t)i,
-                                  .augment = t->c.augment, .start_epoch = (uint64_t)t->epoch, .norm = t->c.norm};
+                                  .augment = t->c.augment, .start_epoch = (uint64_t)t->epoch,
+                                  .start_batch = t->epoch_steps, .norm = t->c.norm};
         P7_TRY(p7_pipeline_create(t->device, t->train, &po, &t->pipes[i]));
     }
     return P7_SUCCESS;
@@ -358,6 +384,12 @@ static p7_status train_step(p7_trainer *t, const p7_batch *batches)
         /* restore even after a failure, so the model keeps its mean weights */
         p7_status rs = p7_optimizer_restore(t->opt, 1);
         if (st == P7_SUCCESS) st = rs;
+        if (st == P7_SUCCESS && s == 0 && !t->loss_sum && t->resume_sum) {
+            /* resumed mid-epoch: the sum goes on from the float the device held */
+            st = p7_tensor_create(t->device, p7_tensor_ndim(loss), p7_tensor_shape(loss), &t->loss_sum);
+            if (st == P7_SUCCESS) st = p7_tensor_fill(t->loss_sum, t->resume_sum_value);
+            t->resume_sum = 0;
+        }
         if (st == P7_SUCCESS && s == 0) { /* the epoch's loss stays on the device: no sync per step */
             if (t->loss_sum) {
                 p7_tensor *sum = NULL;
@@ -453,11 +485,15 @@ p7_status p7_trainer_run_epoch(p7_trainer *t, p7_epoch_report *r)
     r->epoch = epoch;
     double t0 = now_s();
     const uint64_t total_steps = (uint64_t)t->c.epochs * t->batches;
+    if (t->epoch_steps == 0) {
+        t->epoch_images = 0;
+        t->epoch_seconds = 0;
+        t->mean_loss = NAN;
+    }
     if (!t->c.schedule.per_step) P7_TRY(set_lr(t, (uint64_t)(epoch - 1), (uint64_t)t->c.epochs, 1));
-    size_t steps = 0, images = 0;
-    double mean_loss = 0;
     p7_status st = P7_SUCCESS;
-    for (size_t bi = 0;; bi++) {
+    int interrupted = 0;
+    for (;;) { /* until the pipeline's end-of-epoch mark */
         p7_batch b[MAX_LOADERS];
         for (int i = 0; i < t->loaders && st == P7_SUCCESS; i++) st = p7_pipeline_next(t->pipes[i], &b[i]);
         if (st != P7_SUCCESS || b[0].count == 0) break;
@@ -465,21 +501,48 @@ p7_status p7_trainer_run_epoch(p7_trainer *t, p7_epoch_report *r)
         if (st == P7_SUCCESS) st = train_step(t, b);
         if (st != P7_SUCCESS) break;
         t->step++;
-        steps++;
-        for (int i = 0; i < t->loaders; i++) images += b[i].count;
-        if (steps % LOSS_CHECK_EVERY == 0 || bi + 1 == t->batches) {
+        t->epoch_steps++;
+        for (int i = 0; i < t->loaders; i++) t->epoch_images += b[i].count;
+        if (t->epoch_steps % LOSS_CHECK_EVERY == 0 || t->epoch_steps == t->batches) {
             float sum_host = 0;
             if ((st = p7_tensor_download(t->loss_sum, &sum_host, 1)) != P7_SUCCESS) break;
-            mean_loss = (double)sum_host / (double)steps;
-            if (diverged(mean_loss, t->c.max_loss)) break; /* the run ends here: no need to drain */
+            t->mean_loss = (double)sum_host / (double)t->epoch_steps;
+            if (diverged(t->mean_loss, t->c.max_loss)) break; /* the run ends here: no need to drain */
+        }
+        if (t->c.on_step && t->epoch_steps < t->batches) {
+            double seconds = now_s() - t0;
+            p7_step_progress p = {.epoch = epoch, .batch = t->epoch_steps, .batches = t->batches, .step = t->step,
+                                  .loss = t->mean_loss, .seconds = t->epoch_seconds + seconds,
+                                  .images_per_s = t->epoch_seconds + seconds > 0
+                                                      ? (double)t->epoch_images / (t->epoch_seconds + seconds)
+                                                      : 0};
+            if (t->c.on_step(&p, t->c.on_step_user)) {
+                interrupted = 1;
+                break;
+            }
         }
     }
-    p7_tensor_release(t->loss_sum);
-    t->loss_sum = NULL;
+    const double mean_loss = t->mean_loss;
     if (st != P7_SUCCESS) {
+        p7_tensor_release(t->loss_sum);
+        t->loss_sum = NULL;
         t->done = 1;
         return st;
     }
+    if (interrupted) { /* the epoch stays open: loss sum, pipelines and counters as they are */
+        t->epoch_seconds += now_s() - t0;
+        r->outcome = P7_EPOCH_INTERRUPTED;
+        r->step = t->step;
+        r->lr = t->lr_now;
+        r->train_loss = mean_loss;
+        r->train_seconds = r->seconds = t->epoch_seconds;
+        r->images_per_s = t->epoch_seconds > 0 ? (double)t->epoch_images / t->epoch_seconds : 0;
+        return P7_SUCCESS;
+    }
+    p7_tensor_release(t->loss_sum);
+    t->loss_sum = NULL;
+    const size_t images = t->epoch_images;
+    t->epoch_steps = 0;
     r->step = t->step;
     r->lr = t->lr_now;
     if (t->c.schedule.kind == P7_SCHEDULE_CONSTANT && p7_optimizer_get(t->opt, 0, "lr", &r->lr) != P7_SUCCESS) {
@@ -492,12 +555,12 @@ p7_status p7_trainer_run_epoch(p7_trainer *t, p7_epoch_report *r)
         P7_TRY(p7_tensor_download(t->grad_norm, &norm, 1));
         r->grad_norm = norm;
     }
-    r->train_seconds = now_s() - t0;
+    r->train_seconds = t->epoch_seconds + (now_s() - t0);
     r->images_per_s = r->train_seconds > 0 ? (double)images / r->train_seconds : 0;
     t->epoch = epoch;
     if (diverged(mean_loss, t->c.max_loss)) {
         r->outcome = P7_EPOCH_DIVERGED;
-        r->seconds = now_s() - t0;
+        r->seconds = t->epoch_seconds + (now_s() - t0);
         t->done = 1;
         return P7_SUCCESS;
     }
@@ -526,7 +589,7 @@ p7_status p7_trainer_run_epoch(p7_trainer *t, p7_epoch_report *r)
         r->bma_samples = bma;
     }
     r->outcome = stop ? P7_EPOCH_EARLY_STOP : P7_EPOCH_OK;
-    r->seconds = now_s() - t0;
+    r->seconds = t->epoch_seconds + (now_s() - t0);
     t->done = stop || last;
     return P7_SUCCESS;
 }
@@ -538,6 +601,7 @@ p7_status p7_trainer_run(p7_trainer *t, p7_epoch_callback on_epoch, void *user, 
     memset(&r, 0, sizeof r);
     while (!t->done) {
         P7_TRY(p7_trainer_run_epoch(t, &r));
+        if (r.outcome == P7_EPOCH_INTERRUPTED) break;
         if (on_epoch && on_epoch(&r, user)) break;
     }
     if (last) *last = r;
@@ -545,3 +609,5 @@ p7_status p7_trainer_run(p7_trainer *t, p7_epoch_callback on_epoch, void *user, 
 }
 
 int p7_trainer_chunk(const p7_trainer *t) { return t ? t->chunk : 0; }
+
+p7_weights_snapshot *p7_trainer_best_weights(p7_trainer *t) { return t ? t->best : NULL; }
