@@ -4,6 +4,7 @@
 #include "p7bench_plot.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -476,11 +477,20 @@ static int find_gnuplot(char *out, size_t size)
     }
 }
 
+/* gnuplot's own messages ("empty x range" for a one-epoch run, and so on) go to
+ * SCRIPT.log beside the script, not to the study's console; a failure shows the log. */
 static int run_gnuplot(const char *gnuplot, const char *script)
 {
     pid_t pid;
+    char log[8192];
+    snprintf(log, sizeof log, "%s.log", script);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
     char *argv[] = {(char *)gnuplot, (char *)script, NULL};
-    int rc = posix_spawn(&pid, gnuplot, NULL, NULL, argv, environ);
+    int rc = posix_spawn(&pid, gnuplot, &actions, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
     if (rc != 0) {
         fprintf(stderr, "p7bench plot: cannot start %s: %s\n", gnuplot, strerror(rc));
         return 1;
@@ -489,8 +499,12 @@ static int run_gnuplot(const char *gnuplot, const char *script)
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR) return 1;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "p7bench plot: gnuplot failed on %s (exit %d)\n", script,
+        fprintf(stderr, "p7bench plot: gnuplot failed on %s (exit %d); its messages:\n", script,
                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        FILE *f = fopen(log, "r");
+        char line[512];
+        while (f && fgets(line, sizeof line, f)) fprintf(stderr, "  %s", line);
+        if (f) fclose(f);
         return 1;
     }
     return 0;
