@@ -14,6 +14,17 @@ static p7_status launch_1d(p7_device *device, cl_kernel kernel, size_t n, const 
     return p7_launch(device, kernel, 1, &global, NULL, label);
 }
 
+/* A (hw, planes) range for the per-plane channel kernels: one work-group row per plane. */
+static p7_status launch_planes(p7_device *device, cl_kernel kernel, size_t hw, size_t planes, const char *label)
+{
+    size_t local[2] = {hw < 256 ? hw : 256, 1};
+    size_t global[2] = {round_up(hw, local[0]), planes};
+    return p7_launch(device, kernel, 2, global, local, label);
+}
+
+/* The planes form pays off once a plane holds a vector's worth of floats. */
+enum { CHANNEL_PLANES_MIN_HW = 16 };
+
 static p7_status same_count(const char *op, const p7_tensor *a, const p7_tensor *b)
 {
     if (!a || !b) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL tensor", op);
@@ -122,9 +133,15 @@ static p7_status channel_broadcast(const char *op, const p7_tensor *x, const p7_
     P7_TRY(same_count(op, x, y));
     p7_device *d = p7_tensor_device(x);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_channel_broadcast", &k));
     cl_mem xm = p7_tensor_mem(x), vm = p7_tensor_mem(v), ym = p7_tensor_mem(y);
     cl_ulong xo = p7_tensor_offset(x), vo = p7_tensor_offset(v), yo = p7_tensor_offset(y), n = p7_tensor_numel(x);
+    if (g.hw >= CHANNEL_PLANES_MIN_HW) {
+        P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_channel_broadcast_planes", &k));
+        P7_TRY(P7_SET_ARGS(k, op, P7_ARG(xm), P7_ARG(xo), P7_ARG(vm), P7_ARG(vo), P7_ARG(ym), P7_ARG(yo),
+                           P7_ARG(g.channels), P7_ARG(g.hw), P7_ARG(g.rows_per_member), P7_ARG(code)));
+        return launch_planes(d, k, g.hw, (size_t)n / g.hw, op);
+    }
+    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_channel_broadcast", &k));
     P7_TRY(P7_SET_ARGS(k, op, P7_ARG(xm), P7_ARG(xo), P7_ARG(vm), P7_ARG(vo), P7_ARG(ym), P7_ARG(yo), P7_ARG(n),
                        P7_ARG(g.channels), P7_ARG(g.hw), P7_ARG(g.rows_per_member), P7_ARG(code)));
     return launch_1d(d, k, n, op);
@@ -166,10 +183,17 @@ p7_status p7_channel_mul_backward_x(const p7_tensor *dy, const p7_tensor *v, int
     P7_TRY(same_count("channel_mul backward (dx)", dy, dx));
     p7_device *d = p7_tensor_device(dy);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_channel_mul_backward_x", &k));
     cl_mem dym = p7_tensor_mem(dy), vm = p7_tensor_mem(v), dxm = p7_tensor_mem(dx);
     cl_ulong dyo = p7_tensor_offset(dy), vo = p7_tensor_offset(v), dxo = p7_tensor_offset(dx), n = p7_tensor_numel(dy);
     cl_int acc = dx_accumulate != 0;
+    if (g.hw >= CHANNEL_PLANES_MIN_HW) {
+        P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_channel_mul_backward_x_planes", &k));
+        P7_TRY(P7_SET_ARGS(k, "channel_mul backward (dx)", P7_ARG(dym), P7_ARG(dyo), P7_ARG(vm), P7_ARG(vo),
+                           P7_ARG(dxm), P7_ARG(dxo), P7_ARG(g.channels), P7_ARG(g.hw), P7_ARG(g.rows_per_member),
+                           P7_ARG(acc)));
+        return launch_planes(d, k, g.hw, (size_t)n / g.hw, "channel_mul.backward_x");
+    }
+    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_channel_mul_backward_x", &k));
     P7_TRY(P7_SET_ARGS(k, "channel_mul backward (dx)", P7_ARG(dym), P7_ARG(dyo), P7_ARG(vm), P7_ARG(vo),
                        P7_ARG(dxm), P7_ARG(dxo), P7_ARG(n), P7_ARG(g.channels), P7_ARG(g.hw),
                        P7_ARG(g.rows_per_member), P7_ARG(acc)));
