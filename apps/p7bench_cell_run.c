@@ -207,7 +207,7 @@ static void duration(double s, char *out, size_t size)
 
 static const char checkpoint_magic[8] = {'P', '7', 'B', 'C', 'K', 'P', 'T', '\0'};
 static const char checkpoint_end[8] = {'P', '7', 'B', 'E', 'N', 'D', '\0', '\0'};
-enum { CHECKPOINT_VERSION = 1 };
+enum { CHECKPOINT_VERSION = 2 }; /* 2: the epoch records hold every metric of the report */
 
 /* What a checkpoint holds besides the model, the optimizer and the best weights. */
 typedef struct cell_progress {
@@ -436,13 +436,42 @@ static int on_step(const p7_step_progress *p, void *user)
     return p7bench_interrupted();
 }
 
-static void record_epoch(p7bench_cell_result *r, const p7_epoch_report *e, int has_val)
+_Static_assert(P7BENCH_MEMBERS_MAX == P7_METRICS_MAX_MEMBERS, "an epoch record keeps every member p7 scores");
+
+/* One split's metrics into the record's fields (accuracies in percent). */
+static void record_split(const p7_metrics_summary *s, double *acc, double *nll, double *ece, double *brier,
+                         double *diversity, int *members, double *member_acc)
 {
-    p7bench_epoch_record rec = {.epoch = e->epoch, .train_loss = e->train_loss, .train_acc = NAN,
-                                .val_loss = NAN, .val_acc = NAN, .test_loss = NAN, .test_acc = NAN,
-                                .seconds = e->seconds};
-    if (e->has_val && has_val) rec.val_loss = e->val.nll, rec.val_acc = 100 * e->val.accuracy;
-    if (e->has_test) rec.test_loss = e->test.nll, rec.test_acc = 100 * e->test.accuracy;
+    *acc = 100 * s->accuracy, *nll = s->nll, *ece = s->ece, *brier = s->brier;
+    if (s->members_known && s->members > 1) {
+        *diversity = s->diversity;
+        *members = s->members;
+        for (int m = 0; m < s->members; m++) member_acc[m] = 100 * s->member_accuracy[m];
+    }
+}
+
+static void record_epoch(p7bench_cell_result *r, const p7_epoch_report *e, int has_val, int clipped)
+{
+    p7bench_epoch_record rec;
+    p7bench_epoch_record_init(&rec, e->epoch);
+    rec.step = (long long)e->step;
+    rec.lr = e->lr;
+    rec.train_loss = e->train_loss;
+    if (clipped) rec.grad_norm = e->grad_norm; /* the report's 0 without clipping is no measurement */
+    rec.images_per_s = e->images_per_s;
+    rec.seconds = e->seconds;
+    snprintf(rec.outcome, sizeof rec.outcome, "%s",
+             e->outcome == P7_EPOCH_DIVERGED ? "diverged" : e->outcome == P7_EPOCH_EARLY_STOP ? "early_stop" : "ok");
+    if (e->has_val && has_val)
+        record_split(&e->val, &rec.val_acc, &rec.val_loss, &rec.val_ece, &rec.val_brier, &rec.val_diversity,
+                     &rec.val_members, rec.val_member_acc);
+    if (e->has_test)
+        record_split(&e->test, &rec.test_acc, &rec.test_loss, &rec.test_ece, &rec.test_brier, &rec.test_diversity,
+                     &rec.test_members, rec.test_member_acc);
+    if (e->has_bma) {
+        rec.bma_samples = e->bma_samples;
+        rec.bma_acc = 100 * e->test_bma.accuracy, rec.bma_nll = e->test_bma.nll, rec.bma_ece = e->test_bma.ece;
+    }
     p7bench_cell_result_add_epoch(r, &rec);
     r->images_per_s = e->images_per_s;
     if (e->has_test) {
@@ -484,6 +513,33 @@ static void epoch_line(cell_run *x, const p7_epoch_report *r)
     say(&x->con, "%s", line);
 }
 
+/* reliability.csv from the final test's calibration bins; without a final test (a
+ * divergence) no file, and none left from an earlier run. */
+static int write_reliability(const p7_trainer *trainer, int tested, const char *path, char *err, size_t err_size)
+{
+    if (!tested) {
+        unlink(path);
+        return 0;
+    }
+    const int n = p7_trainer_ece_bins(trainer);
+    p7bench_reliability_bin *bins = calloc((size_t)n, sizeof *bins);
+    if (!bins) return snprintf(err, err_size, "out of host memory"), 1;
+    for (int j = 0; j < n; j++) {
+        size_t count;
+        if (p7_trainer_test_bins(trainer, j, &count, &bins[j].accuracy, &bins[j].confidence) != P7_SUCCESS) {
+            snprintf(err, err_size, "%s", p7_last_error());
+            free(bins);
+            return 1;
+        }
+        bins[j].lower = (double)j / n;
+        bins[j].upper = (double)(j + 1) / n;
+        bins[j].count = (long long)count;
+    }
+    int rc = p7bench_reliability_write(path, bins, (size_t)n, err, err_size);
+    free(bins);
+    return rc;
+}
+
 /* The canonical text plus what the cell's settings resolve to on this machine: a
  * checkpoint of a run with another recipe, schedule or data is not resumed. */
 static void identity_text(const p7bench_runner *rn, const p7bench_cell *cell, const p7bench_train_options *o,
@@ -506,7 +562,7 @@ int p7bench_cell_run(p7bench_runner *rn, const p7bench_cell *cell, p7bench_cell_
     p7_trainer *trainer = NULL;
     cell_run x = {.runner = rn, .cell = cell, .o = &o, .con = {.live = rn->live}};
     char err[1024];
-    int rc = P7BENCH_FAILED, append = 1;
+    int rc = P7BENCH_FAILED, append = 1, peak_reset = 0;
     p7bench_cell_result_init(&result, rn->study, cell);
     snprintf(result.device, sizeof result.device, "%s", p7_device_describe(rn->device));
     if (p7bench_study_folder_cell(rn->folder, cell, &paths, err, sizeof err) != 0) {
@@ -537,6 +593,8 @@ int p7bench_cell_run(p7bench_runner *rn, const p7bench_cell *cell, p7bench_cell_
     } while (0)
     p7_network_config net = o.network;
     net.classes = train.classes;
+    p7_memory_reset_peak(rn->device); /* peak_device_bytes: this cell's, in this session */
+    peak_reset = 1;
     TRY(p7_model_build(rn->device, &net, o.seed, &model));
     p7_param_counts counts;
     TRY(p7_model_count_params(model, &counts));
@@ -598,13 +656,13 @@ int p7bench_cell_run(p7bench_runner *rn, const p7bench_cell *cell, p7bench_cell_
         }
         last = r;
         if (r.outcome == P7_EPOCH_DIVERGED) {
-            record_epoch(&result, &r, data->has_val);
+            record_epoch(&result, &r, data->has_val, o.clip > 0);
             say(&x.con, "p7bench: %s DIVERGED in epoch %d: mean training loss %g %s; the cell stops here (lower the "
                         "learning rate)", cell->id, r.epoch, r.train_loss,
                 r.train_loss == r.train_loss ? "is above max_loss" : "is not a number");
             break;
         }
-        record_epoch(&result, &r, data->has_val);
+        record_epoch(&result, &r, data->has_val, o.clip > 0);
         epoch_line(&x, &r);
         TRY(p7_trainer_get_state(trainer, &progress.state));
         if (!p7_trainer_done(trainer)) {
@@ -622,11 +680,18 @@ int p7bench_cell_run(p7bench_runner *rn, const p7bench_cell *cell, p7bench_cell_
     }
     progress.seconds = x.seconds_before + (now_s() - x.session_t0);
     result.seconds = progress.seconds;
+    if (write_reliability(trainer, last.has_test, paths.reliability_csv, err, sizeof err) != 0)
+        say(&x.con, "p7bench: %s: %s", paths.reliability_csv, err);
     snprintf(result.status, sizeof result.status, "%s", last.outcome == P7_EPOCH_DIVERGED ? "diverged" : "ok");
     rc = last.outcome == P7_EPOCH_DIVERGED ? P7BENCH_DIVERGED : P7BENCH_OK;
 #undef TRY
 
 finish:
+    if (append && peak_reset) {
+        p7_memory_stats ms;
+        if (p7_memory_get_stats(rn->device, &ms) == P7_SUCCESS) result.peak_device_bytes = (long long)ms.peak_bytes_in_use;
+        else p7_clear_error();
+    }
     if (append) {
         if (p7bench_study_folder_append(rn->folder, &result, err, sizeof err) != 0) {
             fprintf(stderr, "p7bench: results.csv: %s\n", err);

@@ -51,6 +51,17 @@ void p7bench_cell_result_init(p7bench_cell_result *r, const char *study, const p
     r->read_avg_test_acc = r->read_final_loss = r->read_avg_loss = NAN;
 }
 
+void p7bench_epoch_record_init(p7bench_epoch_record *e, long long epoch)
+{
+    memset(e, 0, sizeof *e);
+    e->epoch = epoch;
+    e->train_loss = e->train_acc = e->val_loss = e->val_acc = e->test_loss = e->test_acc = e->seconds = NAN;
+    e->lr = e->grad_norm = e->images_per_s = NAN;
+    e->val_ece = e->val_brier = e->val_diversity = e->test_ece = e->test_brier = e->test_diversity = NAN;
+    e->bma_acc = e->bma_nll = e->bma_ece = NAN;
+    snprintf(e->outcome, sizeof e->outcome, "ok");
+}
+
 int p7bench_cell_result_add_epoch(p7bench_cell_result *r, const p7bench_epoch_record *e)
 {
     p7bench_epoch_record *grown = realloc(r->epochs, (r->epoch_count + 1) * sizeof *grown);
@@ -489,8 +500,7 @@ static int spread_list(p7bench_cell_result *r, const char *s, size_t offset)
         p7bench_epoch_record *grown = realloc(r->epochs, (size_t)n * sizeof *grown);
         if (!grown) { free(v); return 1; }
         r->epochs = grown;
-        for (size_t i = r->epoch_count; i < (size_t)n; i++)
-            r->epochs[i] = (p7bench_epoch_record){.epoch = (long long)i + 1, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+        for (size_t i = r->epoch_count; i < (size_t)n; i++) p7bench_epoch_record_init(&r->epochs[i], (long long)i + 1);
         r->epoch_count = (size_t)n;
     }
     for (long i = 0; i < n; i++) *(double *)((char *)&r->epochs[i] + offset) = v[i];
@@ -612,14 +622,114 @@ void p7bench_results_free(p7bench_cell_result *rows, size_t count)
 
 /* ---------------------------------------------------------------- epochs.csv, reliability.csv */
 
-static const char epochs_header[] = "epoch,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,seconds";
+/* epochs.csv's columns, in order. */
+typedef enum epoch_column {
+    EC_EPOCH, EC_STEP, EC_LR, EC_TRAIN_LOSS, EC_GRAD_NORM,
+    EC_VAL_ACC, EC_VAL_NLL, EC_VAL_ECE, EC_VAL_BRIER, EC_VAL_DIVERSITY, EC_VAL_MEMBER_ACC,
+    EC_TEST_ACC, EC_TEST_NLL, EC_TEST_ECE, EC_TEST_BRIER, EC_TEST_DIVERSITY, EC_TEST_MEMBER_ACC,
+    EC_BMA_SAMPLES, EC_BMA_ACC, EC_BMA_NLL, EC_BMA_ECE, EC_IMAGES_PER_S, EC_SECONDS, EC_OUTCOME,
+    EC_COUNT
+} epoch_column;
+
+static const char epochs_header[] =
+    "epoch,step,lr,train_loss,grad_norm,val_acc,val_nll,val_ece,val_brier,val_diversity,val_member_acc,"
+    "test_acc,test_nll,test_ece,test_brier,test_diversity,test_member_acc,bma_samples,bma_acc,bma_nll,bma_ece,"
+    "images_per_s,seconds,outcome";
 static const char reliability_header[] = "bin_lower,bin_upper,count,mean_confidence,accuracy";
+
+/* The record's double behind a numeric column; NULL for the others. */
+static double *epoch_number(p7bench_epoch_record *e, epoch_column c)
+{
+    switch (c) {
+    case EC_LR: return &e->lr;
+    case EC_TRAIN_LOSS: return &e->train_loss;
+    case EC_GRAD_NORM: return &e->grad_norm;
+    case EC_VAL_ACC: return &e->val_acc;
+    case EC_VAL_NLL: return &e->val_loss;
+    case EC_VAL_ECE: return &e->val_ece;
+    case EC_VAL_BRIER: return &e->val_brier;
+    case EC_VAL_DIVERSITY: return &e->val_diversity;
+    case EC_TEST_ACC: return &e->test_acc;
+    case EC_TEST_NLL: return &e->test_loss;
+    case EC_TEST_ECE: return &e->test_ece;
+    case EC_TEST_BRIER: return &e->test_brier;
+    case EC_TEST_DIVERSITY: return &e->test_diversity;
+    case EC_BMA_ACC: return &e->bma_acc;
+    case EC_BMA_NLL: return &e->bma_nll;
+    case EC_BMA_ECE: return &e->bma_ece;
+    case EC_IMAGES_PER_S: return &e->images_per_s;
+    case EC_SECONDS: return &e->seconds;
+    default: return NULL;
+    }
+}
+
+/* Member accuracies as one field: "68.5;69.25" (';' keeps the field free of commas). */
+static void put_members(text *t, const double *acc, int count)
+{
+    for (int m = 0; m < count; m++) {
+        if (m) put(t, ";");
+        put_float(t, acc[m]);
+    }
+}
+
+static int parse_members(const char *s, double *acc, int *count)
+{
+    *count = 0;
+    if (!*s) return 1;
+    char copy[P7BENCH_MEMBERS_MAX * 40];
+    if (snprintf(copy, sizeof copy, "%s", s) >= (int)sizeof copy) return 0;
+    for (char *save = NULL, *tok = strtok_r(copy, ";", &save); tok; tok = strtok_r(NULL, ";", &save)) {
+        if (*count == P7BENCH_MEMBERS_MAX || !p7bench_parse_double(tok, &acc[*count])) return 0;
+        (*count)++;
+    }
+    return 1;
+}
 
 static void epoch_row(text *t, const p7bench_epoch_record *e)
 {
-    put_int(t, e->epoch);
-    const double v[7] = {e->train_loss, e->train_acc, e->val_loss, e->val_acc, e->test_loss, e->test_acc, e->seconds};
-    for (int i = 0; i < 7; i++) put(t, ","), put_float(t, v[i]);
+    p7bench_epoch_record copy = *e; /* epoch_number gives writable pointers */
+    for (int c = 0; c < EC_COUNT; c++) {
+        if (c) put(t, ",");
+        double *v = epoch_number(&copy, (epoch_column)c);
+        if (v) {
+            put_float(t, *v);
+            continue;
+        }
+        switch ((epoch_column)c) {
+        case EC_EPOCH: put_int(t, e->epoch); break;
+        case EC_STEP: put_int(t, e->step); break;
+        case EC_VAL_MEMBER_ACC: put_members(t, e->val_member_acc, e->val_members); break;
+        case EC_TEST_MEMBER_ACC: put_members(t, e->test_member_acc, e->test_members); break;
+        case EC_BMA_SAMPLES: if (e->bma_samples > 0) put_int(t, e->bma_samples); break;
+        case EC_OUTCOME: put_field(t, e->outcome); break;
+        default: break;
+        }
+    }
+}
+
+/* One row of epochs.csv into a record; 0 when a field is not what its column holds. */
+static int parse_epoch_row(char **f, p7bench_epoch_record *e)
+{
+    p7bench_epoch_record_init(e, 0);
+    for (int c = 0; c < EC_COUNT; c++) {
+        double *v = epoch_number(e, (epoch_column)c);
+        if (v) {
+            if (!p7bench_parse_double(f[c], v)) return 0;
+            continue;
+        }
+        int ok = 1;
+        switch ((epoch_column)c) {
+        case EC_EPOCH: ok = p7bench_parse_integer(f[c], &e->epoch); break;
+        case EC_STEP: ok = p7bench_parse_integer(f[c], &e->step); break;
+        case EC_VAL_MEMBER_ACC: ok = parse_members(f[c], e->val_member_acc, &e->val_members); break;
+        case EC_TEST_MEMBER_ACC: ok = parse_members(f[c], e->test_member_acc, &e->test_members); break;
+        case EC_BMA_SAMPLES: ok = !*f[c] || p7bench_parse_integer(f[c], &e->bma_samples); break;
+        case EC_OUTCOME: ok = snprintf(e->outcome, sizeof e->outcome, "%s", f[c]) < (int)sizeof e->outcome; break;
+        default: break;
+        }
+        if (!ok) return 0;
+    }
+    return 1;
 }
 
 int p7bench_epochs_append(const char *path, const p7bench_epoch_record *e, char *err, size_t err_size)
@@ -690,17 +800,12 @@ int p7bench_epochs_read(const char *path, p7bench_cell_result *r, char *err, siz
     r->epoch_count = 0;
     int rc = 0;
     for (size_t row = 1; row < csv.rows && rc == 0; row++) {
-        char **f = csv.fields[row];
-        double v[7];
-        long long epoch;
-        int ok = csv.field_counts[row] == 8 && p7bench_parse_integer(f[0], &epoch);
-        for (int i = 0; ok && i < 7; i++) ok = p7bench_parse_double(f[i + 1], &v[i]);
-        if (!ok) {
-            snprintf(err, err_size, "%s, line %zu: expected an epoch number and 7 numbers", path, row + 1);
+        p7bench_epoch_record e;
+        if (csv.field_counts[row] != EC_COUNT || !parse_epoch_row(csv.fields[row], &e)) {
+            snprintf(err, err_size, "%s, line %zu: expected %d fields (%s)", path, row + 1, EC_COUNT, epochs_header);
             rc = 1;
             break;
         }
-        p7bench_epoch_record e = {epoch, v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
         if (p7bench_cell_result_add_epoch(r, &e) != 0) rc = 1, snprintf(err, err_size, "out of host memory");
     }
     p7bench_csv_free(&csv);

@@ -33,15 +33,34 @@
 
 #include "p7bench_cells.h"
 
-/* One epoch. Accuracies in percent (as the original), losses mean cross-entropy; NaN where
- * not measured (no validation split, no per-epoch test). */
+/* The largest ensemble whose members' accuracies an epoch record keeps (p7's metrics' limit). */
+#define P7BENCH_MEMBERS_MAX 32
+
+/* One epoch. Accuracies in percent (as the original), losses mean cross-entropy (NLL), ECE,
+ * Brier and diversity fractions; NaN where not measured (no validation split, no per-epoch
+ * test, no BMA, grad_norm without clipping). The first eight fields are the original's
+ * per-epoch lists (results.csv); train_acc stays NaN unless read from a file that has it:
+ * p7's trainer does not measure it, so epochs.csv has no such column. */
 typedef struct p7bench_epoch_record {
     long long epoch; /* 1-based */
     double train_loss, train_acc;
     double val_loss, val_acc;
     double test_loss, test_acc;
     double seconds;  /* wall time of the epoch, evaluation included */
+    /* p7's: the rest of p7_epoch_report */
+    long long step;  /* optimizer steps so far */
+    double lr, grad_norm, images_per_s;
+    double val_ece, val_brier, val_diversity;
+    double test_ece, test_brier, test_diversity;
+    int val_members, test_members; /* members whose accuracies are known; 0: none */
+    double val_member_acc[P7BENCH_MEMBERS_MAX], test_member_acc[P7BENCH_MEMBERS_MAX];
+    long long bma_samples;          /* 0: no Bayesian model average this epoch */
+    double bma_acc, bma_nll, bma_ece;
+    char outcome[16];               /* "ok", "early_stop", "diverged" */
 } p7bench_epoch_record;
+
+/* Epoch `epoch` with nothing measured: NaN metrics, no members, outcome "ok". */
+void p7bench_epoch_record_init(p7bench_epoch_record *record, long long epoch);
 
 /* One cell's result. The arrays are owned (p7bench_cell_result_release). */
 typedef struct p7bench_cell_result {
@@ -125,7 +144,11 @@ char *p7bench_results_row(const p7bench_cell_result *result, p7bench_csv_mode mo
 int p7bench_results_read(const char *path, p7bench_cell_result **rows, size_t *count, char *err, size_t err_size);
 void p7bench_results_free(p7bench_cell_result *rows, size_t count);
 
-/* epochs.csv: "epoch,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,seconds".
+/* epochs.csv: one row per epoch, every metric of the epoch's report (docs/studies.md):
+ * "epoch,step,lr,train_loss,grad_norm,val_acc,val_nll,val_ece,val_brier,val_diversity,
+ * val_member_acc,test_acc,test_nll,test_ece,test_brier,test_diversity,test_member_acc,
+ * bma_samples,bma_acc,bma_nll,bma_ece,images_per_s,seconds,outcome"; member accuracies as
+ * one field "68.5;69.25" (empty when unknown), bma_samples empty when there is no BMA.
  * append: one row, the header first on an empty file (a live log, one row per epoch);
  * write: the whole file from result->epochs, replaced atomically (rename);
  * read: into result->epochs (replacing them). */

@@ -2,7 +2,8 @@
  * clipping bounds the step, the schedule reaches the optimizer, early stopping restores
  * the best epoch's weights, IVON reports its model average, ensembles and the faithful
  * switches (test as validation, four loaders, the joint loss) run, divergence ends the run,
- * and a run stopped mid-epoch and resumed from saved state ends bit for bit the same. */
+ * a run stopped mid-epoch and resumed from saved state ends bit for bit the same, and the
+ * final test's calibration bins are there only after the final test and add up to its ECE. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -399,6 +400,45 @@ static void test_resume_mid_epoch_is_bit_identical(void **state)
     teardown_run(&f);
 }
 
+/* The bins after the final test: they hold every test image, each bin's mean confidence
+ * lies in its range, the counts right are whole numbers, and sum_j n_j/N |acc_j - conf_j|
+ * gives back the report's ECE. Before the final test (a validation pass came last) and out
+ * of range there are none. */
+static void test_final_test_bins(void **state)
+{
+    (void)state;
+    p7_train_config c = {.epochs = 2, .batch = 64, .seed = 4};
+    fixture f;
+    setup_run(&f, 256, 2, "adam", "lr=2e-3", 4, &c);
+    size_t count;
+    double accuracy, confidence;
+    assert_int_equal(p7_trainer_test_bins(f.trainer, 0, &count, &accuracy, &confidence), P7_ERROR_STATE);
+    p7_epoch_report r;
+    P7_ASSERT_OK(p7_trainer_run_epoch(f.trainer, &r));
+    assert_true(r.has_val && !r.has_test);
+    assert_int_equal(p7_trainer_test_bins(f.trainer, 0, &count, &accuracy, &confidence), P7_ERROR_STATE);
+    P7_ASSERT_OK(p7_trainer_run_epoch(f.trainer, &r));
+    assert_true(r.has_test && p7_trainer_done(f.trainer));
+    const int bins = p7_trainer_ece_bins(f.trainer);
+    assert_int_equal(bins, 15); /* ece_bins 0 means 15 */
+    size_t total = 0;
+    double ece = 0;
+    for (int j = 0; j < bins; j++) {
+        P7_ASSERT_OK(p7_trainer_test_bins(f.trainer, j, &count, &accuracy, &confidence));
+        total += count;
+        if (!count) continue;
+        assert_true(confidence >= (double)j / bins - 1e-12 && confidence <= (double)(j + 1) / bins + 1e-12);
+        double right = accuracy * (double)count;
+        assert_true(fabs(right - round(right)) < 1e-9);
+        ece += (double)count / 300.0 * fabs(accuracy - confidence);
+    }
+    assert_int_equal(total, 300);
+    assert_true(fabs(ece - r.test.ece) < 1e-12);
+    assert_int_equal(p7_trainer_test_bins(f.trainer, bins, &count, &accuracy, &confidence), P7_ERROR_INVALID_ARGUMENT);
+    assert_int_equal(p7_trainer_test_bins(NULL, 0, &count, &accuracy, &confidence), P7_ERROR_INVALID_ARGUMENT);
+    teardown_run(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -411,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_ensembles_and_faithful_loaders),
         cmocka_unit_test(test_divergence_ends_the_run),
         cmocka_unit_test(test_resume_mid_epoch_is_bit_identical),
+        cmocka_unit_test(test_final_test_bins),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

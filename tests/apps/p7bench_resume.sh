@@ -2,7 +2,8 @@
 # Crash safety of a study: a tiny study run uninterrupted into A, and into B killed with
 # SIGKILL at several points (after an epoch line, mid-epoch, between cells, during the
 # first cell's start) and rerun until it finishes, give the same results.csv except the
-# time columns (seconds, images_per_s), which no two runs share. Then SIGINT: the run
+# cost columns (seconds, images_per_s, and peak_device_bytes, which measures only the
+# session that finished the cell), which no two runs share. Then SIGINT: the run
 # stops after a step, says how to resume, and the resumed study matches A too. And a
 # checkpoint of another configuration is refused, naming the setting.
 # Usage: p7bench_resume.sh PATH/TO/p7bench   (P7_DEVICE picks the device)
@@ -37,7 +38,7 @@ strip_times() {
         out[++n] = f
         return n
     }
-    NR == 1 { n = split_csv($0, h); for (i = 1; i <= n; i++) skip[i] = (h[i] == "seconds" || h[i] == "images_per_s") }
+    NR == 1 { n = split_csv($0, h); for (i = 1; i <= n; i++) skip[i] = (h[i] == "seconds" || h[i] == "images_per_s" || h[i] == "peak_device_bytes") }
     { n = split_csv($0, v); s = ""; for (i = 1; i <= n; i++) if (!skip[i]) s = s v[i] ","; print s }' "$1"
 }
 

@@ -229,8 +229,10 @@ static void fill_result(p7bench_cell_result *r, const p7bench_study_plan *plan, 
 {
     p7bench_cell_result_init(r, plan->study, &plan->cells[cell]);
     for (size_t e = 0; e < epochs; e++) {
-        p7bench_epoch_record rec = {(long long)e + 1, 1.5 / (double)(e + 1), 50.0 + (double)e, NAN, NAN,
-                                    1.25 - 0.125 * (double)e, 60.0 + 0.5 * (double)e, 3.0};
+        p7bench_epoch_record rec;
+        p7bench_epoch_record_init(&rec, (long long)e + 1);
+        rec.train_loss = 1.5 / (double)(e + 1), rec.train_acc = 50.0 + (double)e;
+        rec.test_loss = 1.25 - 0.125 * (double)e, rec.test_acc = 60.0 + 0.5 * (double)e, rec.seconds = 3.0;
         assert_int_equal(p7bench_cell_result_add_epoch(r, &rec), 0);
     }
     r->final_test_acc = 70.14;
@@ -366,6 +368,86 @@ static void folder_round_trips_and_skips_a_partial_last_line(void **state)
     remove_tree(dir);
 }
 
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* epochs.csv: every metric of an epoch, spelled as results.csv spells numbers (the golden
+ * line is written by hand), read back to the same record and written again byte for byte;
+ * a file of another shape is refused. */
+static void epochs_csv_holds_every_metric(void **state)
+{
+    char *dir = temp_dir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/epochs.csv", dir);
+    p7bench_cell_result r = {0};
+    p7bench_epoch_record e;
+    p7bench_epoch_record_init(&e, 1);
+    e.step = 16, e.lr = 0.002, e.train_loss = 1.5, e.images_per_s = 4000, e.seconds = 2.5;
+    e.val_acc = 55.0, e.val_loss = 1.375, e.val_ece = 0.125, e.val_brier = 0.625;
+    assert_int_equal(p7bench_cell_result_add_epoch(&r, &e), 0);
+    p7bench_epoch_record_init(&e, 2);
+    e.step = 32, e.lr = 0.002, e.train_loss = 0.75, e.images_per_s = 4000, e.seconds = 3.0;
+    e.val_acc = 61.5, e.val_loss = 1.25, e.val_ece = 0.0625, e.val_brier = 0.5, e.val_diversity = 0.125;
+    e.val_members = 2, e.val_member_acc[0] = 60.0, e.val_member_acc[1] = 62.5;
+    e.test_acc = 63.25, e.test_loss = 1.125, e.test_ece = 0.03125, e.test_brier = 0.4375, e.test_diversity = 0.25;
+    e.test_members = 2, e.test_member_acc[0] = 61.0, e.test_member_acc[1] = 64.5;
+    e.bma_samples = 4, e.bma_acc = 64.0, e.bma_nll = 1.0, e.bma_ece = 0.015625, e.grad_norm = 2.25;
+    snprintf(e.outcome, sizeof e.outcome, "early_stop");
+    assert_int_equal(p7bench_cell_result_add_epoch(&r, &e), 0);
+    if (p7bench_epochs_write(path, &r, err, sizeof err) != 0) fail_msg("%s", err);
+    const char *want =
+        "epoch,step,lr,train_loss,grad_norm,val_acc,val_nll,val_ece,val_brier,val_diversity,val_member_acc,"
+        "test_acc,test_nll,test_ece,test_brier,test_diversity,test_member_acc,bma_samples,bma_acc,bma_nll,bma_ece,"
+        "images_per_s,seconds,outcome\n"
+        "1,16,0.002,1.5,nan,55.0,1.375,0.125,0.625,nan,,nan,nan,nan,nan,nan,,,nan,nan,nan,4000.0,2.5,ok\n"
+        "2,32,0.002,0.75,2.25,61.5,1.25,0.0625,0.5,0.125,60.0;62.5,63.25,1.125,0.03125,0.4375,0.25,61.0;64.5,"
+        "4,64.0,1.0,0.015625,4000.0,3.0,early_stop\n";
+    char written[8192];
+    snprintf(written, sizeof written, "%s", read_text(path));
+    assert_string_equal(written, want);
+
+    p7bench_cell_result back = {0};
+    if (p7bench_epochs_read(path, &back, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_int_equal(back.epoch_count, 2);
+    const p7bench_epoch_record *b = &back.epochs[1];
+    assert_true(b->epoch == 2 && b->step == 32 && b->lr == 0.002 && b->grad_norm == 2.25);
+    assert_true(b->val_members == 2 && b->val_member_acc[1] == 62.5 && b->test_member_acc[0] == 61.0);
+    assert_true(b->test_loss == 1.125 && b->test_brier == 0.4375 && b->bma_samples == 4 && b->bma_ece == 0.015625);
+    assert_string_equal(b->outcome, "early_stop");
+    assert_true(isnan(back.epochs[0].grad_norm) && back.epochs[0].test_members == 0 && back.epochs[0].bma_samples == 0);
+    assert_true(isnan(back.epochs[0].train_acc)); /* not measured: no column */
+    assert_int_equal(p7bench_epochs_write(path, &back, err, sizeof err), 0);
+    assert_string_equal(read_text(path), written);
+    p7bench_cell_result_release(&back);
+
+    /* the old shape, and a row short of a field, are named, not misread */
+    FILE *f = fopen(path, "w");
+    fputs("epoch,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,seconds\n1,1.5,nan,nan,nan,nan,nan,3.0\n", f);
+    fclose(f);
+    assert_int_not_equal(p7bench_epochs_read(path, &back, err, sizeof err), 0);
+    if (!strstr(err, "expected 'epoch,step,lr,")) fail_msg("%s", err);
+    p7bench_cell_result_release(&back);
+    char text[8192];
+    snprintf(text, sizeof text, "%s", written);
+    *strrchr(text, ',') = '\0'; /* the last row loses its outcome */
+    f = fopen(path, "w");
+    fprintf(f, "%s\n", text);
+    fclose(f);
+    assert_int_not_equal(p7bench_epochs_read(path, &back, err, sizeof err), 0);
+    if (!strstr(err, "line 3: expected 24 fields")) fail_msg("%s", err);
+    p7bench_cell_result_release(&back);
+    p7bench_cell_result_release(&r);
+    remove_tree(dir);
+}
+
 /* Four processes append at once; every row arrives whole. */
 static void concurrent_writers_never_corrupt_the_file(void **state)
 {
@@ -424,6 +506,7 @@ int main(void)
         cmocka_unit_test(list_prints_ids_and_varying_settings),
         cmocka_unit_test(rows_start_with_the_originals_columns),
         cmocka_unit_test(folder_round_trips_and_skips_a_partial_last_line),
+        cmocka_unit_test(epochs_csv_holds_every_metric),
         cmocka_unit_test(concurrent_writers_never_corrupt_the_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

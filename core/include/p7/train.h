@@ -220,6 +220,17 @@ P7_API p7_status p7_trainer_set_state(p7_trainer *trainer, const p7_trainer_stat
  * saves it when early_stopping.best_epoch > 0 (p7_weights_snapshot_swap). */
 P7_API p7_weights_snapshot *p7_trainer_best_weights(p7_trainer *trainer);
 
+/* The reliability diagram of the last test evaluation (with test_every_epoch 0, the final
+ * one: after the last epoch or the early stop), at the mean weights (not IVON's model
+ * average): bin j of p7_trainer_ece_bins equal-width confidence bins, as p7_metrics_bin
+ * gives it. Fails with P7_ERROR_STATE when the last evaluation was not of the test set
+ * (none yet, a validation pass after it, a divergence that skipped it), and with
+ * P7_ERROR_INVALID_ARGUMENT for a bin out of range. */
+P7_API p7_status p7_trainer_test_bins(const p7_trainer *trainer, int bin, size_t *count, double *accuracy,
+                                      double *confidence);
+/* The number of calibration bins (p7_train_config.ece_bins, 15 when it was 0). */
+P7_API int p7_trainer_ece_bins(const p7_trainer *trainer);
+
 /* The BMA samples used when the config says "default": 8 on CPU devices, 32 elsewhere
  * (the authors use 64; more samples mostly improve NLL, and a CPU pays S forward passes). */
 P7_API int p7_default_bma_samples(const p7_device *device);

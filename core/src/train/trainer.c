@@ -39,6 +39,7 @@ struct p7_trainer {
     p7_tensor **grads;           /* scratch: one per parameter */
     size_t nparams;
     p7_metrics *metrics, *bma_metrics;
+    const p7_dataset *metrics_of; /* the set whose complete evaluation `metrics` holds; NULL: none */
     float *host_out;             /* scratch: downloaded logits or probabilities */
     size_t host_cap;
     p7_weights_snapshot *best;
@@ -441,6 +442,7 @@ static p7_status evaluate(p7_trainer *t, const p7_dataset *data, int augment, in
     p7_pipeline *pipe;
     P7_TRY(p7_pipeline_create(t->device, data, &po, &pipe));
     p7_metrics_reset(t->metrics);
+    t->metrics_of = NULL; /* until the pass completes */
     if (bma_samples > 0) p7_metrics_reset(t->bma_metrics);
     p7_status st;
     for (;;) {
@@ -470,6 +472,7 @@ static p7_status evaluate(p7_trainer *t, const p7_dataset *data, int augment, in
     p7_pipeline_destroy(pipe);
     if (st == P7_SUCCESS) st = p7_metrics_get(t->metrics, out);
     if (st == P7_SUCCESS && bma_samples > 0) st = p7_metrics_get(t->bma_metrics, bma);
+    if (st == P7_SUCCESS) t->metrics_of = data;
     return st;
 }
 
@@ -609,5 +612,19 @@ p7_status p7_trainer_run(p7_trainer *t, p7_epoch_callback on_epoch, void *user, 
 }
 
 int p7_trainer_chunk(const p7_trainer *t) { return t ? t->chunk : 0; }
+
+int p7_trainer_ece_bins(const p7_trainer *t) { return t ? t->c.ece_bins : 0; }
+
+p7_status p7_trainer_test_bins(const p7_trainer *t, int bin, size_t *count, double *accuracy, double *confidence)
+{
+    if (!t) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_trainer_test_bins: NULL trainer");
+    /* the validation pass reuses the same accumulator, so only a test pass that came last
+       (the final one: validation runs before it) leaves the test set's bins */
+    if (!t->test || t->metrics_of != t->test)
+        return p7_fail(P7_ERROR_STATE, "p7_trainer_test_bins: the last evaluation was %s, not the test set (the "
+                                       "final test comes after the last epoch or the early stop)",
+                       !t->metrics_of ? "none (or it failed)" : "of the validation set");
+    return p7_metrics_bin(t->metrics, bin, count, accuracy, confidence);
+}
 
 p7_weights_snapshot *p7_trainer_best_weights(p7_trainer *t) { return t ? t->best : NULL; }
