@@ -228,7 +228,8 @@ typedef enum p7_arch {
 } p7_arch;
 
 typedef enum p7_member_kind {
-    P7_MEMBERS_DEFAULT = 0,       /* BatchEnsemble for simple, heads, complex; independent for the VGG11s */
+    P7_MEMBERS_DEFAULT = 0,       /* independent for the between-member and combined sharing
+                                     networks, BatchEnsemble otherwise */
     P7_MEMBERS_BATCHENSEMBLE,     /* one shared weight plus rank-1 factors per member (asked for with
                                      members = 1: BatchEnsemble layers with one member) */
     P7_MEMBERS_INDEPENDENT        /* a whole copy of each non-shared layer per member */

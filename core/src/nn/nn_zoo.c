@@ -75,9 +75,12 @@ static p7_status build_plan(p7_device *device, const p7_network_config *c, uint6
     if (c->between == P7_SHARE_ALL) p.members = 1; /* one network */
     p.kind = c->member_kind;
     p.be_single = p.members == 1 && c->member_kind == P7_MEMBERS_BATCHENSEMBLE && c->arch != P7_ARCH_HEADS;
+    /* Members are BatchEnsemble members unless the network is a between-member (or
+     * combined) sharing study's, whose members are whole networks: "--members 4" alone
+     * means a BatchEnsemble on every architecture, as it always did. */
     if (p.kind == P7_MEMBERS_DEFAULT)
-        p.kind = c->arch == P7_ARCH_VGG11 || c->arch == P7_ARCH_VGG11_10CONV ? P7_MEMBERS_INDEPENDENT
-                                                                               : P7_MEMBERS_BATCHENSEMBLE;
+        p.kind = c->sharing == P7_SHARING_BETWEEN || c->sharing == P7_SHARING_COMBINED ? P7_MEMBERS_INDEPENDENT
+                                                                                    : P7_MEMBERS_BATCHENSEMBLE;
     if (c->between != P7_SHARE_NONE && c->between != P7_SHARE_ALL && p.members < 2)
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "network: between-member sharing \"%s\" needs members >= 2",
                        p7_share_name(c->between));
