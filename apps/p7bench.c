@@ -51,7 +51,7 @@ static void usage(FILE *out)
             "  --between P        what members share: none|early|deep|all (alone: --regime between; both: combined)\n"
             "  --pairs diagonal|all  the combined regime's (within, between) pairs\n"
             "  --tie LIST         tie same-shape convs, e.g. conv5,conv6,conv7 (groups separated by ';')\n"
-            "  --width W          scale every channel count by W (0 < W <= 1; a quick smoke run)\n"
+            "  --width W          scale every channel count by W (0.125: a quick smoke run; above 1 widens)\n"
             "  --alpha V --gamma V  BatchEnsemble fast-weight init (0 <= v <= 1: random signs with P(+1) = v;\n"
             "                     v < 0: N(1, |v|))\n"
             "  --optimizer X      sgd, adam, ivon or a plugin path such as plugins/libivon.so\n"

@@ -76,6 +76,16 @@ run study_unknown 2 alpha-gama && before_device study_unknown "no study 'alpha-g
 run option_unknown 2 run --epoch 3 && before_device option_unknown "unknown option '--epoch'"
 run cell_unknown 2 run --cell run-00000000 && before_device cell_unknown "is not a cell of the run study with these settings"
 
+# --- the network flags: bad values fail before the device and name the setting ---
+run model_unknown 2 run --model resnet --out r && before_device model_unknown "--model 'resnet': expected simple, heads"
+run within_unknown 2 run --within sideways --out r && before_device within_unknown "intra=sideways: expected one of none,early,deep,all"
+run between_single 2 run --between early --out r && before_device between_single "give --members 2 or more"
+run bn_bad 2 run --bn maybe --out r && before_device bn_bad "bn=maybe: expected one of on,off"
+run member_kind_bad 2 run --member-kind clone --out r && before_device member_kind_bad "member_kind=clone: expected one of be,independent"
+run alpha_independent 2 run --members 4 --member-kind independent --alpha 0.5 --out r &&
+    before_device alpha_independent "which independent members"
+run width_negative 2 run --width -1 --out r && before_device width_negative "width=-1"
+
 # --- the training flags: bad values fail before the device and name the setting ---
 run schedule_unknown 2 run --schedule cosin --out r && before_device schedule_unknown "--schedule: schedule 'cosin': unknown name"
 run schedule_bad_key 2 run --schedule cosine:warmup=2 --out r &&
