@@ -11,6 +11,7 @@ set -u
 p7bench=$(realpath "$1")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+csv_split=$(cat "$(dirname "$0")/csv_split.awk") || exit 1 # read before the cd: $0 may be relative
 cd "$work" || exit 1
 unset P7_DATA
 passed=0
@@ -30,17 +31,7 @@ epochs_header='epoch,step,lr,train_loss,grad_norm,val_acc,val_nll,val_ece,val_br
 
 # The values of column NAME of a CSV, fields split outside quotes (results.csv quotes its lists).
 column() {
-    awk -v name="$1" '
-    function split_csv(line, out,    n, i, c, q, f) {
-        n = 0; f = ""; q = 0
-        for (i = 1; i <= length(line); i++) {
-            c = substr(line, i, 1)
-            if (c == "\"") q = !q
-            if (c == "," && !q) { out[++n] = f; f = "" } else f = f c
-        }
-        out[++n] = f
-        return n
-    }
+    awk -v name="$1" "$csv_split"'
     NR == 1 { n = split_csv($0, h); for (i = 1; i <= n; i++) if (h[i] == name) c = i; next }
     c { split_csv($0, v); print v[c] }' "$2"
 }
