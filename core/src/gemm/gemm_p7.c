@@ -190,22 +190,30 @@ p7_status p7_gemm_p7_run(p7_device *device, const p7_gemm_desc *d, cl_mem a, cl_
     return p7_gemm_p7_run_with(device, &p, d, a, b, c);
 }
 
-p7_status p7_gemm_p7_run_packed_b(p7_device *device, const p7_gemm_desc *d, cl_mem a, cl_mem bp, size_t bp_offset,
-                                  cl_mem c)
+p7_status p7_gemm_p7_run_packed_b_with(p7_device *device, const p7_gemm_p7_params *p, const p7_gemm_desc *d,
+                                       cl_mem a, cl_mem bp, size_t bp_offset, cl_mem c)
 {
+    const char *problem = p7_gemm_p7_params_problem(p);
+    if (problem) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_gemm (p7 backend): %s", problem);
     P7_TRY(check_sizes(d));
-    p7_gemm_p7_params p;
-    P7_TRY(p7_gemm_p7_device_params(device, &p));
     char options[160];
-    build_options(&p, options, sizeof options);
-    const size_t mr = (size_t)p.mr;
+    build_options(p, options, sizeof options);
+    const size_t mr = (size_t)p->mr;
     const size_t m_panels = (d->m + mr - 1) / mr;
     /* B panels are P7_GEMM_B_PANEL wide, each holding B_PANEL / NR tiles; tiles wholly
      * past N are not launched (the kernel's write-back assumes a column below N). */
-    const size_t n_tiles = (d->n + (size_t)p.nr - 1) / (size_t)p.nr;
+    const size_t n_tiles = (d->n + (size_t)p->nr - 1) / (size_t)p->nr;
     cl_mem ws;
     P7_TRY(workspace(device, m_panels * mr * d->k * sizeof(float), &ws));
-    P7_TRY(pack(device, options, d, d->trans_a, 'a', p.mr, (cl_uint)d->m, a, d->a_offset, d->lda, m_panels, ws, 0,
+    P7_TRY(pack(device, options, d, d->trans_a, 'a', p->mr, (cl_uint)d->m, a, d->a_offset, d->lda, m_panels, ws, 0,
                 "gemm_p7.pack_a"));
-    return run_tiles(device, &p, options, d, ws, 0, bp, bp_offset, P7_GEMM_B_PANEL, c, m_panels, n_tiles);
+    return run_tiles(device, p, options, d, ws, 0, bp, bp_offset, P7_GEMM_B_PANEL, c, m_panels, n_tiles);
+}
+
+p7_status p7_gemm_p7_run_packed_b(p7_device *device, const p7_gemm_desc *d, cl_mem a, cl_mem bp, size_t bp_offset,
+                                  cl_mem c)
+{
+    p7_gemm_p7_params p;
+    P7_TRY(p7_gemm_p7_device_params(device, &p));
+    return p7_gemm_p7_run_packed_b_with(device, &p, d, a, bp, bp_offset, c);
 }

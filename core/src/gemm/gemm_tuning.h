@@ -40,6 +40,10 @@ p7_status p7_gemm_p7_device_params(p7_device *device, p7_gemm_p7_params *out);
 p7_status p7_gemm_p7_run_with(p7_device *device, const p7_gemm_p7_params *params, const p7_gemm_desc *desc,
                               cl_mem a, cl_mem b, cl_mem c);
 
+/* The same with B packed in conv2d's 32-wide panels (gemm_packed.h's layout). */
+p7_status p7_gemm_p7_run_packed_b_with(p7_device *device, const p7_gemm_p7_params *params, const p7_gemm_desc *desc,
+                                       cl_mem a, cl_mem bp, size_t bp_offset, cl_mem c);
+
 /* ---- the store (gemm_tuning_store.c) ---- */
 
 /* What a stored choice is valid for. */
