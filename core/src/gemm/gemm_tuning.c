@@ -199,36 +199,66 @@ static void say(const bench *b, const char *fmt, ...)
     b->report(b->context, line);
 }
 
-/* GFLOP/s of `p` over all shapes (total flop / total of each shape's fastest rep). The
- * first call of each shape builds the kernels and is not timed. */
-static p7_status measure(const bench *b, const p7_gemm_p7_params *p, double *gflops)
+static p7_status run_timed(const bench *b, const p7_gemm_p7_params *p, const tune_shape *s, double *seconds)
 {
-    double flop = 0.0, seconds = 0.0;
-    char line[400], name[48];
-    int used = snprintf(line, sizeof line, "  %-18s", p7_gemm_p7_params_format(p, name, sizeof name));
-    for (size_t i = 0; i < b->shape_count; i++) {
-        const tune_shape *s = &b->shapes[i];
-        p7_gemm_desc d = p7_gemm_desc_packed(s->ta, s->tb, s->m, s->n, s->k, 1.0f, 0.0f);
-        P7_TRY(p7_gemm_p7_run_with(b->device, p, &d, b->a, b->b, b->c));
-        P7_TRY(p7_device_finish(b->device));
-        double best = INFINITY;
-        for (int r = 0; r < b->reps; r++) {
-            double t0 = now_seconds();
-            P7_TRY(p7_gemm_p7_run_with(b->device, p, &d, b->a, b->b, b->c));
-            P7_TRY(p7_device_finish(b->device));
-            double t = now_seconds() - t0;
-            if (t < best) best = t;
-        }
-        double f = 2.0 * (double)s->m * (double)s->n * (double)s->k;
-        flop += f;
-        seconds += best;
-        if (used > 0 && (size_t)used < sizeof line)
-            used += snprintf(line + used, sizeof line - (size_t)used, "  %7.1f", f / best * 1e-9);
-    }
-    *gflops = flop / seconds * 1e-9;
-    if (used > 0 && (size_t)used < sizeof line) snprintf(line + used, sizeof line - (size_t)used, "  | %7.1f", *gflops);
-    say(b, "%s", line);
+    p7_gemm_desc d = p7_gemm_desc_packed(s->ta, s->tb, s->m, s->n, s->k, 1.0f, 0.0f);
+    double t0 = now_seconds();
+    P7_TRY(p7_gemm_p7_run_with(b->device, p, &d, b->a, b->b, b->c));
+    P7_TRY(p7_device_finish(b->device));
+    *seconds = now_seconds() - t0;
     return P7_SUCCESS;
+}
+
+enum { MAX_SET = 16, MAX_SHAPES = 4 };
+
+/* GFLOP/s of each of `count` params over all shapes: total flop / the sum of each
+ * shape's fastest run. A first untimed round builds the kernels; then the timed rounds
+ * go through every candidate in turn, so load from elsewhere on the machine (2 cores,
+ * shared) falls on all of them alike instead of on whichever ran during it. */
+static p7_status measure_set(const bench *b, const p7_gemm_p7_params *set, size_t count, double *gflops)
+{
+    double best[MAX_SET][MAX_SHAPES];
+    for (size_t c = 0; c < count; c++)
+        for (size_t i = 0; i < b->shape_count; i++) {
+            double t;
+            P7_TRY(run_timed(b, &set[c], &b->shapes[i], &t));
+            best[c][i] = INFINITY;
+        }
+    for (int r = 0; r < b->reps; r++)
+        for (size_t c = 0; c < count; c++)
+            for (size_t i = 0; i < b->shape_count; i++) {
+                double t;
+                P7_TRY(run_timed(b, &set[c], &b->shapes[i], &t));
+                if (t < best[c][i]) best[c][i] = t;
+            }
+    for (size_t c = 0; c < count; c++) {
+        double flop = 0.0, seconds = 0.0;
+        char line[400], name[48];
+        int used = snprintf(line, sizeof line, "  %-18s", p7_gemm_p7_params_format(&set[c], name, sizeof name));
+        for (size_t i = 0; i < b->shape_count; i++) {
+            const tune_shape *s = &b->shapes[i];
+            double f = 2.0 * (double)s->m * (double)s->n * (double)s->k;
+            flop += f;
+            seconds += best[c][i];
+            if (used > 0 && (size_t)used < sizeof line)
+                used += snprintf(line + used, sizeof line - (size_t)used, "  %7.1f", f / best[c][i] * 1e-9);
+        }
+        gflops[c] = flop / seconds * 1e-9;
+        if (used > 0 && (size_t)used < sizeof line)
+            snprintf(line + used, sizeof line - (size_t)used, "  | %7.1f", gflops[c]);
+        say(b, "%s", line);
+    }
+    return P7_SUCCESS;
+}
+
+/* The index of the fastest; the first (the incumbent) stays unless another is at
+ * least 3% faster, so noise does not move the choice away from the default. */
+static size_t fastest(const double *gflops, size_t count)
+{
+    size_t best = 0;
+    for (size_t c = 1; c < count; c++)
+        if (gflops[c] > gflops[best] && gflops[c] > gflops[0] * 1.03) best = c;
+    return best;
 }
 
 static p7_status bench_buffers(bench *b, p7_buffer **bufs)
@@ -266,7 +296,7 @@ static p7_status tune(p7_device *device, unsigned flags, p7_gemm_tune_report rep
     bench b = {device,
                quick ? quick_shapes : full_shapes,
                quick ? sizeof quick_shapes / sizeof *quick_shapes : sizeof full_shapes / sizeof *full_shapes,
-               quick ? 2 : 3,
+               quick ? 2 : 4,
                NULL, NULL, NULL, report, context};
     tile_class cls = class_of(device);
     say(&b, "device class: %s (preferred float vector width %d)",
@@ -280,34 +310,43 @@ static p7_status tune(p7_device *device, unsigned flags, p7_gemm_tune_report rep
 
     p7_buffer *bufs[3] = {NULL, NULL, NULL};
     p7_status st = bench_buffers(&b, bufs);
-    *best_gflops = 0.0;
     *best = class_default(cls);
-    int tried = 0;
-    for (size_t i = 0; i < CANDIDATE_COUNT && st == P7_SUCCESS; i++) {
+    *best_gflops = 0.0;
+    /* the tiles, the class's default first */
+    p7_gemm_p7_params set[MAX_SET];
+    double gflops[MAX_SET];
+    size_t count = 0;
+    set[count++] = *best;
+    for (size_t i = 0; i < CANDIDATE_COUNT && count < MAX_SET; i++) {
         if (!(flags & P7_GEMM_TUNE_ALL) && candidates[i].cls != cls) continue;
-        if (quick && tried == 2) break;
-        double g = 0.0;
-        st = measure(&b, &candidates[i].params, &g);
-        tried++;
-        if (st == P7_SUCCESS && g > *best_gflops) {
-            *best_gflops = g;
-            *best = candidates[i].params;
-        }
+        if (memcmp(&candidates[i].params, best, sizeof *best) == 0) continue;
+        if (quick && count == 2) break;
+        set[count++] = candidates[i].params;
     }
-    /* The K block: the B block of kc x NR floats should stay in L2, whose size OpenCL does
-     * not report; half and double the default bracket 256 KiB to 2 MiB L2s. */
-    const int kc_factors[2][2] = {{1, 2}, {2, 1}}; /* kc * num / den */
-    for (int i = 0; i < 2 && st == P7_SUCCESS && !quick; i++) {
-        p7_gemm_p7_params p = *best;
-        p.kc = best->kc * kc_factors[i][0] / kc_factors[i][1];
-        double g = 0.0;
-        st = measure(&b, &p, &g);
-        if (st == P7_SUCCESS && g > *best_gflops * 1.03) { /* only a clear gain moves it */
-            *best_gflops = g;
-            *best = p;
+    if (st == P7_SUCCESS) st = measure_set(&b, set, count, gflops);
+    if (st == P7_SUCCESS) {
+        size_t c = fastest(gflops, count);
+        *best = set[c];
+        *best_gflops = gflops[c];
+    }
+    /* The K block of the winner: its B block of kc x NR floats should stay in L2, whose
+     * size OpenCL does not report; half and double the default bracket 256 KiB to 2 MiB. */
+    if (st == P7_SUCCESS && !quick) {
+        p7_gemm_p7_params kcs[3] = {*best, *best, *best};
+        kcs[1].kc = best->kc / 2;
+        kcs[2].kc = best->kc * 2;
+        st = measure_set(&b, kcs, 3, gflops);
+        if (st == P7_SUCCESS) {
+            size_t c = fastest(gflops, 3);
+            *best = kcs[c];
+            *best_gflops = gflops[c];
         }
     }
     for (int j = 0; j < 3; j++) p7_buffer_free(bufs[j]);
+    if (st == P7_SUCCESS) {
+        char name[48];
+        say(&b, "chosen: %s, %.1f GFLOP/s", p7_gemm_p7_params_format(best, name, sizeof name), *best_gflops);
+    }
     return st;
 }
 
