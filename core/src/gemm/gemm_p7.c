@@ -100,15 +100,14 @@ static p7_status workspace(p7_device *device, size_t bytes, cl_mem *ws)
  * boundary so its panels keep the vector alignment the kernel's loads like. */
 static size_t b_panels_offset(size_t m_rows, size_t k) { return round_up(m_rows * k, 64); }
 
-size_t p7_gemm_p7_workspace_bytes(size_t m, size_t n, size_t k, int b_packed)
+size_t p7_gemm_p7_workspace_bytes(const p7_gemm_p7_params *p, size_t m, size_t n, size_t k, int b_packed)
 {
-    /* Before a device is known (memory estimates): the most any allowed tile takes.
-     * A panels round M up by less than MR_MAX rows; B panels of NR dividing 32 round N
-     * up no further than 32-wide ones. */
-    const size_t a_floats = (m + P7_GEMM_MR_MAX - 1) * k;
-    if (b_packed) return a_floats * sizeof(float);
-    const size_t b_floats = round_up(n, P7_GEMM_NR_MAX) * k;
-    return (b_panels_offset(m + P7_GEMM_MR_MAX - 1, k) + b_floats) * sizeof(float);
+    /* Without a tile: A panels round M up by less than MR_MAX rows; B panels of an NR
+     * that divides 32 round N up no further than 32-wide ones. */
+    const size_t a_rows = p ? (m + (size_t)p->mr - 1) / (size_t)p->mr * (size_t)p->mr : m + P7_GEMM_MR_MAX - 1;
+    const size_t b_cols = p ? round_up(n, (size_t)p->nr) : round_up(n, P7_GEMM_NR_MAX);
+    if (b_packed) return a_rows * k * sizeof(float);
+    return (b_panels_offset(a_rows, k) + b_cols * k) * sizeof(float);
 }
 
 /* The micro-kernel over K blocks, on A panels at ap/ap_off and B panels b_width wide
@@ -171,7 +170,7 @@ p7_status p7_gemm_p7_run_with(p7_device *device, const p7_gemm_p7_params *p, con
     char options[160];
     build_options(p, options, sizeof options);
     cl_mem ws;
-    P7_TRY(workspace(device, (b_offset + b_floats) * sizeof(float), &ws));
+    P7_TRY(workspace(device, p7_gemm_p7_workspace_bytes(p, d->m, d->n, d->k, 0), &ws));
 
     /* op(A)[i][k]: stored transposed (K x M), the MR values for one k are contiguous. */
     P7_TRY(pack(device, options, d, d->trans_a, 'a', p->mr, (cl_uint)d->m, a, d->a_offset, d->lda, m_panels, ws, 0,
@@ -204,7 +203,7 @@ p7_status p7_gemm_p7_run_packed_b_with(p7_device *device, const p7_gemm_p7_param
      * past N are not launched (the kernel's write-back assumes a column below N). */
     const size_t n_tiles = (d->n + (size_t)p->nr - 1) / (size_t)p->nr;
     cl_mem ws;
-    P7_TRY(workspace(device, m_panels * mr * d->k * sizeof(float), &ws));
+    P7_TRY(workspace(device, p7_gemm_p7_workspace_bytes(p, d->m, d->n, d->k, 1), &ws));
     P7_TRY(pack(device, options, d, d->trans_a, 'a', p->mr, (cl_uint)d->m, a, d->a_offset, d->lda, m_panels, ws, 0,
                 "gemm_p7.pack_a"));
     return run_tiles(device, p, options, d, ws, 0, bp, bp_offset, P7_GEMM_B_PANEL, c, m_panels, n_tiles);

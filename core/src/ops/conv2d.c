@@ -168,7 +168,8 @@ static p7_status im2col_packed_t(p7_device *device, const conv_dims *d, const p7
 
 /* The scratch buffers and GEMM workspaces of one conv2d, decided in one place so the
  * training-memory estimate (nn_memory.c) sees what the passes allocate. */
-static void scratch_of(const conv_dims *d, p7_gemm_backend backend, int need_dx, int need_dw, p7_conv2d_scratch *s)
+static void scratch_of(p7_device *device, const conv_dims *d, p7_gemm_backend backend, int need_dx, int need_dw,
+                       p7_conv2d_scratch *s)
 {
     const int p7_gemm = p7_gemm_takes_packed_b(NULL, backend);
     /* With p7's GEMM, im2col can write the GEMM's packed B panels directly and save
@@ -188,13 +189,15 @@ static void scratch_of(const conv_dims *d, p7_gemm_backend backend, int need_dx,
         if (s->backward_packed_t && packed_panels(d->ckk) * P7_CONV_PANEL * d->np > s->backward_col_floats)
             s->backward_col_floats = packed_panels(d->ckk) * P7_CONV_PANEL * d->np;
     }
-    s->forward_gemm_bytes = p7_gemm_workspace_bytes(backend, d->o, d->np, d->ckk, s->forward_packed);
-    s->backward_dw_gemm_bytes = need_dw ? p7_gemm_workspace_bytes(backend, d->o, d->ckk, d->np, s->backward_packed_t) : 0;
-    s->backward_dx_gemm_bytes = need_dx ? p7_gemm_workspace_bytes(backend, d->ckk, d->np, d->o, 0) : 0;
+    s->forward_gemm_bytes = p7_gemm_workspace_bytes(device, backend, d->o, d->np, d->ckk, s->forward_packed);
+    s->backward_dw_gemm_bytes =
+        need_dw ? p7_gemm_workspace_bytes(device, backend, d->o, d->ckk, d->np, s->backward_packed_t) : 0;
+    s->backward_dx_gemm_bytes = need_dx ? p7_gemm_workspace_bytes(device, backend, d->ckk, d->np, d->o, 0) : 0;
 }
 
 void p7_conv2d_scratch_of(size_t n, size_t c, size_t h, size_t w, size_t o, size_t k, int stride, int pad,
-                          p7_gemm_backend backend, int need_dx, int need_dw, p7_conv2d_scratch *out)
+                          p7_device *device, p7_gemm_backend backend, int need_dx, int need_dw,
+                          p7_conv2d_scratch *out)
 {
     conv_dims d = {.n = n, .c = c, .h = h, .w = w, .o = o, .k = k, .stride = stride, .pad = pad};
     d.oh = (h + 2 * (size_t)pad - k) / (size_t)stride + 1;
@@ -202,7 +205,7 @@ void p7_conv2d_scratch_of(size_t n, size_t c, size_t h, size_t w, size_t o, size
     d.plane = d.oh * d.ow;
     d.np = n * d.plane;
     d.ckk = c * k * k;
-    scratch_of(&d, backend, need_dx, need_dw, out);
+    scratch_of(device, &d, backend, need_dx, need_dw, out);
 }
 
 static p7_status alloc_floats(p7_device *device, size_t count, p7_buffer **out)
@@ -218,7 +221,7 @@ p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_ten
     p7_device *device = p7_tensor_device(x);
 
     p7_conv2d_scratch plan;
-    scratch_of(&d, p7_device_gemm_backend(device), 0, 0, &plan);
+    scratch_of(device, &d, p7_device_gemm_backend(device), 0, 0, &plan);
     const int packed = plan.forward_packed;
     p7_buffer *col = NULL, *t = NULL;
     p7_status st = alloc_floats(device, plan.forward_col_floats, &col);
@@ -292,7 +295,7 @@ p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_te
     if (!dx && !dw && !db) return P7_SUCCESS;
 
     p7_conv2d_scratch plan;
-    scratch_of(&d, p7_device_gemm_backend(device), dx != NULL, dw != NULL, &plan);
+    scratch_of(device, &d, p7_device_gemm_backend(device), dx != NULL, dw != NULL, &plan);
     const int packed_t = plan.backward_packed_t;
     p7_buffer *t = NULL, *col = NULL;
     p7_status st = alloc_floats(device, plan.t_floats, &t);
