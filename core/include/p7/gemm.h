@@ -51,8 +51,8 @@ P7_API p7_status p7_gemm_with(p7_device *device, p7_gemm_backend backend, const 
  * else, with P7_GEMM_TUNING=auto (the default), a measurement of a few candidates on
  * three GEMM shapes (about a second with a warm PoCL cache, a few seconds cold), which
  * is then stored; P7_GEMM_TUNING=quick measures two candidates on small shapes,
- * P7_GEMM_TUNING=off takes the default for the device's preferred vector width without
- * measuring. A stored file that is unreadable or written for another device is ignored
+ * P7_GEMM_TUNING=off never measures (without a stored choice: the default for the
+ * device's preferred vector width). A stored file that is unreadable or written for another device is ignored
  * and replaced; the reason is in p7_gemm_tuning.note (and on stderr with P7_VERBOSE=1). */
 typedef enum p7_gemm_tuning_origin {
     P7_GEMM_TUNING_DEFAULT = 0,  /* from the device's preferred vector width, not measured */
