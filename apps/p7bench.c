@@ -369,14 +369,16 @@ static int finished(const p7bench_cell_result *rows, size_t n, const char *id)
 
 static void print_quick_table(const p7bench_cell_result *r, size_t n)
 {
-    printf("\n%-30s %8s %8s %8s %8s %12s %9s\n", "model", "acc %", "NLL", "ECE", "BMA acc", "parameters", "time");
+    printf("\n%-30s %8s %8s %8s %8s %8s %12s %9s\n", "model", "acc %", "NLL", "ECE", "BMA acc", "BMA NLL", "parameters",
+           "time");
     for (size_t i = 0; i < n; i++) {
-        char name[64], bma[16] = "-";
+        char name[64], bma[16] = "-", bma_nll[16] = "-";
         if (r[i].members > 1) snprintf(name, sizeof name, "%s BatchEnsemble M=%lld", r[i].model, r[i].members);
         else snprintf(name, sizeof name, "%s single", r[i].model);
         if (r[i].bma_test_acc == r[i].bma_test_acc) snprintf(bma, sizeof bma, "%.2f", r[i].bma_test_acc);
-        printf("%-30s %8.2f %8.4f %8.4f %8s %12lld %8.0fs\n", name, r[i].final_test_acc, r[i].test_nll, r[i].test_ece,
-               bma, r[i].params_used, r[i].seconds);
+        if (r[i].bma_test_nll == r[i].bma_test_nll) snprintf(bma_nll, sizeof bma_nll, "%.4f", r[i].bma_test_nll);
+        printf("%-30s %8.2f %8.4f %8.4f %8s %8s %12lld %8.0fs\n", name, r[i].final_test_acc, r[i].test_nll,
+               r[i].test_ece, bma, bma_nll, r[i].params_used, r[i].seconds);
     }
     printf("(%s, %s; test set after the last epoch; ECE over 15 bins)\n", r[0].dataset, r[0].optimizer);
 }
