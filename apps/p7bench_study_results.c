@@ -1034,9 +1034,10 @@ int p7bench_study_folder_append(p7bench_study_folder *f, const p7bench_cell_resu
     put(&t, row);
     put(&t, "\n");
     int rc = t.failed ? (snprintf(err, err_size, "out of host memory"), 1) : 0;
-    if (rc == 0 && (size_t)snprintf(path, sizeof path, "%s/cells/%s/result.csv", f->dir, r->cell) >= sizeof path)
+    if (rc == 0 && (size_t)snprintf(path, sizeof path, "%s/cells/%s", f->dir, r->cell) >= sizeof path - 16)
         rc = 1, snprintf(err, err_size, "path too long: %.200s", f->dir);
-    if (rc == 0) rc = replace_file(path, t.s, err, err_size);
+    if (rc == 0) rc = make_dir(path, err, err_size);
+    if (rc == 0) strcat(path, "/result.csv"), rc = replace_file(path, t.s, err, err_size);
     free(t.s);
     if (rc == 0) rc = p7bench_results_append(f->results, row, err, err_size);
     free(row);
