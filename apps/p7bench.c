@@ -484,7 +484,7 @@ static int open_folder(const command *c, const p7bench_study_plan *plan, char *d
 /* An array task's cell: index K of DIR/cells.list (K from SLURM_ARRAY_TASK_ID or
  * --cell-index), which these flags must produce. */
 static int select_array_cell(const command *c, const p7bench_study_plan *plan, const char *dir,
-                             const p7bench_cell **out, size_t *count)
+                             const p7bench_cell **out, size_t *count, long *array_index)
 {
     long k = c->cell_index;
     char err[1024];
@@ -519,6 +519,7 @@ static int select_array_cell(const command *c, const p7bench_study_plan *plan, c
         return 2;
     }
     printf("p7bench: array index %ld: cell %s\n", k, cell->id);
+    *array_index = k;
     p7bench_cell_list_free(&list);
     out[0] = cell;
     *count = 1;
@@ -672,7 +673,8 @@ int main(int argc, char **argv)
     p7bench_cell_result *done_rows = NULL;
     p7bench_walk walk = {0};
     size_t done_count = 0, *index = NULL;
-    char out_dir[4096], err[1024], hint[8192], command_line[16384], cwd[4096], task_spec[32];
+    long array_index = -1;
+    char out_dir[4096], err[1024], hint[32768], command_line[16384], cwd[4096], task_spec[32];
     const char *spec = NULL;
     p7_device_options opts = {0};
     if (rc >= 0) goto end;
@@ -693,7 +695,7 @@ int main(int argc, char **argv)
         cells = calloc(plan.count ? plan.count : 1, sizeof *cells);
         if (!cells) goto end;
         folder_dir(&c, &plan, out_dir, sizeof out_dir);
-        if (c.array_task || c.cell_index >= 0) rc = select_array_cell(&c, &plan, out_dir, cells, &count);
+        if (c.array_task || c.cell_index >= 0) rc = select_array_cell(&c, &plan, out_dir, cells, &count, &array_index);
         else rc = select_cells(&c, &plan, cells, &count);
         if (rc != 0 || (rc = check_cells(&c, cells, count)) != 0) goto end;
         /* the quick study's cells depend on the device: its folder is opened below */
@@ -724,6 +726,12 @@ int main(int argc, char **argv)
         goto end;
     }
     resume_hint(argc, argv, hint, sizeof hint);
+    if (array_index >= 0) { /* a task resumes by being submitted again */
+        char abs_dir[8200];
+        absolute_path(out_dir, abs_dir, sizeof abs_dir);
+        snprintf(hint, sizeof hint, "sbatch --array=%ld %s/slurm/%s.sbatch   (or, outside SLURM: %s --cell-index %ld)",
+                 array_index, abs_dir, plan.study, command_line, array_index);
+    }
     if (folder && (c.jobs > 1 || c.devices)) {
         p7bench_runner base = {.study = plan.study, .folder = folder, .data = c.data, .live = 0, .verbose = 1,
                                .resume_hint = hint, .cell_count = count};

@@ -92,8 +92,12 @@ int p7bench_slurm_write_script(const char *dir, const char *study, const char *c
     if (o->mem) ADD("#SBATCH --mem=%s\n", o->mem);
     for (size_t i = 0; i < o->extra_count; i++) ADD("#SBATCH %s\n", o->extra[i]);
     ADD("set -u\n");
-    ADD("# PoCL (a CPU device) would start a thread per core of the node; keep to the task's CPUs\n");
-    ADD("if [ -n \"${SLURM_CPUS_PER_TASK:-}\" ]; then export POCL_MAX_PTHREAD_COUNT=${POCL_MAX_PTHREAD_COUNT:-$SLURM_CPUS_PER_TASK}; fi\n");
+    ADD("# PoCL (a CPU device) would start a thread per core of the node; keep to the task's CPUs\n"
+        "# (POCL_MAX_PTHREAD_COUNT up to PoCL 3, POCL_CPU_MAX_CU_COUNT from PoCL 4)\n");
+    ADD("if [ -n \"${SLURM_CPUS_PER_TASK:-}\" ]; then\n"
+        "    export POCL_MAX_PTHREAD_COUNT=${POCL_MAX_PTHREAD_COUNT:-$SLURM_CPUS_PER_TASK}\n"
+        "    export POCL_CPU_MAX_CU_COUNT=${POCL_CPU_MAX_CU_COUNT:-$SLURM_CPUS_PER_TASK}\n"
+        "fi\n");
     if (data) ADD("export P7_DATA=%s\n", q_data);
     ADD("# p7bench opens the GPU SLURM granted this task (CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES,\n"
         "# GPU_DEVICE_ORDINAL, SLURM_JOB_GPUS), the CPU device when it granted none\n");

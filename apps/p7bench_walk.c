@@ -221,7 +221,7 @@ int p7bench_run_jobs(const p7bench_runner *base, const char *spec, const char *d
         const p7_device_info *d = &infos[chosen[0]];
         if (d->kind == P7_DEVICE_KIND_CPU)
             fprintf(stderr, "p7bench: --jobs %zu on one CPU device: the cells run one at a time, each on all its cores "
-                            "(two cells at once, each on half the cores, measured slower on PoCL: docs/cluster.md)\n",
+                            "(two cells at once, each on half the cores, measured no faster on PoCL: docs/cluster.md)\n",
                     jobs);
         else if (jobs > 1) fprintf(stderr, "p7bench: --jobs %zu on one device: the cells run one at a time\n", jobs);
         snprintf(single_spec, spec_size, "%u:%u", d->platform_index, d->device_index);
