@@ -293,7 +293,7 @@ static int check_parallel_flags(const command *c)
                 what);
         return 1;
     }
-    if ((one || c->emit) && c->cell_count && one) {
+    if (one && c->cell_count) {
         fprintf(stderr, "p7bench: %s and --cell both choose the cell; give one\n", what);
         return 1;
     }
