@@ -50,8 +50,9 @@ typedef enum p7_layer_kind {
 } p7_layer_kind;
 
 typedef enum p7_weight_init {
-    P7_INIT_PYTORCH_DEFAULT = 0,   /* weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
-    P7_INIT_KAIMING_NORMAL_FAN_OUT /* weight N(0, 2/fan_out) (relu gain), bias 0 */
+    P7_INIT_PYTORCH_DEFAULT = 0,    /* weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+    P7_INIT_KAIMING_NORMAL_FAN_OUT, /* weight N(0, 2/fan_out) (relu gain), bias 0 */
+    P7_INIT_NORMAL_STD_0_01         /* weight N(0, 0.01^2), bias 0 (the CIFAR-20 combined cells' linears) */
 } p7_weight_init;
 
 typedef struct p7_layer_config {

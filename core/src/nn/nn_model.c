@@ -89,6 +89,11 @@ static p7_status init_weight_and_bias(p7_model *m, layer *l, uint64_t ws, uint64
         if (l->bias) P7_TRY(p7_tensor_fill(l->bias, 0.0f));
         return P7_SUCCESS;
     }
+    if (l->cfg.init == P7_INIT_NORMAL_STD_0_01) {
+        P7_TRY(p7_tensor_fill_normal(l->weight, m->seed, ws, 0.0f, 0.01f));
+        if (l->bias) P7_TRY(p7_tensor_fill(l->bias, 0.0f));
+        return P7_SUCCESS;
+    }
     /* PyTorch: kaiming_uniform(a = sqrt(5)) gives bound 1/sqrt(fan_in) for the weight;
      * the bias uses the same bound. */
     float bound = 1.0f / sqrtf((float)fan_in);
