@@ -161,6 +161,37 @@ __kernel void conv2d_unfold_output(__global const float *restrict t, __global fl
     }
 }
 
+/* The evaluation output stage: T[O, N*P] -> y[N, O, P] with a per-channel affine
+ * y = T * scale[m, o] + shift[m, o] and an optional ReLU, where m = n / rows_per_member
+ * is the member of image n. It is conv bias, BatchEnsemble scaling and bias, and an
+ * evaluation BatchNorm folded into one pass over the output (kernels/batchnorm.cl,
+ * batchnorm_fold_eval). member_stride is O for [M, O] vectors and 0 for shared [O]
+ * ones; a missing scale is 1, a missing shift 0. */
+__kernel void conv2d_unfold_output_affine(__global const float *restrict t, __global float *restrict y,
+                                          const ulong y_off, __global const float *restrict scale,
+                                          const ulong s_off, const int has_scale,
+                                          __global const float *restrict shift, const ulong h_off,
+                                          const int has_shift, const uint member_stride,
+                                          const uint rows_per_member, const int relu, const uint n_img,
+                                          const uint out_c, const uint plane)
+{
+    const uint i = get_global_id(0);
+    if (i >= n_img * out_c) return;
+    const uint o = i % out_c;
+    const uint n = i / out_c;
+    const ulong v = (ulong)(n / rows_per_member) * member_stride + o;
+    const float sv = has_scale ? scale[s_off + v] : 1.0f;
+    const float hv = has_shift ? shift[h_off + v] : 0.0f;
+    const __global float *src = t + ((ulong)o * n_img + n) * plane;
+    __global float *dst = y + y_off + (ulong)i * plane;
+    if (relu) {
+        /* fmax as elementwise_relu_forward, so the fused and separate passes agree */
+        for (uint p = 0; p < plane; ++p) dst[p] = fmax(src[p] * sv + hv, 0.0f);
+    } else {
+        for (uint p = 0; p < plane; ++p) dst[p] = src[p] * sv + hv;
+    }
+}
+
 /* dy[N, O, P] -> T[O, N*P], the layout both backward GEMMs read. */
 __kernel void conv2d_fold_grad(__global const float *restrict dy, const ulong dy_off,
                              __global float *restrict t, const uint n_img, const uint out_c,

@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "ops/conv2d_internal.h"
+#include "ops/fused_internal.h"
 #include "gemm/gemm_packed.h"
 #include "ops/op_kernels.h"
 #include "runtime/p7_kernels.h"
@@ -213,35 +214,49 @@ static p7_status alloc_floats(p7_device *device, size_t count, p7_buffer **out)
     return p7_buffer_alloc(device, count * sizeof(float), out);
 }
 
+/* col = im2col(x), T[O, N*P] = W * col: the forward pass up to its output stage. *t
+ * receives T (the caller frees it after enqueueing its last reader). */
+static p7_status forward_gemm(p7_device *device, const conv_dims *d, const p7_tensor *x, const p7_tensor *w,
+                              p7_buffer **t)
+{
+    p7_conv2d_scratch plan;
+    scratch_of(device, d, p7_device_gemm_backend(device), 0, 0, &plan);
+    p7_buffer *col = NULL;
+    *t = NULL;
+    p7_status st = alloc_floats(device, plan.forward_col_floats, &col);
+    if (st == P7_SUCCESS) st = alloc_floats(device, plan.t_floats, t);
+    if (st != P7_SUCCESS) goto done;
+    cl_mem colm = p7_buffer_mem(col), tm = p7_buffer_mem(*t);
+    p7_gemm_desc g = p7_gemm_desc_packed(0, 0, d->o, d->np, d->ckk, 1.0f, 0.0f);
+    g.a_offset = p7_tensor_offset(w);
+    if (plan.forward_packed) {
+        st = p7_conv2d_im2col_packed(x, (int)d->k, d->stride, d->pad, colm, 0);
+        if (st == P7_SUCCESS) st = p7_gemm_packed_b(device, &g, p7_tensor_mem(w), colm, 0, tm);
+    } else {
+        st = im2col(device, d, x, colm);
+        if (st == P7_SUCCESS) st = p7_gemm(device, &g, p7_tensor_mem(w), colm, tm);
+    }
+done:
+    p7_buffer_free(col);
+    if (st != P7_SUCCESS) {
+        p7_buffer_free(*t);
+        *t = NULL;
+    }
+    return st;
+}
+
 p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_tensor *b, int stride, int pad,
                             p7_tensor *y)
 {
     conv_dims d;
     P7_TRY(conv_check("conv2d forward", x, w, b, y, stride, pad, &d));
     p7_device *device = p7_tensor_device(x);
-
-    p7_conv2d_scratch plan;
-    scratch_of(device, &d, p7_device_gemm_backend(device), 0, 0, &plan);
-    const int packed = plan.forward_packed;
-    p7_buffer *col = NULL, *t = NULL;
-    p7_status st = alloc_floats(device, plan.forward_col_floats, &col);
-    if (st == P7_SUCCESS) st = alloc_floats(device, plan.t_floats, &t);
-    if (st != P7_SUCCESS) goto done;
-    cl_mem colm = p7_buffer_mem(col), tm = p7_buffer_mem(t);
-
-    p7_gemm_desc g = p7_gemm_desc_packed(0, 0, d.o, d.np, d.ckk, 1.0f, 0.0f);
-    g.a_offset = p7_tensor_offset(w);
-    if (packed) {
-        st = p7_conv2d_im2col_packed(x, (int)d.k, stride, pad, colm, 0);
-        if (st == P7_SUCCESS) st = p7_gemm_packed_b(device, &g, p7_tensor_mem(w), colm, 0, tm);
-    } else {
-        st = im2col(device, &d, x, colm);
-        if (st == P7_SUCCESS) st = p7_gemm(device, &g, p7_tensor_mem(w), colm, tm);
-    }
-    if (st != P7_SUCCESS) goto done;
+    p7_buffer *t = NULL;
+    P7_TRY(forward_gemm(device, &d, x, w, &t));
+    cl_mem tm = p7_buffer_mem(t);
 
     cl_kernel k;
-    st = conv_kernel(device, &d, "conv2d_unfold_output", &k);
+    p7_status st = conv_kernel(device, &d, "conv2d_unfold_output", &k);
     if (st != P7_SUCCESS) goto done;
     cl_mem ym = p7_tensor_mem(y), bm = b ? p7_tensor_mem(b) : tm;
     cl_ulong yo = p7_tensor_offset(y), bo = b ? p7_tensor_offset(b) : 0;
@@ -251,8 +266,100 @@ p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_ten
                      P7_ARG(has_bias), P7_ARG(n), P7_ARG(o), P7_ARG(plane));
     if (st == P7_SUCCESS) st = launch_rows(device, k, d.n * d.o, "conv2d.unfold_output");
 done:
-    p7_buffer_free(col);
     p7_buffer_free(t);
+    return st;
+}
+
+/* ---- the evaluation output stage (fused_internal.h) ---- */
+
+/* A per-channel vector of the stage: NULL, [O] (member stride 0) or [M, O] (stride O). */
+static p7_status stage_vector(const char *name, const p7_tensor *v, const conv_dims *d, int members,
+                              p7_device *device, cl_uint *stride)
+{
+    *stride = 0;
+    if (!v) return P7_SUCCESS;
+    const size_t n = p7_tensor_numel(v);
+    if (n != d->o && n != (size_t)members * d->o) {
+        char sv[128];
+        return p7_fail(P7_ERROR_INVALID_SHAPE,
+                       "conv2d output stage: %s %s must have %zu (channels) or %d x %zu (members x channels) elements",
+                       name, fmt(v, sv, sizeof sv), d->o, members, d->o);
+    }
+    if (p7_tensor_device(v) != device)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "conv2d output stage: %s is on another device", name);
+    *stride = n == d->o ? 0 : (cl_uint)d->o;
+    return P7_SUCCESS;
+}
+
+p7_status p7_conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int stride, int pad,
+                                  const p7_conv_output_stage *stage, p7_tensor *y)
+{
+    const char *op = "conv2d output stage";
+    conv_dims d;
+    P7_TRY(conv_check(op, x, w, NULL, y, stride, pad, &d));
+    if (!stage) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL stage", op);
+    const int members = stage->members;
+    if (members < 1 || d.n % (size_t)members != 0)
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: %d members do not divide the %zu images", op, members, d.n);
+    p7_device *device = p7_tensor_device(x);
+    cl_uint s_stride, h_stride, unused;
+    P7_TRY(stage_vector("scale", stage->scale, &d, members, device, &s_stride));
+    P7_TRY(stage_vector("shift", stage->shift, &d, members, device, &h_stride));
+    const int fold = stage->bn_mean != NULL;
+    if (fold) {
+        if (!stage->bn_var) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: BatchNorm mean without variance", op);
+        P7_TRY(stage_vector("BatchNorm weight", stage->bn_weight, &d, members, device, &unused));
+        P7_TRY(stage_vector("BatchNorm bias", stage->bn_bias, &d, members, device, &unused));
+        if (p7_tensor_numel(stage->bn_mean) != d.o || p7_tensor_numel(stage->bn_var) != d.o)
+            return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: BatchNorm running statistics must have %zu elements", op,
+                           d.o);
+    } else if (stage->scale && stage->shift && s_stride != h_stride) {
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: scale and shift are not both per member", op);
+    }
+
+    /* The folded vectors: [M, O] scales then [M, O] shifts, written on the device. */
+    p7_buffer *folded = NULL, *t = NULL;
+    p7_status st = P7_SUCCESS;
+    cl_mem sm = NULL, hm = NULL;
+    cl_ulong so = 0, ho = 0;
+    cl_int has_scale = stage->scale != NULL, has_shift = stage->shift != NULL;
+    cl_uint member_stride = s_stride > h_stride ? s_stride : h_stride;
+    if (fold) {
+        st = alloc_floats(device, 2 * (size_t)members * d.o, &folded);
+        if (st == P7_SUCCESS)
+            st = p7_batchnorm2d_fold_eval(stage->bn_mean, stage->bn_var, stage->bn_eps, stage->bn_weight,
+                                          stage->bn_bias, stage->scale, stage->shift, members,
+                                          p7_buffer_mem(folded));
+        if (st != P7_SUCCESS) goto done;
+        sm = hm = p7_buffer_mem(folded);
+        ho = (cl_ulong)members * d.o;
+        has_scale = has_shift = 1;
+        member_stride = (cl_uint)d.o;
+    } else {
+        if (stage->scale) { sm = p7_tensor_mem(stage->scale); so = p7_tensor_offset(stage->scale); }
+        if (stage->shift) { hm = p7_tensor_mem(stage->shift); ho = p7_tensor_offset(stage->shift); }
+    }
+
+    st = forward_gemm(device, &d, x, w, &t);
+    if (st != P7_SUCCESS) goto done;
+    cl_mem tm = p7_buffer_mem(t);
+    if (!sm) sm = tm; /* unread placeholders: a kernel argument cannot be NULL on every platform */
+    if (!hm) hm = tm;
+    cl_kernel k;
+    st = conv_kernel(device, &d, "conv2d_unfold_output_affine", &k);
+    if (st != P7_SUCCESS) goto done;
+    cl_mem ym = p7_tensor_mem(y);
+    cl_ulong yo = p7_tensor_offset(y);
+    cl_uint rows_per_member = (cl_uint)(d.n / (size_t)members);
+    cl_int relu = stage->relu != 0;
+    cl_uint n = (cl_uint)d.n, o = (cl_uint)d.o, plane = (cl_uint)d.plane;
+    st = P7_SET_ARGS(k, "conv2d.unfold_output_affine", P7_ARG(tm), P7_ARG(ym), P7_ARG(yo), P7_ARG(sm), P7_ARG(so),
+                     P7_ARG(has_scale), P7_ARG(hm), P7_ARG(ho), P7_ARG(has_shift), P7_ARG(member_stride),
+                     P7_ARG(rows_per_member), P7_ARG(relu), P7_ARG(n), P7_ARG(o), P7_ARG(plane));
+    if (st == P7_SUCCESS) st = launch_rows(device, k, d.n * d.o, "conv2d.unfold_output_affine");
+done:
+    p7_buffer_free(t);
+    p7_buffer_free(folded);
     return st;
 }
 
