@@ -4,7 +4,8 @@
  * the between-member sharing models (member groups on a shared trunk and a shared
  * deep part on the members' rows). BatchNorm statistics and affines, and the
  * BatchEnsemble factors, are set to random trained-looking values first, so a fold
- * that dropped a term would show. Fusion is checked to have happened (stage counts),
+ * that dropped a term would show. Every conv -> BatchNorm -> ReLU -> max pooling of
+ * these networks runs as one stage. Fusion is checked to have happened (stage counts),
  * never to happen in training or while a tape records, and the comparison is shown
  * able to fail (statistics off by 1e-3). */
 #include <math.h>
@@ -75,6 +76,7 @@ typedef struct fuse_case {
     const char *what;
     p7_network_config config;
     size_t stages; /* fused stages expected per evaluation forward */
+    size_t steps;  /* program steps they cover */
 } fuse_case;
 
 static void check_case(const fuse_case *fc)
@@ -95,8 +97,9 @@ static void check_case(const fuse_case *fc)
     p7_model_set_fusion(m, 1);
     float *got = logits_of(m, NULL, x, 0, &n);
     assert_int_equal(n, n_ref);
-    if (m->fused_last != fc->stages) {
-        print_error("%s: %zu fused stages, expected %zu\n", fc->what, m->fused_last, fc->stages);
+    if (m->fused_last != fc->stages || m->fused_steps_last != fc->steps) {
+        print_error("%s: %zu fused stages over %zu steps, expected %zu over %zu\n", fc->what, m->fused_last,
+                    m->fused_steps_last, fc->stages, fc->steps);
         fail();
     }
     const double err = relative_error(got, ref, n);
@@ -139,7 +142,7 @@ static void test_simple_cnn(void **state)
 {
     (void)state;
     const fuse_case fc = {"SimpleCNN", {.arch = P7_ARCH_SIMPLE, .classes = 10, .batchnorm = 1, .members = 1,
-                                        .width = 0.5f}, 2};
+                                        .width = 0.5f}, 2, 8};
     check_case(&fc);
 }
 
@@ -147,7 +150,7 @@ static void test_vgg11_bn(void **state)
 {
     (void)state;
     const fuse_case fc = {"VGG11-BN", {.arch = P7_ARCH_VGG11, .classes = 10, .batchnorm = 1, .members = 1,
-                                       .width = 0.25f}, 8};
+                                       .width = 0.25f}, 8, 29};
     check_case(&fc);
 }
 
@@ -158,7 +161,7 @@ static void test_batchensemble_vgg11_bn(void **state)
                           {.arch = P7_ARCH_VGG11, .classes = 10, .batchnorm = 1, .members = 4,
                            .member_kind = P7_MEMBERS_BATCHENSEMBLE, .alpha_init = 0.5f, .gamma_init = 0.5f,
                            .width = 0.125f},
-                          8};
+                          8, 29};
     check_case(&fc);
 }
 
@@ -170,13 +173,13 @@ static void test_between_member_sharing(void **state)
     const fuse_case early = {"between early, 3 members",
                              {.arch = P7_ARCH_VGG11, .classes = 10, .batchnorm = 1, .members = 3,
                               .between = P7_SHARE_EARLY, .width = 0.125f},
-                             8};
+                             8, 29};
     check_case(&early);
     /* deep shared: conv groups first, then shared convs on the members' M*B rows */
     const fuse_case deep = {"between deep, 2 members",
                             {.arch = P7_ARCH_VGG11, .classes = 10, .batchnorm = 1, .members = 2,
                              .between = P7_SHARE_DEEP, .width = 0.125f},
-                            8};
+                            8, 29};
     check_case(&deep);
 }
 
@@ -198,6 +201,7 @@ static void test_without_batchnorm(void **state)
     p7_model_set_fusion(m, 1);
     float *got = logits_of(m, NULL, x, 0, &n);
     assert_int_equal(m->fused_last, 8);
+    assert_int_equal(m->fused_steps_last, 21); /* 8 x (conv, ReLU) and 5 poolings */
     assert_true(relative_error(got, ref, n) <= 1e-5);
     free(ref);
     free(got);

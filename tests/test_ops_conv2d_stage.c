@@ -2,7 +2,8 @@
  * host reference: direct convolution, then the per-(member, channel) affine, the
  * evaluation BatchNorm and the ReLU computed in double from their definitions (not
  * from the folded scale and shift the device computes). Shared and per-member vectors,
- * missing ones, strides 1 and 2, the packed and the general im2col, views at nonzero
+ * missing ones, strides 1 and 2, the packed and the general im2col, max pooling after
+ * the stage (2x2 and an overlapping 3 / 2 window), views at nonzero
  * offsets into NaN-filled buffers; the comparison is shown able to fail (a reference
  * with a BatchNorm variance off by 1e-3 must not pass); shape errors. */
 #include <math.h>
@@ -28,11 +29,15 @@ typedef struct stage_case {
     int scale, shift;        /* NONE / SHARED / MEMBER */
     int bn, bn_weight, bn_bias;
     int relu;
+    int pool_k, pool_s;      /* max pooling after the stage; 0: none */
     size_t offset;           /* view offset of every tensor */
 } stage_case;
 
-static int out_h(const stage_case *sc) { return (sc->h + 2 * sc->p - sc->k) / sc->s + 1; }
-static int out_w(const stage_case *sc) { return (sc->w + 2 * sc->p - sc->k) / sc->s + 1; }
+/* The convolution's output plane, and the stage's (pooled when it pools). */
+static int conv_h(const stage_case *sc) { return (sc->h + 2 * sc->p - sc->k) / sc->s + 1; }
+static int conv_w(const stage_case *sc) { return (sc->w + 2 * sc->p - sc->k) / sc->s + 1; }
+static int out_h(const stage_case *sc) { return sc->pool_k ? (conv_h(sc) - sc->pool_k) / sc->pool_s + 1 : conv_h(sc); }
+static int out_w(const stage_case *sc) { return sc->pool_k ? (conv_w(sc) - sc->pool_k) / sc->pool_s + 1 : conv_w(sc); }
 
 typedef struct host_vectors {
     double *scale, *shift, *mean, *var, *bw, *bb; /* NULL where absent; [M*O] or [O] as given */
@@ -48,11 +53,11 @@ static double vec(const double *v, int kind, int m, int o, int out_c, double abs
 }
 
 /* y and its magnitude (the same sums over absolute values), so the tolerance follows
- * the size of the terms rather than of their cancelling sum. */
-static void stage_ref(const stage_case *sc, const double *x, const double *w, const host_vectors *v, double *y,
-                      double *mag)
+ * the size of the terms rather than of their cancelling sum; before pooling. */
+static void unpooled_ref(const stage_case *sc, const double *x, const double *w, const host_vectors *v, double *y,
+                         double *mag)
 {
-    const int oh_n = out_h(sc), ow_n = out_w(sc), rows_per_member = sc->n / sc->members;
+    const int oh_n = conv_h(sc), ow_n = conv_w(sc), rows_per_member = sc->n / sc->members;
     for (int n = 0; n < sc->n; n++)
         for (int o = 0; o < sc->o; o++) {
             const int m = n / rows_per_member;
@@ -88,6 +93,38 @@ static void stage_ref(const stage_case *sc, const double *x, const double *w, co
                     mag[i] = (abs_acc * fabs(g) + fabs(h) + fabs(mean)) * fabs(k) + fabs(beta);
                 }
         }
+}
+
+/* The stage's reference: unpooled_ref, then each pooling window's maximum (and the
+ * magnitude of the element that won it). */
+static void stage_ref(const stage_case *sc, const double *x, const double *w, const host_vectors *v, double *y,
+                      double *mag)
+{
+    if (!sc->pool_k) {
+        unpooled_ref(sc, x, w, v, y, mag);
+        return;
+    }
+    const int ch = conv_h(sc), cw = conv_w(sc), ph = out_h(sc), pw = out_w(sc);
+    const size_t full = (size_t)sc->n * sc->o * ch * cw;
+    double *yf = malloc(full * sizeof *yf), *mf = malloc(full * sizeof *mf);
+    unpooled_ref(sc, x, w, v, yf, mf);
+    for (int plane = 0; plane < sc->n * sc->o; plane++)
+        for (int py = 0; py < ph; py++)
+            for (int px = 0; px < pw; px++) {
+                size_t best = 0;
+                int first = 1;
+                for (int ky = 0; ky < sc->pool_k; ky++)
+                    for (int kx = 0; kx < sc->pool_k; kx++) {
+                        const size_t j = ((size_t)plane * ch + py * sc->pool_s + ky) * cw + px * sc->pool_s + kx;
+                        if (first || yf[j] > yf[best]) best = j;
+                        first = 0;
+                    }
+                const size_t i = ((size_t)plane * ph + py) * pw + px;
+                y[i] = yf[best];
+                mag[i] = mf[best];
+            }
+    free(yf);
+    free(mf);
 }
 
 /* Elements where |got - ref| exceeds 1e-5 of the terms' magnitude (NaN counts). */
@@ -134,7 +171,8 @@ static void run_case(const stage_case *sc)
     p7_tensor *ty = p7_test_view(device, 4, ys, sc->offset, NULL);
 
     host_vectors hv = {.scale_kind = sc->scale, .shift_kind = sc->shift, .eps = 1e-5};
-    p7_conv_output_stage stage = {.members = sc->members, .relu = sc->relu, .bn_eps = 1e-5f};
+    p7_conv_output_stage stage = {.members = sc->members, .relu = sc->relu, .bn_eps = 1e-5f,
+                                  .pool_k = sc->pool_k, .pool_s = sc->pool_s};
     p7_tensor *tscale = make_vector(sc, sc->scale, 31, -1.5f, 1.5f, &hv.scale);
     p7_tensor *tshift = make_vector(sc, sc->shift, 32, -1.0f, 1.0f, &hv.shift);
     p7_tensor *tmean = NULL, *tvar = NULL, *tbw = NULL, *tbb = NULL;
@@ -236,6 +274,29 @@ static void test_batchnorm_variants(void **state)
     run_case(&mixed);
 }
 
+static void test_pooling(void **state)
+{
+    (void)state;
+    /* VGG's 2x2 / 2 pooling after BatchNorm and ReLU, per member (rows of 4); an overlapping 3 / 2
+     * pooling on an odd plane without ReLU (negative values win windows too) */
+    const stage_case vgg = {.n = 4, .c = 3, .h = 8, .w = 8, .o = 5, .k = 3, .s = 1, .p = 1, .members = 2,
+                            .scale = MEMBER, .shift = MEMBER, .bn = 1, .bn_weight = MEMBER, .bn_bias = MEMBER,
+                            .relu = 1, .pool_k = 2, .pool_s = 2, .offset = 3};
+    run_case(&vgg);
+    /* pooled rows of 8 and 16 (the vector path), one of them without ReLU */
+    const stage_case wide = {.n = 2, .c = 2, .h = 16, .w = 32, .o = 3, .k = 3, .s = 1, .p = 1, .members = 1,
+                             .shift = SHARED, .bn = 1, .bn_weight = SHARED, .bn_bias = SHARED, .relu = 1,
+                             .pool_k = 2, .pool_s = 2, .offset = 1};
+    run_case(&wide);
+    const stage_case wide_linear = {.n = 2, .c = 2, .h = 16, .w = 16, .o = 3, .k = 3, .s = 1, .p = 1,
+                                    .members = 2, .scale = MEMBER, .shift = MEMBER, .pool_k = 2, .pool_s = 2};
+    run_case(&wide_linear);
+    const stage_case odd = {.n = 2, .c = 2, .h = 9, .w = 7, .o = 3, .k = 3, .s = 1, .p = 1, .members = 1,
+                            .shift = SHARED, .bn = 1, .bn_weight = SHARED, .bn_bias = SHARED, .pool_k = 3,
+                            .pool_s = 2};
+    run_case(&odd);
+}
+
 static void test_shape_errors(void **state)
 {
     (void)state;
@@ -258,6 +319,12 @@ static void test_shape_errors(void **state)
     stage.bn_var = NULL;
     assert_int_equal(p7_conv2d_forward_stage(x, w, 1, 1, &stage, y), P7_ERROR_INVALID_ARGUMENT);
     assert_int_equal(p7_conv2d_forward_stage(x, w, 1, 1, NULL, y), P7_ERROR_INVALID_ARGUMENT);
+    /* pooling makes the output [4, 3, 2, 2]: the unpooled y no longer fits */
+    stage = (p7_conv_output_stage){.members = 1, .pool_k = 2, .pool_s = 2};
+    assert_int_equal(p7_conv2d_forward_stage(x, w, 1, 1, &stage, y), P7_ERROR_INVALID_SHAPE);
+    assert_non_null(strstr(p7_last_error(), "does not match [4, 3, 2, 2]"));
+    stage.pool_k = 5;
+    assert_int_equal(p7_conv2d_forward_stage(x, w, 1, 1, &stage, y), P7_ERROR_INVALID_ARGUMENT);
     p7_tensor *ts[] = {x, w, y, v5, v3};
     for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) p7_tensor_release(ts[i]);
 }
@@ -269,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_batchensemble_members),
         cmocka_unit_test(test_without_batchnorm),
         cmocka_unit_test(test_batchnorm_variants),
+        cmocka_unit_test(test_pooling),
         cmocka_unit_test(test_shape_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

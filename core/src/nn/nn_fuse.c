@@ -1,8 +1,9 @@
 /* The evaluation forward's fused output stages (nn_model_internal.h).
  *
  * In evaluation a BatchNorm is a per-channel affine of its running statistics, so
- * conv -> BatchNorm -> ReLU is one convolution whose output stage applies
- * max(0, T * scale + shift): one pass over the activation instead of three. The
+ * conv -> BatchNorm -> ReLU (-> max pooling) is one convolution whose output stage
+ * applies max(0, T * scale + shift) and pools: one pass over the activation instead
+ * of three or four. The
  * BatchEnsemble conv's per-member scaling and bias join the same stage, and member
  * groups (conv group -> BatchNorm group -> ReLU) run it per member. Matching walks the
  * step program; anything else runs the separate ops. Nothing here records on a tape:
@@ -18,10 +19,12 @@ static int is_bn(const layer *l)
 }
 
 /* What one fused stage covers: a conv (or conv group), the BatchNorm (group) after
- * it if any, a ReLU if any, and how many steps of the program that is. */
+ * it if any, a ReLU if any, a max pooling if any, and how many steps of the program
+ * that is. */
 typedef struct fusion {
     int conv, bn; /* layer ids; bn -1 when absent */
     int relu;
+    int pool_k, pool_s; /* 0: no pooling */
     size_t steps;
 } fusion;
 
@@ -41,7 +44,7 @@ static int match(const p7_model *m, size_t i, fusion *f)
 {
     const step *s = &m->steps[i];
     f->bn = -1;
-    f->relu = 0;
+    f->relu = f->pool_k = f->pool_s = 0;
     size_t j = i + 1;
     if (is_layer_step(m, i, is_conv)) {
         if (is_layer_step(m, j, is_bn)) f->bn = m->steps[j++].layer;
@@ -56,22 +59,30 @@ static int match(const p7_model *m, size_t i, fusion *f)
         f->relu = 1;
         j++;
     }
+    /* Pooling is per image and per channel, so it commutes with the member groups'
+     * stacking; the stage pools each output plane before writing it. */
+    if (j < m->step_count && m->steps[j].kind == P7_STEP_MAXPOOL && m->steps[j].a >= 1 && m->steps[j].b >= 1) {
+        f->pool_k = m->steps[j].a;
+        f->pool_s = m->steps[j].b;
+        j++;
+    }
     f->conv = s->layer;
     f->steps = j - i;
     /* A lone plain conv already adds its bias in the unfold pass: nothing to gain. A
      * lone BatchEnsemble conv saves its scaling and bias passes. */
-    return f->bn >= 0 || f->relu || m->layers[f->conv].cfg.kind == P7_LAYER_BE_CONV2D;
+    return f->bn >= 0 || f->relu || f->pool_k || m->layers[f->conv].cfg.kind == P7_LAYER_BE_CONV2D;
 }
 
 /* One conv layer with its stage; x is borrowed, *y a new tensor. `members` splits the
  * rows for per-member vectors (the model's M for BatchEnsemble layers, else 1). */
-static p7_status conv_stage(const p7_model *m, const layer *conv, const layer *bn, int relu, p7_tensor *x,
+static p7_status conv_stage(const p7_model *m, const layer *conv, const layer *bn, const fusion *f, p7_tensor *x,
                             p7_tensor **y)
 {
     const p7_layer_config *c = &conv->cfg;
     const int be_conv = c->kind == P7_LAYER_BE_CONV2D;
     const int be_bn = bn && bn->cfg.kind == P7_LAYER_BE_BATCHNORM2D;
-    p7_conv_output_stage stage = {.members = be_conv || be_bn ? m->members : 1, .relu = relu};
+    p7_conv_output_stage stage = {.members = be_conv || be_bn ? m->members : 1, .relu = f->relu,
+                                  .pool_k = f->pool_k, .pool_s = f->pool_s};
     stage.scale = be_conv ? conv->gamma : NULL;
     stage.shift = conv->bias;
     if (bn) {
@@ -85,11 +96,18 @@ static p7_status conv_stage(const p7_model *m, const layer *conv, const layer *b
         return p7_fail(P7_ERROR_INVALID_SHAPE, "layer %s: a convolution needs a 4-d input, got %d axes", conv->name,
                        x->ndim);
     const int64_t k = conv->weight->shape[2];
-    const int64_t oh = (x->shape[2] + 2 * c->pad - k) / c->stride + 1;
-    const int64_t ow = (x->shape[3] + 2 * c->pad - k) / c->stride + 1;
+    int64_t oh = (x->shape[2] + 2 * c->pad - k) / c->stride + 1;
+    int64_t ow = (x->shape[3] + 2 * c->pad - k) / c->stride + 1;
     if (oh < 1 || ow < 1)
         return p7_fail(P7_ERROR_INVALID_SHAPE, "layer %s: a %lldx%lld kernel does not fit a %lldx%lld input",
                        conv->name, (long long)k, (long long)k, (long long)x->shape[2], (long long)x->shape[3]);
+    if (f->pool_k) {
+        if (oh < f->pool_k || ow < f->pool_k)
+            return p7_fail(P7_ERROR_INVALID_SHAPE, "layer %s: a %dx%d pooling does not fit its %lldx%lld output",
+                           conv->name, f->pool_k, f->pool_k, (long long)oh, (long long)ow);
+        oh = (oh - f->pool_k) / f->pool_s + 1;
+        ow = (ow - f->pool_k) / f->pool_s + 1;
+    }
 
     /* The BatchEnsemble input scaling stays a pass of its own: it sits before the GEMM. */
     p7_tensor *in = NULL, *out = NULL;
@@ -123,7 +141,7 @@ static p7_status group_stage(const p7_model *m, const step *s, const fusion *f, 
         if (s->a) in = p7_tensor_retain(x);
         else st = p7_rows_slice(NULL, x, k * rows, rows, &in);
         if (st == P7_SUCCESS)
-            st = conv_stage(m, &m->layers[f->conv + k], f->bn >= 0 ? &m->layers[f->bn + k] : NULL, f->relu, in,
+            st = conv_stage(m, &m->layers[f->conv + k], f->bn >= 0 ? &m->layers[f->bn + k] : NULL, f, in,
                             &outs[k]);
         p7_tensor_release(in);
     }
@@ -141,7 +159,7 @@ p7_status nn_forward_fused(p7_model *m, size_t i, p7_tensor *x, p7_tensor **y, s
     const step *s = &m->steps[i];
     const layer *bn = f.bn >= 0 ? &m->layers[f.bn] : NULL;
     P7_TRY(s->kind == P7_STEP_MEMBER_LAYERS ? group_stage(m, s, &f, x, y)
-                                            : conv_stage(m, &m->layers[f.conv], bn, f.relu, x, y));
+                                            : conv_stage(m, &m->layers[f.conv], bn, &f, x, y));
     *steps = f.steps;
     return P7_SUCCESS;
 }

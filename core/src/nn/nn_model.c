@@ -291,7 +291,7 @@ p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int trainin
     /* Fused output stages only where nothing can need the separate ops' results: in
      * evaluation (running statistics) and with no tape recording. */
     const int fuse = m->fuse_eval && !training && !p7_tape_enabled(tape);
-    m->fused_last = 0;
+    m->fused_last = m->fused_steps_last = 0;
     p7_tensor *h = p7_tensor_retain(x);
     for (size_t i = 0; i < m->step_count; i++) {
         const step *s = &m->steps[i];
@@ -310,6 +310,7 @@ p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int trainin
             h = next;
             i += fused - 1;
             m->fused_last++;
+            m->fused_steps_last += fused;
             continue;
         }
         switch (s->kind) {

@@ -62,12 +62,12 @@ static const char *fmt(const p7_tensor *t, char *buf, size_t size)
     return p7_shape_format(p7_tensor_ndim(t), p7_tensor_shape(t), buf, size);
 }
 
-/* Checks x, w, b and the output-shaped tensor (y or dy) and derives the dimensions. */
-static p7_status conv_check(const char *op, const p7_tensor *x, const p7_tensor *w, const p7_tensor *b,
-                            const p7_tensor *out, int stride, int pad, conv_dims *d)
+/* Checks x, w and b and derives the dimensions. */
+static p7_status conv_check_inputs(const char *op, const p7_tensor *x, const p7_tensor *w, const p7_tensor *b,
+                                   int stride, int pad, conv_dims *d)
 {
-    if (!x || !w || !out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL tensor", op);
-    char sx[128], sw[128], so[128], sb[128];
+    if (!x || !w) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL tensor", op);
+    char sx[128], sw[128], sb[128];
     if (p7_tensor_ndim(x) != 4 || p7_tensor_ndim(w) != 4)
         return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: x %s and w %s must both be 4-D (NCHW, OCKK)", op,
                        fmt(x, sx, sizeof sx), fmt(w, sw, sizeof sw));
@@ -97,16 +97,6 @@ static p7_status conv_check(const char *op, const p7_tensor *x, const p7_tensor 
     d->plane = d->oh * d->ow;
     d->np = d->n * d->plane;
     d->ckk = d->c * d->k * d->k;
-    int64_t want[4] = {(int64_t)d->n, (int64_t)d->o, (int64_t)d->oh, (int64_t)d->ow};
-    const int64_t *got = p7_tensor_shape(out);
-    if (p7_tensor_ndim(out) != 4 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] ||
-        got[3] != want[3]) {
-        char sy[128];
-        return p7_fail(P7_ERROR_INVALID_SHAPE,
-                       "%s: output %s does not match %s for x %s, w %s, stride %d, padding %d", op,
-                       fmt(out, so, sizeof so), p7_shape_format(4, want, sy, sizeof sy), fmt(x, sx, sizeof sx),
-                       fmt(w, sw, sizeof sw), stride, pad);
-    }
     if (b && p7_tensor_numel(b) != d->o)
         return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: bias %s must have %zu elements (the O of w %s)", op,
                        fmt(b, sb, sizeof sb), d->o, fmt(w, sw, sizeof sw));
@@ -116,9 +106,37 @@ static p7_status conv_check(const char *op, const p7_tensor *x, const p7_tensor 
         return p7_fail(P7_ERROR_UNSUPPORTED, "%s: x %s is too large for 32-bit row indices", op,
                        fmt(x, sx, sizeof sx));
     p7_device *dev = p7_tensor_device(x);
-    if (p7_tensor_device(w) != dev || p7_tensor_device(out) != dev || (b && p7_tensor_device(b) != dev))
+    if (p7_tensor_device(w) != dev || (b && p7_tensor_device(b) != dev))
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: tensors are on different devices", op);
     return P7_SUCCESS;
+}
+
+/* out must be [want0, want1, want2, want3] on x's device. */
+static p7_status check_output(const char *op, const p7_tensor *x, const p7_tensor *w, const p7_tensor *out,
+                              const int64_t want[4], int stride, int pad)
+{
+    char sx[128], sw[128], so[128], sy[128];
+    if (!out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL tensor", op);
+    const int64_t *got = p7_tensor_shape(out);
+    if (p7_tensor_ndim(out) != 4 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] ||
+        got[3] != want[3])
+        return p7_fail(P7_ERROR_INVALID_SHAPE,
+                       "%s: output %s does not match %s for x %s, w %s, stride %d, padding %d", op,
+                       fmt(out, so, sizeof so), p7_shape_format(4, want, sy, sizeof sy), fmt(x, sx, sizeof sx),
+                       fmt(w, sw, sizeof sw), stride, pad);
+    if (p7_tensor_device(out) != p7_tensor_device(x))
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: tensors are on different devices", op);
+    return P7_SUCCESS;
+}
+
+/* Checks x, w, b and the output-shaped tensor (y or dy) and derives the dimensions. */
+static p7_status conv_check(const char *op, const p7_tensor *x, const p7_tensor *w, const p7_tensor *b,
+                            const p7_tensor *out, int stride, int pad, conv_dims *d)
+{
+    if (!out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL tensor", op);
+    P7_TRY(conv_check_inputs(op, x, w, b, stride, pad, d));
+    const int64_t want[4] = {(int64_t)d->n, (int64_t)d->o, (int64_t)d->oh, (int64_t)d->ow};
+    return check_output(op, x, w, out, want, stride, pad);
 }
 
 static p7_status conv_kernel(p7_device *device, const conv_dims *d, const char *name, cl_kernel *out)
@@ -296,8 +314,19 @@ p7_status p7_conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int st
 {
     const char *op = "conv2d output stage";
     conv_dims d;
-    P7_TRY(conv_check(op, x, w, NULL, y, stride, pad, &d));
     if (!stage) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL stage", op);
+    P7_TRY(conv_check_inputs(op, x, w, NULL, stride, pad, &d));
+    const int pool = stage->pool_k > 0;
+    size_t ph = d.oh, pw = d.ow;
+    if (pool) {
+        if (stage->pool_s < 1 || stage->pool_k > (int)d.oh || stage->pool_k > (int)d.ow)
+            return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: max pooling %d / stride %d on a %zux%zu output", op,
+                           stage->pool_k, stage->pool_s, d.oh, d.ow);
+        ph = (d.oh - (size_t)stage->pool_k) / (size_t)stage->pool_s + 1;
+        pw = (d.ow - (size_t)stage->pool_k) / (size_t)stage->pool_s + 1;
+    }
+    const int64_t want[4] = {(int64_t)d.n, (int64_t)d.o, (int64_t)ph, (int64_t)pw};
+    P7_TRY(check_output(op, x, w, y, want, stride, pad));
     const int members = stage->members;
     if (members < 1 || d.n % (size_t)members != 0)
         return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: %d members do not divide the %zu images", op, members, d.n);
@@ -345,18 +374,40 @@ p7_status p7_conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int st
     cl_mem tm = p7_buffer_mem(t);
     if (!sm) sm = tm; /* unread placeholders: a kernel argument cannot be NULL on every platform */
     if (!hm) hm = tm;
+    /* 2x2 / 2 (every VGG pooling) has a kernel of its own: fixed windows as vector loads */
+    const int pool2 = pool && stage->pool_k == 2 && stage->pool_s == 2;
+    const char *name = pool2  ? "conv2d_unfold_output_affine_pool2"
+                       : pool ? "conv2d_unfold_output_affine_pool"
+                              : "conv2d_unfold_output_affine";
     cl_kernel k;
-    st = conv_kernel(device, &d, "conv2d_unfold_output_affine", &k);
+    st = conv_kernel(device, &d, name, &k);
     if (st != P7_SUCCESS) goto done;
     cl_mem ym = p7_tensor_mem(y);
     cl_ulong yo = p7_tensor_offset(y);
     cl_uint rows_per_member = (cl_uint)(d.n / (size_t)members);
     cl_int relu = stage->relu != 0;
     cl_uint n = (cl_uint)d.n, o = (cl_uint)d.o, plane = (cl_uint)d.plane;
-    st = P7_SET_ARGS(k, "conv2d.unfold_output_affine", P7_ARG(tm), P7_ARG(ym), P7_ARG(yo), P7_ARG(sm), P7_ARG(so),
-                     P7_ARG(has_scale), P7_ARG(hm), P7_ARG(ho), P7_ARG(has_shift), P7_ARG(member_stride),
-                     P7_ARG(rows_per_member), P7_ARG(relu), P7_ARG(n), P7_ARG(o), P7_ARG(plane));
-    if (st == P7_SUCCESS) st = launch_rows(device, k, d.n * d.o, "conv2d.unfold_output_affine");
+    if (pool2) {
+        cl_uint ow = (cl_uint)d.ow, phu = (cl_uint)ph, pwu = (cl_uint)pw;
+        st = P7_SET_ARGS(k, "conv2d.unfold_output_affine_pool", P7_ARG(tm), P7_ARG(ym), P7_ARG(yo), P7_ARG(sm),
+                         P7_ARG(so), P7_ARG(has_scale), P7_ARG(hm), P7_ARG(ho), P7_ARG(has_shift),
+                         P7_ARG(member_stride), P7_ARG(rows_per_member), P7_ARG(relu), P7_ARG(n), P7_ARG(o),
+                         P7_ARG(ow), P7_ARG(plane), P7_ARG(phu), P7_ARG(pwu));
+    } else if (pool) {
+        cl_uint ow = (cl_uint)d.ow, phu = (cl_uint)ph, pwu = (cl_uint)pw;
+        cl_uint pk = (cl_uint)stage->pool_k, ps = (cl_uint)stage->pool_s;
+        st = P7_SET_ARGS(k, "conv2d.unfold_output_affine_pool", P7_ARG(tm), P7_ARG(ym), P7_ARG(yo), P7_ARG(sm),
+                         P7_ARG(so), P7_ARG(has_scale), P7_ARG(hm), P7_ARG(ho), P7_ARG(has_shift),
+                         P7_ARG(member_stride), P7_ARG(rows_per_member), P7_ARG(relu), P7_ARG(n), P7_ARG(o),
+                         P7_ARG(ow), P7_ARG(plane), P7_ARG(phu), P7_ARG(pwu), P7_ARG(pk), P7_ARG(ps));
+    } else {
+        st = P7_SET_ARGS(k, "conv2d.unfold_output_affine", P7_ARG(tm), P7_ARG(ym), P7_ARG(yo), P7_ARG(sm),
+                         P7_ARG(so), P7_ARG(has_scale), P7_ARG(hm), P7_ARG(ho), P7_ARG(has_shift),
+                         P7_ARG(member_stride), P7_ARG(rows_per_member), P7_ARG(relu), P7_ARG(n), P7_ARG(o),
+                         P7_ARG(plane));
+    }
+    if (st == P7_SUCCESS)
+        st = launch_rows(device, k, d.n * d.o, pool ? "conv2d.unfold_output_affine_pool" : "conv2d.unfold_output_affine");
 done:
     p7_buffer_free(t);
     p7_buffer_free(folded);

@@ -13,18 +13,21 @@
  * members) or [M, C]; NULL scale means 1, NULL shift 0.
  * With bn_mean set, an evaluation BatchNorm follows the affine:
  *   (z - bn_mean[c]) / sqrt(bn_var[c] + bn_eps) * bn_weight[m, c] + bn_bias[m, c]
- * (NULL weight 1, NULL bias 0), folded into one scale and shift on the device. */
+ * (NULL weight 1, NULL bias 0), folded into one scale and shift on the device.
+ * With pool_k > 0, a max pooling (window pool_k, stride pool_s, no padding) follows and
+ * y is the pooled [N, O, PH, PW]: the full-size activation is never written. */
 typedef struct p7_conv_output_stage {
     int members;
     const p7_tensor *scale, *shift;
     const p7_tensor *bn_mean, *bn_var, *bn_weight, *bn_bias;
     float bn_eps;
     int relu;
+    int pool_k, pool_s;
 } p7_conv_output_stage;
 
 /* conv2d forward (im2col + GEMM as p7_conv2d_forward) with `stage` applied while
- * unfolding T[O, N*P] into y [N, O, OH, OW] (kernels/conv2d.cl,
- * conv2d_unfold_output_affine). Enqueues only. */
+ * unfolding T[O, N*P] into y [N, O, OH, OW], or the pooled [N, O, PH, PW]
+ * (kernels/conv2d.cl, conv2d_unfold_output_affine[_pool]). Enqueues only. */
 p7_status p7_conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int stride, int pad,
                                   const p7_conv_output_stage *stage, p7_tensor *y);
 
