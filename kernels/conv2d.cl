@@ -489,10 +489,14 @@ static void conv_same_coords16(const int pix0, const int in_w, const int plane, 
 /* conv2d_im2col_packed for stride-1 "same" convolutions (the host needs plane % 16 == 0,
  * or 16 % plane == 0 and N*P % 16 == 0): one work-item per (channel c, panel q)
  * writes, per tap, the panel row as two 16-pixel runs. Channels vary fastest, so
- * consecutive work-items write consecutive blocks of the panel. */
-__kernel void conv2d_im2col_packed_same(__global const float *restrict x, const ulong x_off,
-                                      __global float *restrict bp, const ulong bp_off, const uint n_img,
-                                      const uint channels, const uint in_h, const uint in_w)
+ * consecutive work-items write consecutive blocks of the panel. With in_scale (not
+ * NULL), x[n, c] is multiplied by in_scale[m, c] on the way, m = n / rows_per_member:
+ * the BatchEnsemble input scaling of an evaluation forward without a pass of its own. */
+static void conv_im2col_packed_same(__global const float *restrict x, const ulong x_off,
+                                    __global float *restrict bp, const ulong bp_off, const uint n_img,
+                                    const uint channels, const uint in_h, const uint in_w,
+                                    const __global float *restrict in_scale, const ulong is_off,
+                                    const uint rows_per_member)
 {
     const uint c = get_global_id(0);
     const uint q = get_global_id(1);
@@ -517,24 +521,54 @@ __kernel void conv2d_im2col_packed_same(__global const float *restrict x, const 
         conv_same_coords16(pix0, (int)in_w, (int)plane, &ohv, &owv);
         if (plane < 16) {
             const int16 off = conv_small_offsets16(plane, channels);
+            float16 sv = (float16)(1.0f);
+            if (in_scale) {
+                /* the run's 16 / plane images may belong to different members */
+                const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+                const int16 at = ((int16)(n) + (lane >> (31 - (int)clz(plane)))) / (int)rows_per_member *
+                                 (int)channels + (int)c;
+                const __global float *sc = in_scale + is_off;
+                sv = (float16)(sc[at.s0], sc[at.s1], sc[at.s2], sc[at.s3], sc[at.s4], sc[at.s5], sc[at.s6],
+                               sc[at.s7], sc[at.s8], sc[at.s9], sc[at.sa], sc[at.sb], sc[at.sc], sc[at.sd],
+                               sc[at.se], sc[at.sf]);
+            }
 #pragma unroll
             for (int ky = 0; ky < CONV_K; ++ky) {
 #pragma unroll
                 for (int kx = 0; kx < CONV_K; ++kx)
-                    vstore16(conv_small_tap16(xc, off, ohv, owv, ky - CONV_P, kx - CONV_P, (int)in_h, (int)in_w), 0,
-                             d + (ky * CONV_K + kx) * CONV_PANEL);
+                    vstore16(sv * conv_small_tap16(xc, off, ohv, owv, ky - CONV_P, kx - CONV_P, (int)in_h,
+                                                   (int)in_w),
+                             0, d + (ky * CONV_K + kx) * CONV_PANEL);
             }
             continue;
         }
+        const float s = in_scale ? in_scale[is_off + (ulong)(n / rows_per_member) * channels + c] : 1.0f;
 #pragma unroll
         for (int ky = 0; ky < CONV_K; ++ky) {
 #pragma unroll
             for (int kx = 0; kx < CONV_K; ++kx)
-                vstore16(conv_same_tap16(xc, pix0, ohv, owv, ky - CONV_P, kx - CONV_P, (int)in_h, (int)in_w,
-                                         -before, after),
+                vstore16(s * conv_same_tap16(xc, pix0, ohv, owv, ky - CONV_P, kx - CONV_P, (int)in_h, (int)in_w,
+                                             -before, after),
                          0, d + (ky * CONV_K + kx) * CONV_PANEL);
         }
     }
+}
+
+__kernel void conv2d_im2col_packed_same(__global const float *restrict x, const ulong x_off,
+                                      __global float *restrict bp, const ulong bp_off, const uint n_img,
+                                      const uint channels, const uint in_h, const uint in_w)
+{
+    conv_im2col_packed_same(x, x_off, bp, bp_off, n_img, channels, in_h, in_w, 0, 0, 1);
+}
+
+/* The same with the per-(member, channel) input scale in_scale [M, C]. */
+__kernel void conv2d_im2col_packed_same_scaled(__global const float *restrict x, const ulong x_off,
+                                             __global float *restrict bp, const ulong bp_off, const uint n_img,
+                                             const uint channels, const uint in_h, const uint in_w,
+                                             __global const float *restrict in_scale, const ulong is_off,
+                                             const uint rows_per_member)
+{
+    conv_im2col_packed_same(x, x_off, bp, bp_off, n_img, channels, in_h, in_w, in_scale, is_off, rows_per_member);
 }
 
 /* col^T packed as the B operand of the weight-gradient GEMM dW = T * col^T, whose

@@ -165,22 +165,44 @@ static void test_batchensemble_vgg11_bn(void **state)
     check_case(&fc);
 }
 
+/* Member-group steps in a model's program (the between-member sharing models' members
+ * are whole networks: member groups, not BatchEnsemble layers). */
+static size_t group_steps(const p7_network_config *c)
+{
+    p7_model *m;
+    P7_ASSERT_OK(p7_model_build(device, c, 7, &m));
+    size_t n = 0;
+    for (size_t i = 0; i < m->step_count; i++) n += m->steps[i].kind == P7_STEP_MEMBER_LAYERS;
+    p7_model_destroy(m);
+    return n;
+}
+
 static void test_between_member_sharing(void **state)
 {
     (void)state;
     /* early shared: plain convs on B rows, then conv groups reading the shared trunk
-     * (a = 1) with BatchNorm groups on their own rows */
-    const fuse_case early = {"between early, 3 members",
+     * (a = 1) with BatchNorm groups on their own rows (a = 0) */
+    const fuse_case early = {"between early, 3 independent members",
                              {.arch = P7_ARCH_VGG11, .classes = 10, .batchnorm = 1, .members = 3,
-                              .between = P7_SHARE_EARLY, .width = 0.125f},
+                              .member_kind = P7_MEMBERS_INDEPENDENT, .between = P7_SHARE_EARLY, .width = 0.125f},
                              8, 29};
+    assert_true(group_steps(&early.config) >= 12); /* 6 conv groups, 6 BatchNorm groups, the classifier */
     check_case(&early);
     /* deep shared: conv groups first, then shared convs on the members' M*B rows */
-    const fuse_case deep = {"between deep, 2 members",
+    const fuse_case deep = {"between deep, 2 independent members",
                             {.arch = P7_ARCH_VGG11, .classes = 10, .batchnorm = 1, .members = 2,
-                             .between = P7_SHARE_DEEP, .width = 0.125f},
+                             .member_kind = P7_MEMBERS_INDEPENDENT, .between = P7_SHARE_DEEP, .width = 0.125f},
                             8, 29};
+    assert_true(group_steps(&deep.config) >= 4);
     check_case(&deep);
+    /* the same sharing with BatchEnsemble members: shared plain convs, then BE layers */
+    const fuse_case be = {"between early, 2 BatchEnsemble members",
+                          {.arch = P7_ARCH_VGG11, .classes = 10, .batchnorm = 1, .members = 2,
+                           .member_kind = P7_MEMBERS_BATCHENSEMBLE, .alpha_init = 0.5f, .gamma_init = 0.5f,
+                           .between = P7_SHARE_EARLY, .width = 0.125f},
+                          8, 29};
+    assert_int_equal(group_steps(&be.config), 0);
+    check_case(&be);
 }
 
 static void test_without_batchnorm(void **state)

@@ -1,5 +1,6 @@
 /* The convolution's evaluation output stage (ops/fused_internal.h) against a float64
- * host reference: direct convolution, then the per-(member, channel) affine, the
+ * host reference: direct convolution of the input scaled per (member, input channel),
+ * then the per-(member, channel) affine, the
  * evaluation BatchNorm and the ReLU computed in double from their definitions (not
  * from the folded scale and shift the device computes). Shared and per-member vectors,
  * missing ones, strides 1 and 2, the packed and the general im2col, max pooling after
@@ -26,6 +27,7 @@ enum { NONE = 0, SHARED = 1, MEMBER = 2 };
 
 typedef struct stage_case {
     int n, c, h, w, o, k, s, p, members;
+    int in_scale;            /* NONE / MEMBER: the BatchEnsemble alpha [M, C_in] */
     int scale, shift;        /* NONE / SHARED / MEMBER */
     int bn, bn_weight, bn_bias;
     int relu;
@@ -40,6 +42,7 @@ static int out_h(const stage_case *sc) { return sc->pool_k ? (conv_h(sc) - sc->p
 static int out_w(const stage_case *sc) { return sc->pool_k ? (conv_w(sc) - sc->pool_k) / sc->pool_s + 1 : conv_w(sc); }
 
 typedef struct host_vectors {
+    double *in_scale;                             /* [M*C] or NULL */
     double *scale, *shift, *mean, *var, *bw, *bb; /* NULL where absent; [M*O] or [O] as given */
     int scale_kind, shift_kind, bw_kind, bb_kind;
     double eps;
@@ -79,7 +82,8 @@ static void unpooled_ref(const stage_case *sc, const double *x, const double *w,
                             for (int kx = 0; kx < sc->k; kx++) {
                                 const int ix = ox * sc->s - sc->p + kx;
                                 if (ix < 0 || ix >= sc->w) continue;
-                                const double t = x[((size_t)(n * sc->c + c) * sc->h + iy) * sc->w + ix] *
+                                const double a = v->in_scale ? v->in_scale[(size_t)m * sc->c + c] : 1.0;
+                                const double t = x[((size_t)(n * sc->c + c) * sc->h + iy) * sc->w + ix] * a *
                                                  w[((size_t)(o * sc->c + c) * sc->k + ky) * sc->k + kx];
                                 acc += t;
                                 abs_acc += fabs(t);
@@ -174,6 +178,14 @@ static void run_case(const stage_case *sc)
     p7_conv_output_stage stage = {.members = sc->members, .relu = sc->relu, .bn_eps = 1e-5f,
                                   .pool_k = sc->pool_k, .pool_s = sc->pool_s};
     p7_tensor *tscale = make_vector(sc, sc->scale, 31, -1.5f, 1.5f, &hv.scale);
+    p7_tensor *tin = NULL;
+    if (sc->in_scale) {
+        /* [M, C_in]: built as the [M, O] vectors are, with C_in in O's place */
+        stage_case in_shape = *sc;
+        in_shape.o = sc->c;
+        tin = make_vector(&in_shape, MEMBER, 37, -1.5f, 1.5f, &hv.in_scale);
+    }
+    stage.in_scale = tin;
     p7_tensor *tshift = make_vector(sc, sc->shift, 32, -1.0f, 1.0f, &hv.shift);
     p7_tensor *tmean = NULL, *tvar = NULL, *tbw = NULL, *tbb = NULL;
     if (sc->bn) {
@@ -221,9 +233,9 @@ static void run_case(const stage_case *sc)
     }
 
     free(x), free(w), free(y), free(xd), free(wd), free(yref), free(mag);
-    double *hs[] = {hv.scale, hv.shift, hv.mean, hv.var, hv.bw, hv.bb};
+    double *hs[] = {hv.in_scale, hv.scale, hv.shift, hv.mean, hv.var, hv.bw, hv.bb};
     for (size_t i = 0; i < sizeof hs / sizeof *hs; i++) free(hs[i]);
-    p7_tensor *ts[] = {tx, tw, ty, tscale, tshift, tmean, tvar, tbw, tbb};
+    p7_tensor *ts[] = {tx, tw, ty, tin, tscale, tshift, tmean, tvar, tbw, tbb};
     for (size_t i = 0; i < sizeof ts / sizeof *ts; i++) p7_tensor_release(ts[i]);
     (void)cs;
 }
@@ -247,6 +259,19 @@ static void test_batchensemble_members(void **state)
                            .scale = MEMBER, .shift = MEMBER, .bn = 1, .bn_weight = MEMBER, .bn_bias = MEMBER,
                            .relu = 1, .offset = 5};
     run_case(&sc);
+    /* with the input scale (alpha): in the packed "same" im2col on a 16-pixel plane; on
+     * 2x2 planes, where a run of 16 pixels spans 4 images of 2 members; and as a pass
+     * of its own before the general im2col (stride 2) */
+    stage_case alpha = sc;
+    alpha.in_scale = MEMBER;
+    run_case(&alpha);
+    const stage_case small = {.n = 8, .c = 3, .h = 2, .w = 2, .o = 4, .k = 3, .s = 1, .p = 1, .members = 4,
+                              .in_scale = MEMBER, .scale = MEMBER, .shift = MEMBER, .bn = 1,
+                              .bn_weight = MEMBER, .bn_bias = MEMBER, .relu = 1, .offset = 2};
+    run_case(&small);
+    const stage_case strided = {.n = 4, .c = 3, .h = 7, .w = 7, .o = 4, .k = 3, .s = 2, .p = 0, .members = 2,
+                                .in_scale = MEMBER, .scale = MEMBER, .shift = MEMBER, .relu = 1};
+    run_case(&strided);
 }
 
 static void test_without_batchnorm(void **state)
@@ -319,6 +344,9 @@ static void test_shape_errors(void **state)
     stage.bn_var = NULL;
     assert_int_equal(p7_conv2d_forward_stage(x, w, 1, 1, &stage, y), P7_ERROR_INVALID_ARGUMENT);
     assert_int_equal(p7_conv2d_forward_stage(x, w, 1, 1, NULL, y), P7_ERROR_INVALID_ARGUMENT);
+    stage = (p7_conv_output_stage){.members = 2, .in_scale = v3};
+    assert_int_equal(p7_conv2d_forward_stage(x, w, 1, 1, &stage, y), P7_ERROR_INVALID_SHAPE);
+    assert_non_null(strstr(p7_last_error(), "input scale [3] must be [2, 2]"));
     /* pooling makes the output [4, 3, 2, 2]: the unpooled y no longer fits */
     stage = (p7_conv_output_stage){.members = 1, .pool_k = 2, .pool_s = 2};
     assert_int_equal(p7_conv2d_forward_stage(x, w, 1, 1, &stage, y), P7_ERROR_INVALID_SHAPE);

@@ -109,14 +109,12 @@ static p7_status conv_stage(const p7_model *m, const layer *conv, const layer *b
         ow = (ow - f->pool_k) / f->pool_s + 1;
     }
 
-    /* The BatchEnsemble input scaling stays a pass of its own: it sits before the GEMM. */
-    p7_tensor *in = NULL, *out = NULL;
-    if (be_conv && conv->alpha) P7_TRY(p7_channel_mul(NULL, x, conv->alpha, m->members, &in));
-    else in = p7_tensor_retain(x);
+    /* The BatchEnsemble input scaling goes into the im2col (or a pass before it). */
+    stage.in_scale = be_conv ? conv->alpha : NULL;
+    p7_tensor *out = NULL;
     const int64_t shape[4] = {x->shape[0], conv->weight->shape[0], oh, ow};
     p7_status st = p7_tensor_create(m->device, 4, shape, &out);
-    if (st == P7_SUCCESS) st = p7_conv2d_forward_stage(in, conv->weight, c->stride, c->pad, &stage, out);
-    p7_tensor_release(in);
+    if (st == P7_SUCCESS) st = p7_conv2d_forward_stage(x, conv->weight, c->stride, c->pad, &stage, out);
     if (st != P7_SUCCESS) {
         p7_tensor_release(out);
         return st;

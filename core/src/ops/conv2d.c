@@ -232,29 +232,60 @@ static p7_status alloc_floats(p7_device *device, size_t count, p7_buffer **out)
     return p7_buffer_alloc(device, count * sizeof(float), out);
 }
 
+/* The packed "same" im2col with x[n, c] scaled by in_scale[n / (N / members), c] on the
+ * way (conv2d_im2col_packed_same_scaled). */
+static p7_status im2col_packed_scaled(p7_device *device, const conv_dims *d, const p7_tensor *x,
+                                      const p7_tensor *in_scale, int members, cl_mem bp)
+{
+    cl_kernel k;
+    P7_TRY(conv_kernel(device, d, "conv2d_im2col_packed_same_scaled", &k));
+    cl_mem xm = p7_tensor_mem(x), sm = p7_tensor_mem(in_scale);
+    cl_ulong xo = p7_tensor_offset(x), bo = 0, so = p7_tensor_offset(in_scale);
+    cl_uint n = (cl_uint)d->n, c = (cl_uint)d->c, h = (cl_uint)d->h, w = (cl_uint)d->w;
+    cl_uint rows_per_member = (cl_uint)(d->n / (size_t)members);
+    P7_TRY(P7_SET_ARGS(k, "conv2d.im2col_packed", P7_ARG(xm), P7_ARG(xo), P7_ARG(bp), P7_ARG(bo), P7_ARG(n),
+                       P7_ARG(c), P7_ARG(h), P7_ARG(w), P7_ARG(sm), P7_ARG(so), P7_ARG(rows_per_member)));
+    size_t local[2] = {P7_CONV_SAME_LOCAL_C, 1};
+    size_t global[2] = {round_up(d->c, P7_CONV_SAME_LOCAL_C), packed_panels(d->np)};
+    return p7_launch(device, k, 2, global, local, "conv2d.im2col_packed");
+}
+
 /* col = im2col(x), T[O, N*P] = W * col: the forward pass up to its output stage. *t
- * receives T (the caller frees it after enqueueing its last reader). */
+ * receives T (the caller frees it after enqueueing its last reader). With in_scale
+ * [M, C] (NULL: none) x is first scaled per (member, input channel): inside the packed
+ * "same" im2col where that runs, else by a channel_mul pass into a scratch tensor. */
 static p7_status forward_gemm(p7_device *device, const conv_dims *d, const p7_tensor *x, const p7_tensor *w,
-                              p7_buffer **t)
+                              const p7_tensor *in_scale, int members, p7_buffer **t)
 {
     p7_conv2d_scratch plan;
     scratch_of(device, d, p7_device_gemm_backend(device), 0, 0, &plan);
+    const int scale_in_im2col = in_scale && plan.forward_packed && same16(d);
     p7_buffer *col = NULL;
+    p7_tensor *scaled = NULL;
     *t = NULL;
-    p7_status st = alloc_floats(device, plan.forward_col_floats, &col);
+    p7_status st = P7_SUCCESS;
+    if (in_scale && !scale_in_im2col) {
+        st = p7_tensor_create(device, 4, p7_tensor_shape(x), &scaled);
+        if (st == P7_SUCCESS) st = p7_channel_mul_forward(x, in_scale, members, scaled);
+        if (st != P7_SUCCESS) goto done;
+        x = scaled;
+    }
+    st = alloc_floats(device, plan.forward_col_floats, &col);
     if (st == P7_SUCCESS) st = alloc_floats(device, plan.t_floats, t);
     if (st != P7_SUCCESS) goto done;
     cl_mem colm = p7_buffer_mem(col), tm = p7_buffer_mem(*t);
     p7_gemm_desc g = p7_gemm_desc_packed(0, 0, d->o, d->np, d->ckk, 1.0f, 0.0f);
     g.a_offset = p7_tensor_offset(w);
     if (plan.forward_packed) {
-        st = p7_conv2d_im2col_packed(x, (int)d->k, d->stride, d->pad, colm, 0);
+        st = scale_in_im2col ? im2col_packed_scaled(device, d, x, in_scale, members, colm)
+                             : p7_conv2d_im2col_packed(x, (int)d->k, d->stride, d->pad, colm, 0);
         if (st == P7_SUCCESS) st = p7_gemm_packed_b(device, &g, p7_tensor_mem(w), colm, 0, tm);
     } else {
         st = im2col(device, d, x, colm);
         if (st == P7_SUCCESS) st = p7_gemm(device, &g, p7_tensor_mem(w), colm, tm);
     }
 done:
+    p7_tensor_release(scaled); /* in-order queue: the im2col reading it is enqueued */
     p7_buffer_free(col);
     if (st != P7_SUCCESS) {
         p7_buffer_free(*t);
@@ -270,7 +301,7 @@ p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_ten
     P7_TRY(conv_check("conv2d forward", x, w, b, y, stride, pad, &d));
     p7_device *device = p7_tensor_device(x);
     p7_buffer *t = NULL;
-    P7_TRY(forward_gemm(device, &d, x, w, &t));
+    P7_TRY(forward_gemm(device, &d, x, w, NULL, 1, &t));
     cl_mem tm = p7_buffer_mem(t);
 
     cl_kernel k;
@@ -334,6 +365,12 @@ p7_status p7_conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int st
     cl_uint s_stride, h_stride, unused;
     P7_TRY(stage_vector("scale", stage->scale, &d, members, device, &s_stride));
     P7_TRY(stage_vector("shift", stage->shift, &d, members, device, &h_stride));
+    if (stage->in_scale && (p7_tensor_numel(stage->in_scale) != (size_t)members * d.c ||
+                            p7_tensor_device(stage->in_scale) != device)) {
+        char ss[128];
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: input scale %s must be [%d, %zu] (members, input channels)", op,
+                       fmt(stage->in_scale, ss, sizeof ss), members, d.c);
+    }
     const int fold = stage->bn_mean != NULL;
     if (fold) {
         if (!stage->bn_var) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: BatchNorm mean without variance", op);
@@ -369,7 +406,7 @@ p7_status p7_conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int st
         if (stage->shift) { hm = p7_tensor_mem(stage->shift); ho = p7_tensor_offset(stage->shift); }
     }
 
-    st = forward_gemm(device, &d, x, w, &t);
+    st = forward_gemm(device, &d, x, w, stage->in_scale, members, &t);
     if (st != P7_SUCCESS) goto done;
     cl_mem tm = p7_buffer_mem(t);
     if (!sm) sm = tm; /* unread placeholders: a kernel argument cannot be NULL on every platform */

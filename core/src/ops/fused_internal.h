@@ -8,9 +8,11 @@
 
 #include "tensor/tensor_internal.h"
 
-/* y = relu?(BN?(conv(x, w) * scale + shift)) per member m and channel c, where
+/* y = relu?(BN?(conv(x * in_scale, w) * scale + shift)) per member m and channel c, where
  * image n of y belongs to member n / (N / members). Every vector is [C] (shared by the
- * members) or [M, C]; NULL scale means 1, NULL shift 0.
+ * members) or [M, C]; NULL scale means 1, NULL shift 0. in_scale (the BatchEnsemble
+ * alpha, NULL: none) is [M, C_in], applied to x inside the packed im2col where the conv
+ * is a stride-1 "same" one on p7's GEMM, else as a pass of its own.
  * With bn_mean set, an evaluation BatchNorm follows the affine:
  *   (z - bn_mean[c]) / sqrt(bn_var[c] + bn_eps) * bn_weight[m, c] + bn_bias[m, c]
  * (NULL weight 1, NULL bias 0), folded into one scale and shift on the device.
@@ -18,6 +20,7 @@
  * y is the pooled [N, O, PH, PW]: the full-size activation is never written. */
 typedef struct p7_conv_output_stage {
     int members;
+    const p7_tensor *in_scale;
     const p7_tensor *scale, *shift;
     const p7_tensor *bn_mean, *bn_var, *bn_weight, *bn_bias;
     float bn_eps;
