@@ -231,6 +231,33 @@ static void test_without_batchnorm(void **state)
     p7_model_destroy(m);
 }
 
+/* P7_FUSE=0 turns fusion off for models created while it is set. */
+static void test_environment_switch(void **state)
+{
+    (void)state;
+    const p7_network_config c = {.arch = P7_ARCH_SIMPLE, .classes = 10, .batchnorm = 1, .members = 1,
+                                 .width = 0.25f};
+    const int64_t xs[4] = {2, 3, 32, 32};
+    p7_tensor *x;
+    P7_ASSERT_OK(p7_tensor_create(device, 4, xs, &x));
+    P7_ASSERT_OK(p7_tensor_fill_uniform(x, 4, 0, -1.0f, 1.0f));
+    assert_int_equal(setenv("P7_FUSE", "0", 1), 0);
+    p7_model *off, *on;
+    P7_ASSERT_OK(p7_model_build(device, &c, 5, &off));
+    assert_int_equal(unsetenv("P7_FUSE"), 0);
+    P7_ASSERT_OK(p7_model_build(device, &c, 5, &on));
+    assert_false(p7_model_fusion(off));
+    assert_true(p7_model_fusion(on));
+    size_t n;
+    free(logits_of(off, NULL, x, 0, &n));
+    assert_int_equal(off->fused_last, 0);
+    free(logits_of(on, NULL, x, 0, &n));
+    assert_int_equal(on->fused_last, 2);
+    p7_model_destroy(off);
+    p7_model_destroy(on);
+    p7_tensor_release(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_batchensemble_vgg11_bn),
         cmocka_unit_test(test_between_member_sharing),
         cmocka_unit_test(test_without_batchnorm),
+        cmocka_unit_test(test_environment_switch),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
