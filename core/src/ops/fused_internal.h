@@ -10,9 +10,11 @@
 
 /* y = relu?(BN?(conv(x * in_scale, w) * scale + shift)) per member m and channel c, where
  * image n of y belongs to member n / (N / members). Every vector is [C] (shared by the
- * members) or [M, C]; NULL scale means 1, NULL shift 0. in_scale (the BatchEnsemble
- * alpha, NULL: none) is [M, C_in], applied to x inside the packed im2col where the conv
- * is a stride-1 "same" one on p7's GEMM, else as a pass of its own.
+ * members) or [M, C]; NULL scale means 1, NULL shift 0; without BatchNorm, a scale and a
+ * shift given together must be the same kind (the BatchNorm fold takes any mix).
+ * in_scale (the BatchEnsemble alpha, NULL: none) is [M, C_in], applied to x inside the
+ * packed im2col where the conv is a stride-1 "same" one on p7's GEMM, else as a pass of
+ * its own.
  * With bn_mean set, an evaluation BatchNorm follows the affine:
  *   (z - bn_mean[c]) / sqrt(bn_var[c] + bn_eps) * bn_weight[m, c] + bn_bias[m, c]
  * (NULL weight 1, NULL bias 0), folded into one scale and shift on the device.
