@@ -3,11 +3,11 @@
  * In evaluation a BatchNorm is a per-channel affine of its running statistics, so
  * conv -> BatchNorm -> ReLU (-> max pooling) is one convolution whose output stage
  * applies max(0, T * scale + shift) and pools: one pass over the activation instead
- * of three or four. The
- * BatchEnsemble conv's per-member scaling and bias join the same stage, and member
- * groups (conv group -> BatchNorm group -> ReLU) run it per member. Matching walks the
- * step program; anything else runs the separate ops. Nothing here records on a tape:
- * p7_model_forward calls it only when nothing records. */
+ * of three or four. The BatchEnsemble conv's per-member gamma and bias join the same
+ * stage (its alpha goes into the im2col), and member groups (conv group -> BatchNorm
+ * group -> ReLU) run it per member. Matching walks the step program; anything else
+ * runs the separate ops. Nothing here records on a tape: p7_model_forward calls it
+ * only when nothing records. */
 #include "nn/nn_model_internal.h"
 #include "ops/fused_internal.h"
 #include "p7/ops.h"
@@ -73,8 +73,9 @@ static int match(const p7_model *m, size_t i, fusion *f)
     return f->bn >= 0 || f->relu || f->pool_k || m->layers[f->conv].cfg.kind == P7_LAYER_BE_CONV2D;
 }
 
-/* One conv layer with its stage; x is borrowed, *y a new tensor. `members` splits the
- * rows for per-member vectors (the model's M for BatchEnsemble layers, else 1). */
+/* One conv layer with its stage (bn NULL when none); x is borrowed, *y a new tensor.
+ * Per-member vectors split the rows into the model's M members when the conv or the
+ * BatchNorm is a BatchEnsemble layer; plain layers' vectors are shared. */
 static p7_status conv_stage(const p7_model *m, const layer *conv, const layer *bn, const fusion *f, p7_tensor *x,
                             p7_tensor **y)
 {
