@@ -589,6 +589,17 @@ int p7bench_cell_run(p7bench_runner *rn, const p7bench_cell *cell, p7bench_cell_
         goto finish;
     }
     snprintf(result.dataset, sizeof result.dataset, "%s", data->all.synthetic ? P7_SYNTHETIC_NAME : o.dataset);
+    /* the recipe again, now that the run's length is known (IVON's beta2 spans half of it) */
+    o.run_steps = (uint64_t)o.epochs * p7_batch_count(train.count, (size_t)o.batch, 0);
+    char before[sizeof o.run_hparams];
+    snprintf(before, sizeof before, "%s", o.run_hparams);
+    if (p7bench_resolve_recipe(&o, 0) != 0) goto finish;
+    if (strcmp(before, o.run_hparams) != 0) {
+        if (rn->verbose)
+            say(&x.con, "p7bench: %s: for this run of %llu steps the recipe's hyperparameters are '%s'", cell->id,
+                (unsigned long long)o.run_steps, o.run_hparams);
+        snprintf(result.hparams, sizeof result.hparams, "%s", o.run_hparams);
+    }
 
 #define TRY(call)                                                                \
     do {                                                                         \

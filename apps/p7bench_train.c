@@ -172,7 +172,12 @@ int p7bench_resolve_recipe(p7bench_train_options *o, int verbose)
     /* --faithful trains as the original did: its fixed settings, no recipe, no schedule */
     const p7_recipe *recipe = o->faithful ? NULL : p7_recipe_find(name);
     /* the cell's own settings replace the recipe's, the user's --hparams replace both */
-    char cell_hparams[128] = "", with_cell[1024];
+    char cell_hparams[128] = "", with_cell[1024], recipe_hparams[512] = "";
+    if (recipe && p7_recipe_hparams_for_run(recipe, o->run_steps, recipe_hparams, sizeof recipe_hparams) != P7_SUCCESS) {
+        fprintf(stderr, "p7bench: %s\n", p7_last_error());
+        p7_optimizer_plugin_close(plugin);
+        return 1;
+    }
     if (o->lr == o->lr) snprintf(cell_hparams, sizeof cell_hparams, "lr=%.17g", o->lr);
     if (o->weight_decay > 0) {
         size_t n = strlen(cell_hparams);
@@ -181,7 +186,7 @@ int p7bench_resolve_recipe(p7bench_train_options *o, int verbose)
     int rc = 0;
     /* the user's text on its own first, so a repeated or unknown name is named as given */
     if (p7_optimizer_plugin_check_hparams(plugin, o->hparams) != P7_SUCCESS ||
-        p7_recipe_merge_hparams(recipe ? recipe->hparams : NULL, cell_hparams[0] ? cell_hparams : NULL, with_cell,
+        p7_recipe_merge_hparams(recipe ? recipe_hparams : NULL, cell_hparams[0] ? cell_hparams : NULL, with_cell,
                                 sizeof with_cell) != P7_SUCCESS ||
         p7_recipe_merge_hparams(with_cell[0] ? with_cell : NULL, o->hparams, o->run_hparams, sizeof o->run_hparams) !=
             P7_SUCCESS ||
@@ -203,8 +208,10 @@ int p7bench_resolve_recipe(p7bench_train_options *o, int verbose)
             printf("p7bench: optimizer plugin %s\n%s", p7_optimizer_plugin_path(plugin),
                    p7_optimizer_plugin_help(plugin, help, sizeof help));
             if (recipe)
-                printf("p7bench: recipe for %s: %s; schedule %s\n  (%s)\n", name, recipe->hparams, recipe->schedule,
-                       recipe->why);
+                printf("p7bench: recipe for %s: %s%s%s%s; schedule %s\n  (%s)\n", name, recipe->hparams,
+                       recipe->horizon_hparam ? " (" : "", recipe->horizon_hparam ? recipe->horizon_hparam : "",
+                       recipe->horizon_hparam ? " set from the run's length once the data is known)" : "",
+                       recipe->schedule, recipe->why);
             else
                 printf("p7bench: no recipe for %s%s: plugin defaults\n", name, o->faithful ? " under --faithful" : "");
         }

@@ -23,7 +23,9 @@ typedef struct p7bench_train_options {
     double weight_decay;      /* > 0: the optimizer's weight_decay hyperparameter */
     const char *schedule;     /* the user's --schedule text or NULL */
     /* Resolved before the device opens (p7bench_resolve_recipe): the recipe merged with
-     * the cell's lr and the user's hyperparameters, and the schedule in use. */
+     * the cell's lr and the user's hyperparameters, and the schedule in use; resolved
+     * again once the data gives run_steps (the recipe may scale a rate to the run). */
+    uint64_t run_steps;       /* optimizer steps of the whole run; 0: not known yet */
     char run_hparams[1024];
     char run_schedule[256];
     p7_schedule parsed_schedule;

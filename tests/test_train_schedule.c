@@ -135,6 +135,39 @@ static void test_recipes(void **state)
     assert_int_equal(p7_recipe_merge_hparams("lr=0.2,beta2=0.99999", NULL, out, 8), P7_ERROR_INVALID_ARGUMENT);
 }
 
+/* IVON's beta2 from the run's length: 1 - 2/steps, so its average spans half the run (the
+ * authors' 0.99999 over 200 epochs of 1,000 steps), within [0.99, 0.99999]. */
+static void test_recipe_for_run(void **state)
+{
+    (void)state;
+    const p7_recipe *ivon = p7_recipe_find("ivon"), *adam = p7_recipe_find("adam");
+    char out[256], want[256];
+    const struct { uint64_t steps; double beta2; } rows[] = {
+        {470, 1.0 - 2.0 / 470.0}, {1056, 1.0 - 2.0 / 1056.0}, {5280, 1.0 - 2.0 / 5280.0},
+        {200000, 0.99999}, {10, 0.99}, {1000000000, 0.99999},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+        P7_ASSERT_OK(p7_recipe_hparams_for_run(ivon, rows[i].steps, out, sizeof out));
+        const char *b = strstr(out, "beta2=");
+        assert_non_null(b);
+        assert_true(fabs(strtod(b + 6, NULL) - rows[i].beta2) < 1e-6);
+        /* the other assignments stay as written */
+        assert_non_null(strstr(out, "lr=0.2,hess_init=1.0,weight_decay=2e-4"));
+        p7_optimizer_plugin *plugin;
+        P7_ASSERT_OK(p7_optimizer_plugin_open(p7_test_plugin("ivon"), &plugin));
+        P7_ASSERT_OK(p7_optimizer_plugin_check_hparams(plugin, out));
+        p7_optimizer_plugin_close(plugin);
+    }
+    /* an unknown length keeps the recipe as written; a recipe without a horizon is unchanged */
+    P7_ASSERT_OK(p7_recipe_hparams_for_run(ivon, 0, out, sizeof out));
+    assert_string_equal(out, ivon->hparams);
+    P7_ASSERT_OK(p7_recipe_hparams_for_run(adam, 470, out, sizeof out));
+    snprintf(want, sizeof want, "%s", adam->hparams);
+    assert_string_equal(out, want);
+    assert_int_equal(p7_recipe_hparams_for_run(ivon, 470, out, 8), P7_ERROR_INVALID_ARGUMENT);
+    assert_int_equal(p7_recipe_hparams_for_run(NULL, 470, out, sizeof out), P7_ERROR_INVALID_ARGUMENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -143,6 +176,7 @@ int main(void)
         cmocka_unit_test(test_warmup_cosine),
         cmocka_unit_test(test_parse_errors_and_format),
         cmocka_unit_test(test_recipes),
+        cmocka_unit_test(test_recipe_for_run),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -98,6 +98,11 @@ typedef struct p7_recipe {
     const char *hparams;   /* "name=value,..." for p7_optimizer_options.hparams */
     const char *schedule;  /* p7_schedule_parse text */
     const char *why;       /* one line: where the values come from */
+    /* A hyperparameter set from the run's length by p7_recipe_hparams_for_run (NULL:
+     * none): an EMA rate whose average spans `horizon` of the run, as IVON's authors'
+     * beta2 = 0.99999 spans half of their 200,000 steps. */
+    const char *horizon_hparam;
+    double horizon, horizon_min, horizon_max; /* fraction of the run; the rate's bounds */
 } p7_recipe;
 
 /* The recipe of a bundled optimizer by its plugin name; NULL when there is none. */
@@ -105,6 +110,10 @@ P7_API const p7_recipe *p7_recipe_find(const char *optimizer_name);
 /* The recipe's assignments with the user's replacing the same names and the user's
  * other names appended: "lr=0.2,wd=1" + "lr=0.1" -> "lr=0.1,wd=1". Either may be NULL. */
 P7_API p7_status p7_recipe_merge_hparams(const char *recipe, const char *user, char *out, size_t size);
+/* The recipe's assignments for a run of `steps` optimizer steps: its horizon_hparam
+ * becomes 1 - 1/(horizon * steps), within [horizon_min, horizon_max]. steps = 0 (not
+ * known yet) or a recipe without one gives recipe->hparams as written. */
+P7_API p7_status p7_recipe_hparams_for_run(const p7_recipe *recipe, uint64_t steps, char *out, size_t size);
 
 /* ---- the trainer (trainer.c) ---- */
 

@@ -11,13 +11,17 @@
 static const p7_recipe recipes[] = {
     {"sgd", "lr=0.05,momentum=0.9,weight_decay=5e-4", "cosine:per=step",
      "momentum SGD with coupled L2 and a per-step cosine to zero, as the IVON paper's CIFAR baseline "
-     "(lr 0.1 there at batch 50 over 200 epochs; halved here for short runs)"},
+     "(lr 0.1 there at batch 50 over 200 epochs; halved here for short runs)",
+     NULL, 0, 0, 0},
     {"adam", "lr=2e-3", "cosine:per=step",
-     "Adam at the study's best learning rate (2e-3, seed-study 11), annealed per step by a cosine to zero"},
+     "Adam at the study's best learning rate (2e-3, seed-study 11), annealed per step by a cosine to zero",
+     NULL, 0, 0, 0},
     {"ivon", "lr=0.2,hess_init=1.0,weight_decay=2e-4,beta2=0.999", "warmup-cosine:per=step,warmup=5%",
      "IVON as its authors train CIFAR (optimizers.md 1.7: lr 0.2, delta 2e-4, ess = training-set size, linear "
-     "warm-up from lr/5 then cosine to 0) scaled to short runs: the warm-up 5% of the run, beta2 0.999 so the "
-     "Hessian average spans the run as 0.99999 spans theirs, h0 1.0 (less weight noise); docs/training.md"},
+     "warm-up from lr/5 then cosine to 0) scaled to short runs: the warm-up 5% of the run, beta2 = 1 - 2/steps "
+     "so the Hessian average spans half the run as 0.99999 spans half of theirs, h0 1.0 (less weight noise); "
+     "docs/training.md",
+     "beta2", 0.5, 0.99, 0.99999},
 };
 
 const p7_recipe *p7_recipe_find(const char *name)
@@ -76,6 +80,23 @@ static int split(const char *text, item *items, int cap, const char *what)
 static int same_key(const item *a, const item *b)
 {
     return a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0;
+}
+
+p7_status p7_recipe_hparams_for_run(const p7_recipe *recipe, uint64_t steps, char *out, size_t size)
+{
+    if (!recipe || !out || size == 0) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_recipe_hparams_for_run: NULL argument");
+    if (!recipe->horizon_hparam || steps == 0) {
+        if ((size_t)snprintf(out, size, "%s", recipe->hparams) >= size)
+            return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_recipe_hparams_for_run: %s's hyperparameters need more "
+                                                      "than %zu bytes", recipe->optimizer, size);
+        return P7_SUCCESS;
+    }
+    double rate = 1.0 - 1.0 / (recipe->horizon * (double)steps);
+    if (rate < recipe->horizon_min) rate = recipe->horizon_min;
+    if (rate > recipe->horizon_max) rate = recipe->horizon_max;
+    char scaled[64];
+    snprintf(scaled, sizeof scaled, "%s=%.6g", recipe->horizon_hparam, rate);
+    return p7_recipe_merge_hparams(recipe->hparams, scaled, out, size);
 }
 
 p7_status p7_recipe_merge_hparams(const char *recipe, const char *user, char *out, size_t size)
