@@ -85,43 +85,70 @@ static int kind_by_ms_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
+/* Adds a row's time to the group named `name` (found or appended). */
+static void add_to_group(kind_row *groups, size_t *n, const char *name, const p7_profile_row *r)
+{
+    size_t j = 0;
+    while (j < *n && strcmp(groups[j].kind, name) != 0) j++;
+    if (j == *n) snprintf(groups[(*n)++].kind, sizeof groups->kind, "%s", name);
+    groups[j].launches += (double)r->launches;
+    groups[j].ms += r->total_ms;
+}
+
+static void print_groups(FILE *out, kind_row *groups, size_t n, const char *title, const char *column, int steps,
+                         double total)
+{
+    qsort(groups, n, sizeof *groups, kind_by_ms_desc);
+    fprintf(out, "\n%s (%d steps; ms per step):\n\n", title, steps);
+    fprintf(out, "| %s | launches/step | ms/step | share of device time |\n|---|---:|---:|---:|\n", column);
+    for (size_t j = 0; j < n; j++)
+        fprintf(out, "| %s | %.0f | %.2f | %.1f%% |\n", groups[j].kind, groups[j].launches / steps,
+                groups[j].ms / steps, 100.0 * groups[j].ms / total);
+}
+
 void bench_profile_print(FILE *out, const bench_profile_input *in)
 {
     const int steps = in->steps > 0 ? in->steps : 1;
     double device_ms = 0, gemm_ms = 0;
-    kind_row *kinds = calloc(in->count + 1, sizeof *kinds);
-    size_t nk = 0;
+    /* A label is "op.kernel", or "layer/op.kernel" from a device profiling per layer. */
+    kind_row *kinds = calloc(in->count + 1, sizeof *kinds), *layers = calloc(in->count + 1, sizeof *layers);
+    size_t nk = 0, nl = 0;
+    int scoped = 0;
     for (size_t i = 0; i < in->count; i++) {
         const p7_profile_row *r = &in->rows[i];
+        const char *slash = strchr(r->label, '/'), *op = slash ? slash + 1 : r->label;
         device_ms += r->total_ms;
-        if (!strncmp(r->label, "gemm", 4)) gemm_ms += r->total_ms;
-        if (!kinds) continue;
-        char kind[48];
-        snprintf(kind, sizeof kind, "%.*s", (int)strcspn(r->label, "."), r->label);
-        size_t j = 0;
-        while (j < nk && strcmp(kinds[j].kind, kind) != 0) j++;
-        if (j == nk) snprintf(kinds[nk++].kind, sizeof kinds->kind, "%s", kind);
-        kinds[j].launches += (double)r->launches;
-        kinds[j].ms += r->total_ms;
+        if (!strncmp(op, "gemm", 4)) gemm_ms += r->total_ms;
+        if (!kinds || !layers) continue;
+        char name[48];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(op, "."), op);
+        add_to_group(kinds, &nk, name, r);
+        if (slash) {
+            scoped = 1;
+            snprintf(name, sizeof name, "%.*s", (int)(slash - r->label), r->label);
+        } else {
+            snprintf(name, sizeof name, "(outside the model: loss, optimizer)");
+        }
+        add_to_group(layers, &nl, name, r);
     }
     const double total = device_ms > 0 ? device_ms : 1;
-    if (kinds) {
-        qsort(kinds, nk, sizeof *kinds, kind_by_ms_desc);
-        fprintf(out, "\nDevice time per op kind (%d steps; ms per step):\n\n", steps);
-        fprintf(out, "| op kind | launches/step | ms/step | share of device time |\n|---|---:|---:|---:|\n");
-        for (size_t j = 0; j < nk; j++)
-            fprintf(out, "| %s | %.0f | %.2f | %.1f%% |\n", kinds[j].kind, kinds[j].launches / steps,
-                    kinds[j].ms / steps, 100.0 * kinds[j].ms / total);
-        free(kinds);
+    if (kinds && layers) {
+        print_groups(out, kinds, nk, "Device time per op kind", "op kind", steps, total);
+        if (scoped)
+            print_groups(out, layers, nl, "Device time per layer (forward and backward)", "layer", steps, total);
     }
+    free(kinds);
+    free(layers);
     fprintf(out, "\nPer kernel label:\n\n| label | launches/step | ms/step | ms/launch | share |\n"
                  "|---|---:|---:|---:|---:|\n");
-    for (size_t i = 0; i < in->count; i++) {
+    const size_t shown = in->count < 40 ? in->count : 40;
+    for (size_t i = 0; i < shown; i++) {
         const p7_profile_row *r = &in->rows[i];
         fprintf(out, "| %s | %.0f | %.2f | %.3f | %.1f%% |\n", r->label, (double)r->launches / steps,
                 r->total_ms / steps, r->launches ? r->total_ms / (double)r->launches : 0.0,
                 100.0 * r->total_ms / total);
     }
+    if (shown < in->count) fprintf(out, "| (%zu more labels) | | | | |\n", in->count - shown);
     const double wall_ms = 1e3 * in->wall_s / steps, dev_ms = device_ms / steps;
     fprintf(out, "\n| per step | ms |\n|---|---:|\n");
     fprintf(out, "| wall (host clock) | %.2f |\n| device (sum of kernel events) | %.2f |\n", wall_ms, dev_ms);
@@ -145,5 +172,4 @@ void bench_profile_print(FILE *out, const bench_profile_input *in)
             if (over_gemm > 0) fprintf(out, "| over the GEMM kernels' time | %.1f |\n", over_gemm);
         }
     }
-    fprintf(out, "\n(Per layer: p7's kernel labels name the op, not the layer, so the profile stops at op kinds.)\n");
 }

@@ -40,8 +40,9 @@ typedef struct bench_profile_input {
     const bench_cpu_peak *peak;   /* may be NULL or have gflops 0: no share of peak */
 } bench_profile_input;
 
-/* Markdown tables: per op kind (the label's part before '.'), then per kernel label, then
- * wall / device / host time per step and the FLOP rates. */
+/* Markdown tables: per op kind (the label's part before '.'), per layer when the labels
+ * name one (a device opened with profiling = 2: "conv3/gemm_p7.tile"), the 40 largest
+ * kernel labels, then wall / device / host time per step and the FLOP rates. */
 void bench_profile_print(FILE *out, const bench_profile_input *in);
 
 #endif

@@ -396,11 +396,11 @@ static int run_model(p7_device *device, peer *py, const options *o, const model_
     if (peer_ok(py)) peer_ask(py, "forget", answer, sizeof answer);
 
     if (o->profile) {
-        p7_profile_row prof[128];
-        CHECK(p7_profile_collect(device, prof, 128, &nrows));
+        static p7_profile_row prof[512];
+        CHECK(p7_profile_collect(device, prof, 512, &nrows));
         printf("\n### p7 profile: %s, %s, batch %d%s\n", m->title, training ? "training" : "inference", batch,
                m->members > 1 ? " per member" : "");
-        bench_profile_input in = {.rows = prof, .count = nrows < 128 ? nrows : 128, .steps = reps * steps_per_rep,
+        bench_profile_input in = {.rows = prof, .count = nrows < 512 ? nrows : 512, .steps = reps * steps_per_rep,
                                   .wall_s = p7_wall, .gemm_flops_per_step = model_flops(m, (int)rows, training),
                                   .peak = peak};
         bench_profile_print(stdout, &in);
@@ -478,7 +478,7 @@ int main(int argc, char **argv)
         }
     }
 
-    p7_device_options dopts = {.profiling = o.profile};
+    p7_device_options dopts = {.profiling = o.profile ? 2 : 0}; /* 2: labels name the layer too */
     p7_device *device;
     if (p7_device_open(o.spec, &dopts, &device) != P7_SUCCESS) {
         fprintf(stderr, "p7-models: %s\n", p7_last_error());

@@ -280,6 +280,21 @@ static p7_status member_layers_forward(p7_model *m, const step *s, p7_tape *tape
     return st;
 }
 
+/* What a per-layer profile calls a step: its layer's name, else the step's kind. */
+static const char *step_scope(const p7_model *m, const step *s)
+{
+    switch (s->kind) {
+    case P7_STEP_LAYER:
+    case P7_STEP_MEMBER_LAYERS: return m->layers[s->layer].name;
+    case P7_STEP_RELU: return "relu";
+    case P7_STEP_MAXPOOL: return "maxpool";
+    case P7_STEP_FLATTEN: return "flatten";
+    case P7_STEP_TILE_MEMBERS: return "tile_members";
+    case P7_STEP_MEMBER_MEAN: return "member_mean";
+    }
+    return "";
+}
+
 p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int training, p7_tensor **logits)
 {
     if (!m || !x || !logits) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_model_forward: NULL argument");
@@ -289,6 +304,7 @@ p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int trainin
         const step *s = &m->steps[i];
         p7_tensor *next = NULL;
         p7_status st;
+        p7_profile_set_scope(x->device, step_scope(m, s));
         switch (s->kind) {
         case P7_STEP_LAYER: st = layer_forward(m, &m->layers[s->layer], tape, h, training, &next); break;
         case P7_STEP_RELU: st = p7_relu(tape, h, &next); break;
@@ -310,9 +326,10 @@ p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int trainin
         default: st = p7_fail(P7_ERROR_STATE, "model: unknown step %d", (int)s->kind);
         }
         p7_tensor_release(h);
-        if (st != P7_SUCCESS) return st;
+        if (st != P7_SUCCESS) { p7_profile_set_scope(x->device, NULL); return st; }
         h = next;
     }
+    p7_profile_set_scope(x->device, NULL);
     *logits = h;
     return P7_SUCCESS;
 }
