@@ -529,6 +529,7 @@ int main(int argc, char **argv)
             print_ips(r->nchw);
             print_ips(r->cl);
             if (r->p7 > 0 && faster(r) > 0) printf(" %.2fx |\n", r->p7 / faster(r));
+            else if (r->p7 <= 0) printf(" n/a (p7 failed: see stderr) |\n");
             else printf(" n/a (PyTorch peer unavailable) |\n");
         }
     }
