@@ -65,7 +65,7 @@ int bench_cpu_peak_estimate(const char *cpuinfo_path, int cores, bench_cpu_peak 
 void bench_cpu_peak_describe(const bench_cpu_peak *p, char *buf, size_t size)
 {
     if (!p || p->gflops <= 0) {
-        snprintf(buf, size, "unknown (no /proc/cpuinfo clock)");
+        snprintf(buf, size, "unknown (cpuinfo unreadable, or without a clock)");
         return;
     }
     snprintf(buf, size,

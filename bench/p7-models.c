@@ -351,17 +351,14 @@ static void print_ips(double ips)
     else printf(" n/a |");
 }
 
-static int run_model(p7_device *device, peer *py, const options *o, const model_spec *m, int mode,
-                     const bench_cpu_peak *peak, row *out)
+static int time_model(p7_device *device, peer *py, const options *o, const model_spec *m, int mode,
+                      const bench_cpu_peak *peak, p7_workload *w, row *out)
 {
     const int training = mode == 0, batch = o->short_mode ? m->short_batch : m->batch;
     const int reps = o->reps, warmup = o->short_mode ? 1 : 2, steps_per_rep = 1;
-    p7_workload w;
-    memset(out, 0, sizeof *out);
-    if (workload_create(device, m, batch, training, &w)) return -1;
     double s;
     for (int i = 0; i < warmup; i++)
-        if (workload_time(device, &w, 1, &s)) return -1;
+        if (workload_time(device, w, 1, &s)) return -1;
     static const char *const layouts[2] = {"nchw", "cl"};
     int have[2] = {0, 0};
     char cmd[256], answer[256];
@@ -375,7 +372,7 @@ static int run_model(p7_device *device, peer *py, const options *o, const model_
     if (!t) return -1;
     double p7_wall = 0;
     for (int r = 0; r < reps; r++) {
-        if (workload_time(device, &w, steps_per_rep, &t[r])) { free(t); return -1; }
+        if (workload_time(device, w, steps_per_rep, &t[r])) { free(t); return -1; }
         p7_wall += t[r] * steps_per_rep;
         for (int l = 0; l < 2; l++) {
             if (!have[l]) continue;
@@ -405,8 +402,21 @@ static int run_model(p7_device *device, peer *py, const options *o, const model_
                                   .peak = peak};
         bench_profile_print(stdout, &in);
     }
-    workload_destroy(&w);
     return 0;
+}
+
+/* One model in one mode: p7's workload lives here, so a failure mid-run still releases
+ * its tensors before the device closes. */
+static int run_model(p7_device *device, peer *py, const options *o, const model_spec *m, int mode,
+                     const bench_cpu_peak *peak, row *out)
+{
+    p7_workload w;
+    memset(out, 0, sizeof *out);
+    const int batch = o->short_mode ? m->short_batch : m->batch;
+    int rc = workload_create(device, m, batch, mode == 0, &w);
+    if (rc == 0) rc = time_model(device, py, o, m, mode, peak, &w, out);
+    workload_destroy(&w);
+    return rc;
 }
 
 static void usage(void)
@@ -414,7 +424,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: p7-models [--device SPEC] [--reps N] [--short] [--profile] [--models simple,vgg11,be-vgg11]\n"
             "                 [--no-peer] [--python PATH] [--peer-script PATH] [--threads T] [--no-memory]\n"
-            "                 [--peak-gflops G]\n");
+            "                 [--peak-gflops G] [--cpuinfo FILE]\n"
+            "--cpuinfo FILE: print the FMA peak estimated from FILE (a /proc/cpuinfo copy) and exit\n");
 }
 
 int main(int argc, char **argv)
@@ -434,6 +445,14 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--peer-script") && v) o.script = argv[++i];
         else if (!strcmp(a, "--threads") && v) o.threads = atoi(argv[++i]);
         else if (!strcmp(a, "--peak-gflops") && v) o.peak_gflops = atof(argv[++i]);
+        else if (!strcmp(a, "--cpuinfo") && v) {
+            bench_cpu_peak peak;
+            char text[512];
+            const int ok = bench_cpu_peak_estimate(argv[++i], 0, &peak) == 0 && peak.gflops > 0;
+            bench_cpu_peak_describe(ok ? &peak : NULL, text, sizeof text);
+            printf("CPU FMA peak: %s\n", text);
+            return ok ? 0 : 1;
+        }
         else if (!strcmp(a, "--models") && v) {
             o.model_mask = 0;
             char list[256];

@@ -30,6 +30,31 @@ every_row() {
     grep -q '^| p7 | [0-9.]* MiB' "$out" || fail "$out: p7's memory row has no peak"
 }
 
+# 0. The FMA peak estimate from cpuinfo copies (no device): cores x 2 pipes x lanes x 2 x
+# GHz, worked out by hand. Zen 4 (AMD family 25) runs AVX-512 on 256-bit pipes; a flag
+# that merely contains "avx512f" as a prefix is not AVX-512.
+cpuinfo() { # cpuinfo FILE VENDOR FAMILY MHZ PROCESSORS FLAGS
+    local f=$1 i
+    : > "$f"
+    for ((i = 0; i < $5; i++)); do
+        printf 'processor\t: %d\nvendor_id\t: %s\ncpu family\t: %d\nmodel name\t: test cpu\ncpu MHz\t\t: %s\nflags\t\t: %s\n\n' \
+            "$i" "$2" "$3" "$4" "$6" >> "$f"
+    done
+}
+peak() { # peak FILE WANT: the line must start with WANT
+    local line
+    line=$("$bench" --cpuinfo "$1")
+    case "$line" in "CPU FMA peak: $2"*) echo "ok: $line" ;; *) fail "--cpuinfo $1: '$line', want 'CPU FMA peak: $2...'" ;; esac
+}
+cpuinfo "$work/zen4" AuthenticAMD 25 2596.000 2 "fpu sse2 avx fma avx2 avx512f avx512bw"
+peak "$work/zen4" "~166 GFLOP/s = 2 cores x 2 FMA pipes x 8 lanes x 2 x 2.60 GHz (AVX-512 (256-bit datapath)"
+cpuinfo "$work/intel" GenuineIntel 6 3000.000 4 "fpu avx2 fma avx512f"
+peak "$work/intel" "~768 GFLOP/s = 4 cores x 2 FMA pipes x 16 lanes x 2 x 3.00 GHz (AVX-512,"
+cpuinfo "$work/avx2" AuthenticAMD 23 3500.000 1 "fpu fma avx2 avx512fake"
+peak "$work/avx2" "~112 GFLOP/s = 1 cores x 2 FMA pipes x 8 lanes x 2 x 3.50 GHz (AVX2+FMA,"
+"$bench" --cpuinfo "$work/missing" > "$work/missing.out" && fail "--cpuinfo of a missing file exited 0"
+grep -q '^CPU FMA peak: unknown' "$work/missing.out" || fail "--cpuinfo of a missing file: $(cat "$work/missing.out")"
+
 # 1. As found, with --profile.
 if ! "$bench" --short --profile > "$work/found" 2> "$work/found.err"; then
     fail "p7-models --short --profile exited non-zero"; cat "$work/found.err" >&2
