@@ -5,7 +5,9 @@
  * BatchEnsemble, with a table on the console. This file only turns the command line into
  * a plan and walks it. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,16 +15,21 @@
 
 #include "p7/optimizer.h"
 #include "p7/p7.h"
+#include "p7bench_cell_list.h"
 #include "p7bench_cell_run.h"
 #include "p7bench_cells.h"
+#include "p7bench_devices.h"
+#include "p7bench_merge.h"
 #include "p7bench_plot.h"
+#include "p7bench_slurm.h"
 #include "p7bench_study_results.h"
 #include "p7bench_train.h"
+#include "p7bench_walk.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: p7bench [STUDY] [options]      p7bench plot DIR\n"
+            "usage: p7bench [STUDY] [options]      p7bench plot DIR      p7bench merge DIR\n"
             "studies (docs/studies.md):\n"
             "  (none)             quick: a single network against BatchEnsemble (M=4) with the chosen optimizer\n"
             "                     and its recipe, a few epochs, a table on the console (VGG11-BN on a GPU; the\n"
@@ -41,6 +48,14 @@ static void usage(FILE *out)
             "                     resumes: finished cells are skipped, an interrupted one continues from its\n"
             "                     checkpoint; a folder of other settings is refused\n"
             "  --set KEY=VALUE    any cell setting (docs/studies.md); an axis of the study takes a list\n"
+            "parallel and cluster runs (docs/cluster.md):\n"
+            "  --jobs N           N cells at once, one OpenCL device each (worker processes sharing --out)\n"
+            "  --devices LIST     the workers' devices: indices among those --device names (0,1,2) or device specs\n"
+            "  --emit slurm       write DIR/slurm/STUDY.sbatch, a job array of one task per cell, and exit\n"
+            "  --partition P  --time T  --account A  --gpus-per-task G  --cpus-per-task C  --mem M\n"
+            "  --array-limit N  --sbatch LINE   the script's #SBATCH lines (each only when given)\n"
+            "  --array-task       run the cell of DIR/cells.list at $SLURM_ARRAY_TASK_ID (the emitted script does)\n"
+            "  --cell-index K     run the cell at index K of DIR/cells.list\n"
             "settings (each overrides the study's default; an axis takes a comma-separated list):\n"
             "  --model NAME       simple, heads, complex, vgg11, vgg11-bn, vgg11-10conv (docs/networks.md)\n"
             "  --bn on|off        BatchNorm after every conv (default: the model's)\n"
@@ -79,7 +94,8 @@ static void usage(FILE *out)
             "  --self-check       only the device report and the GEMM self-check\n"
             "  --list-devices     print every OpenCL device and exit\n"
             "exit codes: 0 done, 1 error, 2 bad arguments, 3 a cell diverged, 130 interrupted (Ctrl-C: the\n"
-            "current step finishes, the checkpoint is written; the same command resumes)\n");
+            "current step finishes, the checkpoint is written; the same command resumes), 143 the same by SIGTERM\n"
+            "(kill, scancel, a SLURM time limit)\n");
 }
 
 static int list_devices(void)
@@ -179,6 +195,10 @@ typedef struct command {
     const char *spec, *gemm, *out;
     p7bench_data_choice data;
     int list, self_check;
+    const char *emit, *devices;
+    p7bench_slurm_options slurm;
+    int slurm_given, array_task;
+    long cell_index, jobs; /* -1: no --cell-index; 0: no --jobs */
     int model_given, limit_given, bma_given, regime_given, within_given, between_given, fast_weights_given;
 } command;
 
@@ -194,6 +214,98 @@ static int add_override(command *c, const char *key, const char *value)
     snprintf(o, n, "%s=%s", key, value);
     c->overrides[c->override_count++] = o;
     return 1;
+}
+
+static int whole_number(const char *flag, const char *v, long min, long *out)
+{
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end || n < min) {
+        fprintf(stderr, "p7bench: %s '%s': expected a whole number of at least %ld\n", flag, v, min);
+        return 0;
+    }
+    *out = n;
+    return 1;
+}
+
+/* The flags of parallel and cluster runs: 1 taken, 0 not one of them, -1 bad. */
+static int parse_parallel_flag(command *c, const char *a, const char *v)
+{
+    static const char *const sbatch_flags[] = {"--partition", "--time", "--account", "--mem", "--gpus-per-task",
+                                               "--cpus-per-task"};
+    p7bench_slurm_options *o = &c->slurm;
+    const char **sbatch_values[] = {&o->partition, &o->time, &o->account, &o->mem, &o->gpus_per_task, &o->cpus_per_task};
+    for (size_t i = 0; i < sizeof sbatch_flags / sizeof sbatch_flags[0]; i++)
+        if (strcmp(a, sbatch_flags[i]) == 0) {
+            *sbatch_values[i] = v;
+            c->slurm_given = 1;
+            return 1;
+        }
+    if (strcmp(a, "--sbatch") == 0) {
+        if (o->extra_count == P7BENCH_SBATCH_EXTRA_MAX) {
+            fprintf(stderr, "p7bench: more than %d --sbatch\n", P7BENCH_SBATCH_EXTRA_MAX);
+            return -1;
+        }
+        o->extra[o->extra_count++] = v;
+        c->slurm_given = 1;
+        return 1;
+    }
+    if (strcmp(a, "--array-limit") == 0) return c->slurm_given = 1, whole_number(a, v, 1, &o->array_limit) ? 1 : -1;
+    if (strcmp(a, "--emit") == 0) {
+        if (strcmp(v, "slurm") != 0) {
+            fprintf(stderr, "p7bench: --emit '%s': the one kind is slurm (a job-array script)\n", v);
+            return -1;
+        }
+        c->emit = v;
+        return 1;
+    }
+    if (strcmp(a, "--cell-index") == 0) return whole_number(a, v, 0, &c->cell_index) ? 1 : -1;
+    if (strcmp(a, "--jobs") == 0) return whole_number(a, v, 1, &c->jobs) ? 1 : -1;
+    if (strcmp(a, "--devices") == 0) {
+        c->devices = v;
+        return 1;
+    }
+    return 0;
+}
+
+/* The parallel flags fit together, before anything starts. */
+static int check_parallel_flags(const command *c)
+{
+    const int quick = strcmp(c->study, "quick") == 0, one = c->array_task || c->cell_index >= 0;
+    const char *what = c->emit ? "--emit" : one ? (c->array_task ? "--array-task" : "--cell-index")
+                     : c->jobs || c->devices ? "--jobs" : NULL;
+    if (what && quick) {
+        fprintf(stderr, "p7bench: %s runs the cells of a study: name one (alpha-gamma, ensemble-size, optimizers, "
+                        "sharing, run)\n", what);
+        return 1;
+    }
+    if (c->slurm_given && !c->emit) {
+        fprintf(stderr, "p7bench: --partition, --time, --account, --gpus-per-task, --cpus-per-task, --mem, --array-limit "
+                        "and --sbatch are the job script's: give them with --emit slurm\n");
+        return 1;
+    }
+    if (c->array_task && c->cell_index >= 0) {
+        fprintf(stderr, "p7bench: --array-task and --cell-index both choose the cell; give one\n");
+        return 1;
+    }
+    if ((one || c->emit) && (c->jobs || c->devices)) {
+        fprintf(stderr, "p7bench: %s with --jobs/--devices: an array task or an emitted script runs one cell per task\n",
+                what);
+        return 1;
+    }
+    if (one && c->cell_count) {
+        fprintf(stderr, "p7bench: %s and --cell both choose the cell; give one\n", what);
+        return 1;
+    }
+    if (c->emit && one) {
+        fprintf(stderr, "p7bench: --emit writes the script that runs --array-task; give one of them\n");
+        return 1;
+    }
+    if ((c->emit || one || c->jobs || c->devices) && c->list) {
+        fprintf(stderr, "p7bench: --list prints the cells; it runs nothing, in parallel or not\n");
+        return 1;
+    }
+    return 0;
 }
 
 /* Returns -1 to go on, else the exit code. */
@@ -219,6 +331,7 @@ static int parse_command(int argc, char **argv, command *c)
         if (strcmp(a, "--list-devices") == 0) return list_devices();
         if (strcmp(a, "--self-check") == 0) { c->self_check = 1; continue; }
         if (strcmp(a, "--list") == 0) { c->list = 1; continue; }
+        if (strcmp(a, "--array-task") == 0) { c->array_task = 1; continue; }
         if (strcmp(a, "--faithful") == 0 || strncmp(a, "--faithful=", 11) == 0) {
             unsigned bits;
             const char *list = a[10] == '=' ? a + 11 : "all";
@@ -236,6 +349,9 @@ static int parse_command(int argc, char **argv, command *c)
         if (strcmp(a, "--gemm") == 0) { c->gemm = v; continue; }
         if (strcmp(a, "--out") == 0) { c->out = v; continue; }
         if (strcmp(a, "--data") == 0) { c->data.data_dir = v; continue; }
+        int parallel = parse_parallel_flag(c, a, v);
+        if (parallel > 0) continue;
+        if (parallel < 0) return 2;
         if (strcmp(a, "--cell") == 0) {
             if (c->cell_count == MAX_CELLS) { fprintf(stderr, "p7bench: more than %d --cell\n", MAX_CELLS); return 2; }
             c->cells[c->cell_count++] = v;
@@ -267,6 +383,7 @@ static int parse_command(int argc, char **argv, command *c)
         if (strcmp(key, "alpha") == 0 || strcmp(key, "gamma") == 0) c->fast_weights_given = 1;
         if (!add_override(c, key, v)) return 1;
     }
+    if (check_parallel_flags(c) != 0) return 2;
     /* --within / --between alone choose their regime (the sharing study names it itself) */
     if (!c->regime_given && strcmp(c->study, "sharing") != 0 && (c->within_given || c->between_given))
         if (!add_override(c, "regime", c->within_given && c->between_given ? "combined"
@@ -344,13 +461,19 @@ static int check_cells(const command *c, const p7bench_cell *const *cells, size_
     return 0;
 }
 
+/* The results folder of this run: --out, else the study's default. */
+static void folder_dir(const command *c, const p7bench_study_plan *plan, char *dir, size_t size)
+{
+    if (c->out) snprintf(dir, size, "%s", c->out);
+    else p7bench_study_default_out(plan, dir, size);
+}
+
 /* The results folder: created, or checked against this run's settings. */
 static int open_folder(const command *c, const p7bench_study_plan *plan, char *dir, size_t size,
                        p7bench_study_folder **folder)
 {
     char err[1024];
-    if (c->out) snprintf(dir, size, "%s", c->out);
-    else p7bench_study_default_out(plan, dir, size);
+    folder_dir(c, plan, dir, size);
     if (p7bench_study_folder_open(dir, plan, folder, err, sizeof err) != 0) {
         fprintf(stderr, "p7bench: %s: %s\n", dir, err);
         return 1;
@@ -358,25 +481,161 @@ static int open_folder(const command *c, const p7bench_study_plan *plan, char *d
     return 0;
 }
 
-/* The ids of the cells results.csv already holds as finished (ok or diverged). */
-static int finished(const p7bench_cell_result *rows, size_t n, const char *id)
+/* An array task's cell: index K of DIR/cells.list (K from SLURM_ARRAY_TASK_ID or
+ * --cell-index), which these flags must produce. */
+static int select_array_cell(const command *c, const p7bench_study_plan *plan, const char *dir,
+                             const p7bench_cell **out, size_t *count, long *array_index)
 {
-    int done = 0;
-    for (size_t i = 0; i < n; i++) /* the last row of a cell wins */
-        if (strcmp(rows[i].cell, id) == 0) done = strcmp(rows[i].status, "ok") == 0 || strcmp(rows[i].status, "diverged") == 0;
-    return done;
+    long k = c->cell_index;
+    char err[1024];
+    if (c->array_task) {
+        const char *t = getenv("SLURM_ARRAY_TASK_ID");
+        char *end;
+        k = t ? strtol(t, &end, 10) : -1;
+        if (!t || end == t || *end || k < 0) {
+            fprintf(stderr, "p7bench: --array-task: SLURM_ARRAY_TASK_ID is %s%s%s: this is not a SLURM array task (to "
+                            "run the K-th cell of %s/cells.list by hand, give --cell-index K)\n",
+                    t ? "'" : "not set", t ? t : "", t ? "'" : "", dir);
+            return 2;
+        }
+    }
+    p7bench_cell_list list;
+    if (p7bench_cell_list_read(dir, &list, err, sizeof err) != 0) {
+        fprintf(stderr, "p7bench: %s\n", err);
+        return 1;
+    }
+    if ((size_t)k >= list.count) {
+        fprintf(stderr, "p7bench: array index %ld: %s/cells.list lists %zu cell(s)%s; was the script emitted into "
+                        "another folder?\n", k, dir, list.count, list.count ? " (indices from 0)" : "");
+        p7bench_cell_list_free(&list);
+        return 2;
+    }
+    const p7bench_cell *cell = p7bench_study_find_cell(plan, list.ids[k], err, sizeof err);
+    if (!cell) {
+        fprintf(stderr, "p7bench: array index %ld is cell %s in %s/cells.list, which the flags of this run do not "
+                        "produce: %s. An array task must have the flags of the run that listed its cell (the script's)\n",
+                k, list.ids[k], dir, err);
+        p7bench_cell_list_free(&list);
+        return 2;
+    }
+    printf("p7bench: array index %ld: cell %s\n", k, cell->id);
+    *array_index = k;
+    p7bench_cell_list_free(&list);
+    out[0] = cell;
+    *count = 1;
+    return 0;
+}
+
+/* path made absolute against the working folder. */
+static void absolute_path(const char *path, char *out, size_t size)
+{
+    char cwd[4096];
+    while (path[0] == '.' && path[1] == '/') path += 2;
+    if (path[0] == '/' || !getcwd(cwd, sizeof cwd)) snprintf(out, size, "%s", path);
+    else snprintf(out, size, "%s/%s", cwd, path);
+}
+
+/* The command that runs this study again, for DIR/cells.list and the job script: the
+ * binary by absolute path, the flags without those that choose cells, workers or the
+ * script's options, and --out made absolute. */
+static int rerun_command(int argc, char **argv, const char *dir, char *out, size_t size)
+{
+    static const char *const dropped_with_value[] = {"--cell", "--cell-index", "--jobs", "--devices", "--emit",
+                                                     "--partition", "--time", "--account", "--mem", "--gpus-per-task",
+                                                     "--cpus-per-task", "--array-limit", "--sbatch", "--out"};
+    char self[8200], abs_dir[8200];
+    ssize_t n = readlink("/proc/self/exe", self, 4096);
+    if (n > 0) self[n] = '\0';
+    else absolute_path(argv[0], self, sizeof self);
+    absolute_path(dir, abs_dir, sizeof abs_dir);
+    out[0] = '\0';
+    if (p7bench_shell_quote(self, out, size)) return 1;
+    for (int i = 1; i < argc; i++) {
+        int drop = strcmp(argv[i], "--array-task") == 0, value = 0;
+        for (size_t k = 0; k < sizeof dropped_with_value / sizeof dropped_with_value[0]; k++)
+            if (strcmp(argv[i], dropped_with_value[k]) == 0) drop = value = 1;
+        if (drop) {
+            i += value;
+            continue;
+        }
+        size_t len = strlen(out);
+        if (len + 2 >= size) return 1;
+        strcat(out, " ");
+        if (p7bench_shell_quote(argv[i], out, size)) return 1;
+    }
+    size_t len = strlen(out);
+    if (len + 8 >= size) return 1;
+    strcat(out, " --out ");
+    return p7bench_shell_quote(abs_dir, out, size);
+}
+
+/* --emit slurm: the cells listed, the script written. */
+static int emit_slurm(const command *c, const char *dir, const char *study, const char *command_line,
+                      const size_t *index, size_t count)
+{
+    char abs_dir[8200], cwd[4096], script[8400], err[1024];
+    if (!getcwd(cwd, sizeof cwd)) {
+        fprintf(stderr, "p7bench: the working folder: %s\n", strerror(errno));
+        return 1;
+    }
+    absolute_path(dir, abs_dir, sizeof abs_dir);
+    size_t *sorted = malloc((count ? count : 1) * sizeof *sorted), n = 0;
+    if (!sorted) return 1;
+    for (size_t i = 0; i < count; i++) { /* ascending, once each */
+        size_t at = 0;
+        while (at < n && sorted[at] < index[i]) at++;
+        if (at < n && sorted[at] == index[i]) continue;
+        memmove(sorted + at + 1, sorted + at, (n - at) * sizeof *sorted);
+        sorted[at] = index[i];
+        n++;
+    }
+    const char *data = getenv("P7_DATA");
+    int rc = p7bench_slurm_write_script(abs_dir, study, cwd, command_line, data && *data ? data : NULL, sorted, n,
+                                        &c->slurm, script, sizeof script, err, sizeof err);
+    free(sorted);
+    if (rc != 0) {
+        fprintf(stderr, "p7bench: --emit slurm: %s\n", err);
+        return 1;
+    }
+    printf("p7bench: %s: %zu cell(s) as a SLURM job array (indices in %s/cells.list)\n", script, n, abs_dir);
+    printf("  submit:  sbatch %s\n  merge:   p7bench merge %s\n", script, abs_dir);
+    return 0;
+}
+
+/* An array task's device: the GPU SLURM granted, else the CPU (p7bench_devices.h). */
+static int task_device_spec(const char *spec, char *out, size_t size)
+{
+    size_t count = 0, index = 0;
+    if (p7_device_list(NULL, 0, &count) != P7_SUCCESS) {
+        fprintf(stderr, "p7bench: %s\n", p7_last_error());
+        return 1;
+    }
+    p7_device_info *infos = calloc(count ? count : 1, sizeof *infos);
+    if (!infos) return 1;
+    p7_device_list(infos, count, &count);
+    char note[1024];
+    p7bench_gpu_grant grant = p7bench_gpu_grant_from_environment();
+    int rc = p7bench_device_for_task(spec, infos, count, &grant, &index, note, sizeof note);
+    if (rc == 0) {
+        snprintf(out, size, "%u:%u", infos[index].platform_index, infos[index].device_index);
+        printf("p7bench: array task device: %s\n", note);
+    } else fprintf(stderr, "p7bench: array task device: %s\n", note);
+    free(infos);
+    return rc;
 }
 
 static void print_quick_table(const p7bench_cell_result *r, size_t n)
 {
-    printf("\n%-30s %8s %8s %8s %8s %12s %9s\n", "model", "acc %", "NLL", "ECE", "BMA acc", "parameters", "time");
+    printf("\n%-30s %8s %8s %8s %8s %8s %12s %9s\n", "model", "acc %", "NLL", "ECE", "BMA acc", "BMA NLL", "parameters",
+           "time");
     for (size_t i = 0; i < n; i++) {
-        char name[64], bma[16] = "-";
+        char name[64], bma[16] = "-", bma_nll[16] = "-";
         if (r[i].members > 1) snprintf(name, sizeof name, "%s BatchEnsemble M=%lld", r[i].model, r[i].members);
         else snprintf(name, sizeof name, "%s single", r[i].model);
         if (r[i].bma_test_acc == r[i].bma_test_acc) snprintf(bma, sizeof bma, "%.2f", r[i].bma_test_acc);
-        printf("%-30s %8.2f %8.4f %8.4f %8s %12lld %8.0fs\n", name, r[i].final_test_acc, r[i].test_nll, r[i].test_ece,
-               bma, r[i].params_used, r[i].seconds);
+        if (r[i].bma_test_nll == r[i].bma_test_nll) snprintf(bma_nll, sizeof bma_nll, "%.4f", r[i].bma_test_nll);
+        printf("%-30s %8.2f %8.4f %8.4f %8s %8s %12lld %8.0fs\n", name, r[i].final_test_acc, r[i].test_nll,
+               r[i].test_ece, bma, bma_nll, r[i].params_used, r[i].seconds);
     }
     printf("(%s, %s; test set after the last epoch; ECE over 15 bins)\n", r[0].dataset, r[0].optimizer);
 }
@@ -391,13 +650,21 @@ static void resume_hint(int argc, char **argv, char *out, size_t size)
     }
 }
 
+static void stopped_message(int signal_number, const char *hint)
+{
+    fprintf(stderr, "p7bench: stopped by %s. Resume with the same command:\n  %s\n",
+            signal_number == SIGTERM ? "SIGTERM" : "Ctrl-C", hint);
+}
+
 int main(int argc, char **argv)
 {
     /* Line-buffered even into a pipe or log, so the report and the per-epoch lines on
      * stderr stay in order. */
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1 && strcmp(argv[1], "plot") == 0) return p7bench_plot_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "merge") == 0) return p7bench_merge_main(argc - 1, argv + 1);
     command c = {0};
+    c.cell_index = -1;
     int rc = parse_command(argc, argv, &c);
     p7bench_study_plan plan = {0};
     const p7bench_cell **cells = NULL;
@@ -405,9 +672,12 @@ int main(int argc, char **argv)
     p7_device *device = NULL;
     p7bench_study_folder *folder = NULL;
     p7bench_runner runner = {0};
-    p7bench_cell_result *results = NULL, *done_rows = NULL;
-    size_t done_count = 0;
-    char out_dir[4096], err[1024], hint[8192];
+    p7bench_cell_result *done_rows = NULL;
+    p7bench_walk walk = {0};
+    size_t done_count = 0, *index = NULL;
+    long array_index = -1;
+    char out_dir[4096], err[1024], hint[32768], command_line[16384], cwd[4096], task_spec[32];
+    const char *spec = NULL;
     p7_device_options opts = {0};
     if (rc >= 0) goto end;
     rc = 2;
@@ -415,6 +685,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "p7bench: --gemm: %s\n", p7_last_error());
         goto end;
     }
+    spec = c.spec;
     /* Every check that needs no device comes first: a typo costs milliseconds, not a device
      * start and a data load. */
     if (!c.self_check) {
@@ -424,14 +695,66 @@ int main(int argc, char **argv)
             goto end;
         }
         cells = calloc(plan.count ? plan.count : 1, sizeof *cells);
-        if (!cells || (rc = select_cells(&c, &plan, cells, &count)) != 0 || (rc = check_cells(&c, cells, count)) != 0)
-            goto end;
+        if (!cells) goto end;
+        folder_dir(&c, &plan, out_dir, sizeof out_dir);
+        if (c.array_task || c.cell_index >= 0) rc = select_array_cell(&c, &plan, out_dir, cells, &count, &array_index);
+        else rc = select_cells(&c, &plan, cells, &count);
+        if (rc != 0 || (rc = check_cells(&c, cells, count)) != 0) goto end;
         /* the quick study's cells depend on the device: its folder is opened below */
         rc = 1;
         if (strcmp(c.study, "quick") != 0 && open_folder(&c, &plan, out_dir, sizeof out_dir, &folder) != 0) goto end;
     }
+    if (folder) {
+        /* every cell of this run is in the folder's list before any of it runs: the list's
+         * order is the grid's, and array indices are fixed from here on */
+        if (rerun_command(argc, argv, out_dir, command_line, sizeof command_line) != 0 || !getcwd(cwd, sizeof cwd)) {
+            fprintf(stderr, "p7bench: the command line or the working folder is too long to record\n");
+            goto end;
+        }
+        index = calloc(count ? count : 1, sizeof *index);
+        if (!index || p7bench_cell_list_add(out_dir, cells, count, cwd, command_line, index, err, sizeof err) != 0) {
+            fprintf(stderr, "p7bench: %s\n", index ? err : "out of host memory");
+            goto end;
+        }
+        if (c.emit) {
+            rc = emit_slurm(&c, out_dir, plan.study, command_line, index, count);
+            goto end;
+        }
+    }
+    char results_csv[4200];
+    snprintf(results_csv, sizeof results_csv, "%s/results.csv", out_dir);
+    if (folder && p7bench_results_read(results_csv, &done_rows, &done_count, err, sizeof err) != 0) {
+        fprintf(stderr, "p7bench: %s: %s\n", results_csv, err);
+        goto end;
+    }
+    resume_hint(argc, argv, hint, sizeof hint);
+    if (array_index >= 0) { /* a task resumes by being submitted again */
+        char abs_dir[8200];
+        absolute_path(out_dir, abs_dir, sizeof abs_dir);
+        snprintf(hint, sizeof hint, "sbatch --array=%ld %s/slurm/%s.sbatch   (or, outside SLURM: %s --cell-index %ld)",
+                 array_index, abs_dir, plan.study, command_line, array_index);
+    }
+    if (folder && (c.jobs > 1 || c.devices)) {
+        p7bench_runner base = {.study = plan.study, .folder = folder, .data = c.data, .live = 0, .verbose = 1,
+                               .resume_hint = hint, .cell_count = count};
+        p7bench_catch_interrupt(); /* replaced by the forwarding handler while workers run */
+        rc = p7bench_run_jobs(&base, c.spec, c.devices, c.jobs ? (size_t)c.jobs : P7BENCH_DEVICES_MAX, &opts, cells,
+                              count, done_rows, done_count, task_spec, sizeof task_spec);
+        if (rc >= 0) {
+            p7bench_merge_folder(out_dir, 0, NULL); /* the workers' rows, in the grid's order */
+            p7bench_plot_study(out_dir);
+            if (rc == 128 + SIGINT || rc == 128 + SIGTERM) stopped_message(rc - 128, hint);
+            else printf("p7bench: results in %s/results.csv, summary in %s/summary.md\n", out_dir, out_dir);
+            goto end;
+        }
+        spec = task_spec; /* one device: this process walks the cells */
+    }
     rc = 1;
-    if (p7_device_open(c.spec, &opts, &device) != P7_SUCCESS) {
+    if (c.array_task || c.cell_index >= 0) {
+        if (task_device_spec(c.spec, task_spec, sizeof task_spec) != 0) goto end;
+        spec = task_spec;
+    }
+    if (p7_device_open(spec, &opts, &device) != P7_SUCCESS) {
         fprintf(stderr, "p7bench: %s\n", p7_last_error());
         goto end;
     }
@@ -462,52 +785,46 @@ int main(int argc, char **argv)
         fprintf(stderr, "p7bench: quick study on a CPU: the simple CNN on 20,000 training images, BMA over 2 samples "
                         "(give --model vgg11-bn for the GPU's network)\n");
     }
-    if (!folder && open_folder(&c, &plan, out_dir, sizeof out_dir, &folder) != 0) goto end;
-    char results_csv[4200];
-    snprintf(results_csv, sizeof results_csv, "%s/results.csv", out_dir);
-    if (p7bench_results_read(results_csv, &done_rows, &done_count, err, sizeof err) != 0) {
-        fprintf(stderr, "p7bench: %s: %s\n", results_csv, err);
-        goto end;
+    if (!folder) {
+        if (open_folder(&c, &plan, out_dir, sizeof out_dir, &folder) != 0) goto end;
+        if (rerun_command(argc, argv, out_dir, command_line, sizeof command_line) != 0 || !getcwd(cwd, sizeof cwd) ||
+            p7bench_cell_list_add(out_dir, cells, count, cwd, command_line, NULL, err, sizeof err) != 0) {
+            fprintf(stderr, "p7bench: %s: cannot record the cells in cells.list\n", out_dir);
+            goto end;
+        }
+        snprintf(results_csv, sizeof results_csv, "%s/results.csv", out_dir);
+        if (p7bench_results_read(results_csv, &done_rows, &done_count, err, sizeof err) != 0) {
+            fprintf(stderr, "p7bench: %s: %s\n", results_csv, err);
+            goto end;
+        }
     }
-    resume_hint(argc, argv, hint, sizeof hint);
     runner = (p7bench_runner){.device = device, .study = plan.study, .folder = folder, .data = c.data,
                               .live = isatty(STDERR_FILENO), .verbose = 1, .resume_hint = hint, .cell_count = count};
-    results = calloc(count ? count : 1, sizeof *results);
-    if (!results) goto end;
+    walk.results = calloc(count ? count : 1, sizeof *walk.results);
+    if (!walk.results) goto end;
     p7bench_catch_interrupt();
     printf("p7bench: %s study, %zu cell(s), results in %s\n", plan.study, count, out_dir);
-    int any_failed = 0, any_diverged = 0;
-    size_t ran = 0;
-    for (size_t i = 0; i < count; i++) {
-        runner.cell_index = i;
-        if (finished(done_rows, done_count, cells[i]->id)) {
-            fprintf(stderr, "p7bench: cell %zu/%zu %s: finished before (in results.csv), skipped\n", i + 1, count,
-                    cells[i]->id);
-            continue;
-        }
-        int cell_rc = p7bench_cell_run(&runner, cells[i], &results[ran]);
-        if (cell_rc == P7BENCH_INTERRUPTED) {
-            p7bench_cell_result_release(&results[ran]);
-            fprintf(stderr, "p7bench: stopped by Ctrl-C. Resume with the same command:\n  %s\n", hint);
-            rc = P7BENCH_INTERRUPTED;
-            goto end;
-        }
-        ran++;
-        any_failed |= cell_rc == P7BENCH_FAILED;
-        any_diverged |= cell_rc == P7BENCH_DIVERGED;
-        if (p7bench_interrupted()) { /* Ctrl-C while the cell was being evaluated: it is done */
-            fprintf(stderr, "p7bench: stopped by Ctrl-C. Resume with the same command:\n  %s\n", hint);
-            rc = P7BENCH_INTERRUPTED;
-            goto end;
-        }
+    p7bench_walk_cells(&runner, cells, count, done_rows, done_count, "", &walk);
+    if (walk.interrupted) {
+        stopped_message(walk.interrupted, hint);
+        rc = p7bench_walk_exit_code(&walk);
+        goto end;
     }
-    p7bench_plot_study(out_dir);
-    if (strcmp(plan.study, "quick") == 0 && ran > 0) print_quick_table(results, ran);
+    if (walk.busy)
+        fprintf(stderr, "p7bench: %zu cell(s) were being run by other processes and were skipped; `p7bench merge %s` "
+                        "lists what is left once they end\n", walk.busy, out_dir);
+    /* an array task leaves the plots to `p7bench merge`: a hundred tasks ending together
+     * would each redraw them */
+    if (c.array_task || c.cell_index >= 0)
+        printf("p7bench: `p7bench merge %s` gathers the results and draws the plots once the tasks are done\n", out_dir);
+    else p7bench_plot_study(out_dir);
+    if (strcmp(plan.study, "quick") == 0 && walk.ran > 0) print_quick_table(walk.results, walk.ran);
     printf("p7bench: results in %s/results.csv, summary in %s/summary.md\n", out_dir, out_dir);
-    rc = any_failed ? P7BENCH_FAILED : any_diverged ? P7BENCH_DIVERGED : P7BENCH_OK;
-    for (size_t i = 0; i < ran; i++) p7bench_cell_result_release(&results[i]);
+    rc = p7bench_walk_exit_code(&walk);
 end:
-    free(results);
+    for (size_t i = 0; walk.results && i < walk.ran; i++) p7bench_cell_result_release(&walk.results[i]);
+    free(walk.results);
+    free(index);
     if (done_rows) p7bench_results_free(done_rows, done_count);
     p7bench_runner_release(&runner);
     p7bench_study_folder_close(folder);

@@ -14,27 +14,33 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---------------------------------------------------------------- SIGINT */
+/* ---------------------------------------------------------------- SIGINT, SIGTERM */
 
 static volatile sig_atomic_t interrupt_requested;
 
-static void on_sigint(int sig)
+static void on_stop_signal(int sig)
 {
-    (void)sig;
-    interrupt_requested = 1;
+    if (!interrupt_requested) interrupt_requested = sig;
 }
 
 void p7bench_catch_interrupt(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
+    sa.sa_handler = on_stop_signal;
     sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C ends the process at once */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
+    /* SIGTERM (kill, scancel, a SLURM time limit or preemption) stops the same way. It does
+     * not reset: SLURM may send it twice (--signal's early warning, then the limit), and
+     * SIGKILL is the way to end at once. */
+    sa.sa_flags = 0;
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 int p7bench_interrupted(void) { return interrupt_requested != 0; }
+
+int p7bench_interrupt_signal(void) { return interrupt_requested; }
 
 /* ---------------------------------------------------------------- a cell's settings */
 

@@ -8,7 +8,7 @@
  * stopping best weights, written to a temporary file, synced and renamed over the old one.
  * A rerun resumes from it and ends bit for bit as an uninterrupted run on the same device;
  * a checkpoint of another configuration is refused, naming the setting that differs.
- * SIGINT (p7bench_catch_interrupt) stops after the current step and writes a mid-epoch
+ * SIGINT or SIGTERM (p7bench_catch_interrupt) stops after the current step and writes a mid-epoch
  * checkpoint. When a cell ends, its row goes to results.csv and the checkpoint is removed. */
 #ifndef P7BENCH_CELL_RUN_H
 #define P7BENCH_CELL_RUN_H
@@ -55,9 +55,11 @@ void p7bench_runner_release(p7bench_runner *runner); /* frees the data cache */
  * the checkpoint is written, no row). */
 int p7bench_cell_run(p7bench_runner *runner, const p7bench_cell *cell, p7bench_cell_result *result);
 
-/* SIGINT sets a flag that the runner checks after every training step; a second SIGINT
- * ends the process at once (the handler resets itself). */
+/* SIGINT and SIGTERM set a flag that the runner checks after every training step; a
+ * second SIGINT ends the process at once (the handler resets itself), a second SIGTERM
+ * changes nothing (SIGKILL ends at once). */
 void p7bench_catch_interrupt(void);
 int p7bench_interrupted(void);
+int p7bench_interrupt_signal(void); /* the signal that stopped the run (SIGINT, SIGTERM), or 0 */
 
 #endif

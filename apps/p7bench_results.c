@@ -13,6 +13,7 @@
 
 struct p7bench_results {
     int fd;
+    char *path, *header; /* to reopen the file when `p7bench merge` has replaced it */
 };
 
 /* mkdir -p of the folder that holds `path`. */
@@ -108,12 +109,15 @@ int p7bench_results_open(const char *path, const char *header, p7bench_results *
         rc = check_or_write_header(fd, path, header, err, err_size);
         flock(fd, LOCK_UN);
     }
-    p7bench_results *r = rc == 0 ? malloc(sizeof *r) : NULL;
-    if (rc == 0 && !r) {
+    p7bench_results *r = rc == 0 ? calloc(1, sizeof *r) : NULL;
+    if (r) r->path = strdup(path), r->header = strdup(header);
+    if (rc == 0 && (!r || !r->path || !r->header)) {
         snprintf(err, err_size, "out of host memory");
         rc = 1;
     }
     if (rc != 0) {
+        if (r) free(r->path), free(r->header);
+        free(r);
         close(fd);
         return 1;
     }
@@ -122,10 +126,30 @@ int p7bench_results_open(const char *path, const char *header, p7bench_results *
     return 0;
 }
 
+/* Under the lock of results->fd: whether that is still the file at results->path. `p7bench
+ * merge` rewrites the file and renames the new one over it while holding the old one's
+ * lock, so a row appended after that would go to a file no one reads any more. */
+static int still_the_file(const p7bench_results *results)
+{
+    struct stat held, named;
+    return fstat(results->fd, &held) == 0 && stat(results->path, &named) == 0 && held.st_dev == named.st_dev &&
+           held.st_ino == named.st_ino;
+}
+
 int p7bench_results_append(p7bench_results *results, const char *row, char *err, size_t err_size)
 {
     if (flock(results->fd, LOCK_EX) != 0)
         return snprintf(err, err_size, "cannot lock the results file: %s", strerror(errno)), 1;
+    for (int tries = 0; !still_the_file(results) && tries < 100; tries++) { /* replaced: follow the new file */
+        flock(results->fd, LOCK_UN);
+        p7bench_results *fresh;
+        if (p7bench_results_open(results->path, results->header, &fresh, err, err_size) != 0) return 1;
+        close(results->fd);
+        results->fd = fresh->fd;
+        free(fresh->path), free(fresh->header), free(fresh);
+        if (flock(results->fd, LOCK_EX) != 0)
+            return snprintf(err, err_size, "cannot lock the results file: %s", strerror(errno)), 1;
+    }
     int rc = write_line(results->fd, row);
     if (rc != 0) snprintf(err, err_size, "cannot append to the results file: %s", strerror(errno));
     flock(results->fd, LOCK_UN);
@@ -136,5 +160,7 @@ void p7bench_results_close(p7bench_results *results)
 {
     if (!results) return;
     close(results->fd);
+    free(results->path);
+    free(results->header);
     free(results);
 }

@@ -761,6 +761,11 @@ static int replace_file(const char *path, const char *content, char *err, size_t
     return 0;
 }
 
+int p7bench_file_replace(const char *path, const char *content, char *err, size_t err_size)
+{
+    return replace_file(path, content, err, err_size);
+}
+
 int p7bench_epochs_write(const char *path, const p7bench_cell_result *r, char *err, size_t err_size)
 {
     text t = {0};
@@ -1010,6 +1015,7 @@ int p7bench_study_folder_cell(p7bench_study_folder *f, const p7bench_cell *cell,
     snprintf(p->console_log, sizeof p->console_log, "%s/console.log", p->dir);
     snprintf(p->checkpoint, sizeof p->checkpoint, "%s/checkpoint.p7", p->dir);
     snprintf(p->reliability_csv, sizeof p->reliability_csv, "%s/reliability.csv", p->dir);
+    snprintf(p->result_csv, sizeof p->result_csv, "%s/result.csv", p->dir);
     if (p7bench_config_text(f->study, &cell->config, 0, conf, sizeof conf) < 0)
         return snprintf(err, err_size, "%s: settings too long", cell->id), 1;
     if (make_dir(p->dir, err, err_size) != 0) return 1;
@@ -1020,7 +1026,22 @@ int p7bench_study_folder_append(p7bench_study_folder *f, const p7bench_cell_resu
 {
     char *row = p7bench_results_row(r, f->mode);
     if (!row) return snprintf(err, err_size, "out of host memory"), 1;
-    int rc = p7bench_results_append(f->results, row, err, err_size);
+    /* the cell's own copy first: it survives whatever happens to the shared file */
+    char path[4200];
+    text t = {0};
+    put(&t, p7bench_results_header(f->mode));
+    put(&t, "\n");
+    put(&t, row);
+    put(&t, "\n");
+    int rc = t.failed ? (snprintf(err, err_size, "out of host memory"), 1) : 0;
+    if (rc == 0 && (size_t)snprintf(path, sizeof path, "%s/cells/%s", f->dir, r->cell) >= sizeof path - 16)
+        rc = 1, snprintf(err, err_size, "path too long: %.200s", f->dir);
+    if (rc == 0) rc = make_dir(path, err, err_size);
+    if (rc == 0) strcat(path, "/result.csv"), rc = replace_file(path, t.s, err, err_size);
+    free(t.s);
+    if (rc == 0) rc = p7bench_results_append(f->results, row, err, err_size);
     free(row);
     return rc;
 }
+
+const char *p7bench_study_folder_dir(const p7bench_study_folder *f) { return f->dir; }

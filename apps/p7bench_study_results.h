@@ -12,6 +12,9 @@
  *   DIR/cells/<id>/console.log  the run's console output (written by the study driver)
  *   DIR/cells/<id>/checkpoint.p7  reserved for the trainer's checkpoint
  *   DIR/cells/<id>/reliability.csv  the final test's calibration bins, when measured
+ *   DIR/cells/<id>/result.csv   the cell's latest row (with the header)
+ *   DIR/cells/<id>/claim.lock   flock(2)ed by the process running the cell (p7bench_cell_list.h)
+ *   DIR/cells.list              every cell run into DIR, in the order first run (p7bench_cell_list.h)
  *
  * Every row is written whole: one write(2) of the complete line, under flock(2), on a file
  * opened O_APPEND (p7bench_results.h). A kill at any instant leaves whole rows plus at most
@@ -110,7 +113,7 @@ typedef struct p7bench_study_folder p7bench_study_folder;
 
 typedef struct p7bench_cell_paths {
     char dir[4000]; /* leaves room for the file names below */
-    char conf[4096], epochs_csv[4096], console_log[4096], checkpoint[4096], reliability_csv[4096];
+    char conf[4096], epochs_csv[4096], console_log[4096], checkpoint[4096], reliability_csv[4096], result_csv[4096];
 } p7bench_cell_paths;
 
 /* Fills what the cell's configuration says (names, seed, members, epochs, batch, alpha,
@@ -125,12 +128,16 @@ void p7bench_cell_result_release(p7bench_cell_result *result); /* NULL-safe */
 int p7bench_study_folder_open(const char *dir, const p7bench_study_plan *plan, p7bench_study_folder **out, char *err,
                               size_t err_size);
 void p7bench_study_folder_close(p7bench_study_folder *folder); /* NULL-safe */
+const char *p7bench_study_folder_dir(const p7bench_study_folder *folder);
 
 /* Creates DIR/cells/<id>/ with its cell.conf and gives the cell's file paths. */
 int p7bench_study_folder_cell(p7bench_study_folder *folder, const p7bench_cell *cell, p7bench_cell_paths *paths,
                               char *err, size_t err_size);
 
-/* Appends the cell's row to DIR/results.csv. */
+/* Writes the cell's row to DIR/cells/<id>/result.csv (the header and that row, replaced
+ * atomically: the cell's latest result) and then appends it to DIR/results.csv. The
+ * cell's copy is what `p7bench merge` rebuilds results.csv from, whatever happened to
+ * the shared file (tasks on several nodes, folders copied together). */
 int p7bench_study_folder_append(p7bench_study_folder *folder, const p7bench_cell_result *result, char *err,
                                 size_t err_size);
 
@@ -162,6 +169,10 @@ int p7bench_reliability_write(const char *path, const p7bench_reliability_bin *b
                               size_t err_size);
 int p7bench_reliability_read(const char *path, p7bench_reliability_bin **bins, size_t *count, char *err,
                              size_t err_size);
+
+/* Replaces `path` by `content` atomically (a temporary file renamed over it): a reader
+ * sees the old file or the new one. */
+int p7bench_file_replace(const char *path, const char *content, char *err, size_t err_size);
 
 /* A comma-separated table (RFC 4180 quoting) read whole: records of fields. Used by the
  * readers above and by `p7bench plot`. A last line without '\n' is not a record. */

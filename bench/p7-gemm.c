@@ -171,6 +171,33 @@ static float random_unit(uint64_t *state)
     return (float)((*state >> 40) & 0xffffff) / (float)0x1000000 - 0.5f;
 }
 
+/* The host CPU's model name and its widest vector extension, from /proc/cpuinfo
+ * ("unknown" elsewhere): the GEMM's tiling depends on it. */
+static void describe_cpu(char *model, size_t model_size, const char **vectors)
+{
+    snprintf(model, model_size, "unknown");
+    *vectors = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[4096];
+    int have_model = 0, have_flags = 0;
+    while (fgets(line, sizeof line, f) && !(have_model && have_flags)) {
+        if (!have_model && strncmp(line, "model name", 10) == 0) {
+            const char *v = strchr(line, ':');
+            if (v) {
+                snprintf(model, model_size, "%s", v + 2);
+                model[strcspn(model, "\n")] = '\0';
+                have_model = 1;
+            }
+        } else if (!have_flags && strncmp(line, "flags", 5) == 0) {
+            *vectors = strstr(line, " avx512f") ? "AVX-512 (avx512f)" : strstr(line, " avx2") ? "AVX2, no AVX-512"
+                                                                                             : "no AVX2";
+            have_flags = 1;
+        }
+    }
+    fclose(f);
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: p7-gemm [--device SPEC] [--quick] [--no-clblast] [--shapes fwd|all]\n");
@@ -208,6 +235,20 @@ int main(int argc, char **argv)
 
     printf("# p7-gemm: C = A*B, float32, row-major, alpha 1, beta 0\n");
     printf("device: %s\n", p7_device_describe(dev));
+    char cpu[256];
+    const char *vectors;
+    describe_cpu(cpu, sizeof cpu, &vectors);
+    printf("host CPU: %s, %s\n", cpu, vectors);
+    /* Resolving the tiling may measure it (first use, P7_GEMM_TUNING=auto): before any timing. */
+    p7_gemm_tuning tuning;
+    double t0 = now_seconds();
+    st = p7_gemm_tuning_get(dev, &tuning);
+    if (st != P7_SUCCESS) return report_failure("p7_gemm_tuning_get", st);
+    printf("p7 GEMM tiling: tile %dx%d, vector width %d, kc %d, %s", tuning.tile_rows, tuning.tile_cols,
+           tuning.vector_width, tuning.k_block, p7_gemm_tuning_origin_name(tuning.origin));
+    if (tuning.gflops > 0.0) printf(" (%.1f GFLOP/s on the tuning shapes)", tuning.gflops);
+    printf("; resolved in %.2f s%s%s\n", now_seconds() - t0, tuning.path[0] ? ", file " : "", tuning.path);
+    if (tuning.note[0]) printf("tiling note: %s\n", tuning.note);
     printf("OpenBLAS: 2 threads; timing: median of %d rep(s) of >= %.2f s each, after a checked warm-up call\n\n",
            cfg.reps, cfg.min_seconds);
     printf("| shape | M | N | K | p7 GFLOP/s | CLBlast GFLOP/s | OpenBLAS GFLOP/s | p7/OpenBLAS | p7/CLBlast "

@@ -12,9 +12,13 @@ shift || true
 packages=(build-essential cmake pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
           libclblast-dev libcmocka-dev libopenblas-dev libpng-dev xz-utils npm curl gnuplot-nox)
 
+# The test suite also starts a single-node SLURM cluster (app_p7bench_slurm, which skips
+# without it).
+test_packages=(slurm-wlm munge)
+
 ensure_packages() {
     local missing=()
-    for p in "${packages[@]}"; do
+    for p in "${packages[@]}" "$@"; do
         # A tool may come from elsewhere (e.g. npm bundled with NodeSource's nodejs,
         # which conflicts with Debian's npm package): a working command is enough.
         case "$p" in npm|curl) command -v "$p" >/dev/null 2>&1 && continue ;; esac
@@ -70,7 +74,7 @@ run)
     exec apps/p7bench "$@"
     ;;
 test)
-    ensure_packages
+    ensure_packages "${test_packages[@]}"
     sanitize=OFF
     dir="$here/build"
     if [ "${1:-}" = "--sanitize" ]; then sanitize=ON; dir="$here/build-asan"; shift; fi

@@ -100,6 +100,34 @@ __kernel void batchnorm_eval_stats(__global const float *running_mean, const ulo
     save_invstd[sio + c] = (float)((acc_t)1 / sqrt((acc_t)running_var[rvo + c] + (acc_t)eps));
 }
 
+/* Evaluation BatchNorm folded into the affine stage before it (a convolution's output
+ * stage): z = T * pre_scale[m, c] + pre_shift[m, c], then
+ * y = (z - mean[c]) * invstd[c] * w[m, c] + b[m, c] = T * scale[m, c] + shift[m, c] with
+ *   scale = pre_scale * invstd * w,  shift = (pre_shift - mean) * invstd * w + b.
+ * Each vector is [M, C] (member stride C) or shared [C] (stride 0); missing ones are 1
+ * (scales) or 0 (shifts). out: the M * C scales, then the M * C shifts. Computed in acc_t, so on fp64 devices the folded values are
+ * the exact ones rounded once. One work-item per (m, c); global M * C. */
+__kernel void batchnorm_fold_eval(__global const float *running_mean, const ulong rmo,
+                                  __global const float *running_var, const ulong rvo, const float eps,
+                                  __global const float *w, const ulong wo, const uint w_stride, const int has_w,
+                                  __global const float *b, const ulong bo, const uint b_stride, const int has_b,
+                                  __global const float *pre_scale, const ulong pso, const uint ps_stride,
+                                  const int has_pre_scale, __global const float *pre_shift, const ulong pho,
+                                  const uint ph_stride, const int has_pre_shift, const uint channels,
+                                  const uint members, __global float *out)
+{
+    const uint i = get_global_id(0);
+    if (i >= members * channels) return;
+    const uint m = i / channels, c = i % channels;
+    acc_t k = (acc_t)1 / sqrt((acc_t)running_var[rvo + c] + (acc_t)eps);
+    if (has_w) k *= (acc_t)w[wo + (ulong)m * w_stride + c];
+    const acc_t g = has_pre_scale ? (acc_t)pre_scale[pso + (ulong)m * ps_stride + c] : (acc_t)1;
+    const acc_t h = has_pre_shift ? (acc_t)pre_shift[pho + (ulong)m * ph_stride + c] : (acc_t)0;
+    const acc_t beta = has_b ? (acc_t)b[bo + (ulong)m * b_stride + c] : (acc_t)0;
+    out[i] = (float)(g * k);                                                   /* scale */
+    out[(ulong)members * channels + i] = (float)((h - (acc_t)running_mean[rmo + c]) * k + beta); /* shift */
+}
+
 /* y = (x - mean[c]) * invstd[c] * w[m, c] + b[m, c]; global (hw, C, N). */
 __kernel void batchnorm_apply(__global const float *x, const ulong xo, __global const float *mean, const ulong mo,
                           __global const float *invstd, const ulong io, __global const float *w, const ulong wo,

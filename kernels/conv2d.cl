@@ -161,6 +161,128 @@ __kernel void conv2d_unfold_output(__global const float *restrict t, __global fl
     }
 }
 
+/* The evaluation output stage: T[O, N*P] -> y[N, O, P] with a per-channel affine
+ * y = T * scale[m, o] + shift[m, o] and an optional ReLU, where m = n / rows_per_member
+ * is the member of image n. It is conv bias, BatchEnsemble scaling and bias, and an
+ * evaluation BatchNorm folded into one pass over the output (kernels/batchnorm.cl,
+ * batchnorm_fold_eval). member_stride is O for [M, O] vectors and 0 for shared [O]
+ * ones; a missing scale is 1, a missing shift 0. */
+__kernel void conv2d_unfold_output_affine(__global const float *restrict t, __global float *restrict y,
+                                          const ulong y_off, __global const float *restrict scale,
+                                          const ulong s_off, const int has_scale,
+                                          __global const float *restrict shift, const ulong h_off,
+                                          const int has_shift, const uint member_stride,
+                                          const uint rows_per_member, const int relu, const uint n_img,
+                                          const uint out_c, const uint plane)
+{
+    const uint i = get_global_id(0);
+    if (i >= n_img * out_c) return;
+    const uint o = i % out_c;
+    const uint n = i / out_c;
+    const ulong v = (ulong)(n / rows_per_member) * member_stride + o;
+    const float sv = has_scale ? scale[s_off + v] : 1.0f;
+    const float hv = has_shift ? shift[h_off + v] : 0.0f;
+    const __global float *src = t + ((ulong)o * n_img + n) * plane;
+    __global float *dst = y + y_off + (ulong)i * plane;
+    if (relu) {
+        /* fmax as elementwise_relu_forward, so the fused and separate passes agree */
+        for (uint p = 0; p < plane; ++p) dst[p] = fmax(src[p] * sv + hv, 0.0f);
+    } else {
+        for (uint p = 0; p < plane; ++p) dst[p] = src[p] * sv + hv;
+    }
+}
+
+/* The same stage followed by a max pooling (window pool_k, stride pool_s, no padding)
+ * of each output plane [out_h, out_w] into y [N, O, pool_h, pool_w]: the full-size
+ * activation is never written. NaN wins the window as in pool_max_forward. */
+__kernel void conv2d_unfold_output_affine_pool(__global const float *restrict t, __global float *restrict y,
+                                               const ulong y_off, __global const float *restrict scale,
+                                               const ulong s_off, const int has_scale,
+                                               __global const float *restrict shift, const ulong h_off,
+                                               const int has_shift, const uint member_stride,
+                                               const uint rows_per_member, const int relu, const uint n_img,
+                                               const uint out_c, const uint out_w, const uint plane,
+                                               const uint pool_h, const uint pool_w, const uint pool_k,
+                                               const uint pool_s)
+{
+    const uint i = get_global_id(0);
+    if (i >= n_img * out_c) return;
+    const uint o = i % out_c;
+    const uint n = i / out_c;
+    const ulong v = (ulong)(n / rows_per_member) * member_stride + o;
+    const float sv = has_scale ? scale[s_off + v] : 1.0f;
+    const float hv = has_shift ? shift[h_off + v] : 0.0f;
+    const __global float *src = t + ((ulong)o * n_img + n) * plane;
+    __global float *dst = y + y_off + (ulong)i * pool_h * pool_w;
+    for (uint py = 0; py < pool_h; ++py)
+        for (uint px = 0; px < pool_w; ++px) {
+            const __global float *win = src + py * pool_s * out_w + px * pool_s;
+            float best = -INFINITY;
+            for (uint ky = 0; ky < pool_k; ++ky)
+                for (uint kx = 0; kx < pool_k; ++kx) {
+                    float a = win[ky * out_w + kx] * sv + hv;
+                    if (relu) a = fmax(a, 0.0f);
+                    if (a > best || isnan(a)) best = a;
+                }
+            dst[py * pool_w + px] = best;
+        }
+}
+
+/* The 2x2 / stride 2 case of conv2d_unfold_output_affine_pool (every VGG pooling):
+ * fixed windows; rows of 16 or more pooled pixels as float16 loads split into even
+ * and odd lanes (measured 3x faster than one work-item per pooled pixel on PoCL). */
+#define P7_POOL_WIN(a, b) (((a) > (b) || isnan(a)) ? (a) : (b))
+__kernel void conv2d_unfold_output_affine_pool2(__global const float *restrict t, __global float *restrict y,
+                                                const ulong y_off, __global const float *restrict scale,
+                                                const ulong s_off, const int has_scale,
+                                                __global const float *restrict shift, const ulong h_off,
+                                                const int has_shift, const uint member_stride,
+                                                const uint rows_per_member, const int relu, const uint n_img,
+                                                const uint out_c, const uint out_w, const uint plane,
+                                                const uint pool_h, const uint pool_w)
+{
+    const uint i = get_global_id(0);
+    if (i >= n_img * out_c) return;
+    const uint o = i % out_c;
+    const uint n = i / out_c;
+    const ulong v = (ulong)(n / rows_per_member) * member_stride + o;
+    const float sv = has_scale ? scale[s_off + v] : 1.0f;
+    const float hv = has_shift ? shift[h_off + v] : 0.0f;
+    const __global float *src = t + ((ulong)o * n_img + n) * plane;
+    __global float *dst = y + y_off + (ulong)i * pool_h * pool_w;
+    if (pool_w % 8 == 0) {
+        /* 8 pooled pixels from 16 values of each of the two rows, as vectors */
+        for (uint py = 0; py < pool_h; ++py) {
+            const __global float *r0 = src + 2 * py * out_w, *r1 = r0 + out_w;
+            for (uint q = 0; q < pool_w / 8; ++q) {
+                float16 a = vload16(q, r0) * sv + hv, b = vload16(q, r1) * sv + hv;
+                if (relu) {
+                    a = fmax(a, 0.0f);
+                    b = fmax(b, 0.0f);
+                }
+                const float8 ae = a.even, ao = a.odd, be = b.even, bo = b.odd;
+                const float8 m0 = select(ao, ae, (ae > ao) | isnan(ae));
+                const float8 m1 = select(bo, be, (be > bo) | isnan(be));
+                vstore8(select(m1, m0, (m0 > m1) | isnan(m0)), py * (pool_w / 8) + q, dst);
+            }
+        }
+        return;
+    }
+    for (uint py = 0; py < pool_h; ++py) {
+        const __global float *r0 = src + 2 * py * out_w, *r1 = r0 + out_w;
+        for (uint px = 0; px < pool_w; ++px) {
+            float2 a = vload2(px, r0) * sv + hv, b = vload2(px, r1) * sv + hv;
+            if (relu) {
+                a = fmax(a, 0.0f);
+                b = fmax(b, 0.0f);
+            }
+            const float m0 = P7_POOL_WIN(a.x, a.y), m1 = P7_POOL_WIN(b.x, b.y);
+            dst[py * pool_w + px] = P7_POOL_WIN(m0, m1);
+        }
+    }
+}
+#undef P7_POOL_WIN
+
 /* dy[N, O, P] -> T[O, N*P], the layout both backward GEMMs read. */
 __kernel void conv2d_fold_grad(__global const float *restrict dy, const ulong dy_off,
                              __global float *restrict t, const uint n_img, const uint out_c,
@@ -367,10 +489,14 @@ static void conv_same_coords16(const int pix0, const int in_w, const int plane, 
 /* conv2d_im2col_packed for stride-1 "same" convolutions (the host needs plane % 16 == 0,
  * or 16 % plane == 0 and N*P % 16 == 0): one work-item per (channel c, panel q)
  * writes, per tap, the panel row as two 16-pixel runs. Channels vary fastest, so
- * consecutive work-items write consecutive blocks of the panel. */
-__kernel void conv2d_im2col_packed_same(__global const float *restrict x, const ulong x_off,
-                                      __global float *restrict bp, const ulong bp_off, const uint n_img,
-                                      const uint channels, const uint in_h, const uint in_w)
+ * consecutive work-items write consecutive blocks of the panel. With in_scale (not
+ * NULL), x[n, c] is multiplied by in_scale[m, c] on the way, m = n / rows_per_member:
+ * the BatchEnsemble input scaling of an evaluation forward without a pass of its own. */
+static void conv_im2col_packed_same(__global const float *restrict x, const ulong x_off,
+                                    __global float *restrict bp, const ulong bp_off, const uint n_img,
+                                    const uint channels, const uint in_h, const uint in_w,
+                                    const __global float *restrict in_scale, const ulong is_off,
+                                    const uint rows_per_member)
 {
     const uint c = get_global_id(0);
     const uint q = get_global_id(1);
@@ -395,24 +521,54 @@ __kernel void conv2d_im2col_packed_same(__global const float *restrict x, const 
         conv_same_coords16(pix0, (int)in_w, (int)plane, &ohv, &owv);
         if (plane < 16) {
             const int16 off = conv_small_offsets16(plane, channels);
+            float16 sv = (float16)(1.0f);
+            if (in_scale) {
+                /* the run's 16 / plane images may belong to different members */
+                const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+                const int16 at = ((int16)(n) + (lane >> (31 - (int)clz(plane)))) / (int)rows_per_member *
+                                 (int)channels + (int)c;
+                const __global float *sc = in_scale + is_off;
+                sv = (float16)(sc[at.s0], sc[at.s1], sc[at.s2], sc[at.s3], sc[at.s4], sc[at.s5], sc[at.s6],
+                               sc[at.s7], sc[at.s8], sc[at.s9], sc[at.sa], sc[at.sb], sc[at.sc], sc[at.sd],
+                               sc[at.se], sc[at.sf]);
+            }
 #pragma unroll
             for (int ky = 0; ky < CONV_K; ++ky) {
 #pragma unroll
                 for (int kx = 0; kx < CONV_K; ++kx)
-                    vstore16(conv_small_tap16(xc, off, ohv, owv, ky - CONV_P, kx - CONV_P, (int)in_h, (int)in_w), 0,
-                             d + (ky * CONV_K + kx) * CONV_PANEL);
+                    vstore16(sv * conv_small_tap16(xc, off, ohv, owv, ky - CONV_P, kx - CONV_P, (int)in_h,
+                                                   (int)in_w),
+                             0, d + (ky * CONV_K + kx) * CONV_PANEL);
             }
             continue;
         }
+        const float s = in_scale ? in_scale[is_off + (ulong)(n / rows_per_member) * channels + c] : 1.0f;
 #pragma unroll
         for (int ky = 0; ky < CONV_K; ++ky) {
 #pragma unroll
             for (int kx = 0; kx < CONV_K; ++kx)
-                vstore16(conv_same_tap16(xc, pix0, ohv, owv, ky - CONV_P, kx - CONV_P, (int)in_h, (int)in_w,
-                                         -before, after),
+                vstore16(s * conv_same_tap16(xc, pix0, ohv, owv, ky - CONV_P, kx - CONV_P, (int)in_h, (int)in_w,
+                                             -before, after),
                          0, d + (ky * CONV_K + kx) * CONV_PANEL);
         }
     }
+}
+
+__kernel void conv2d_im2col_packed_same(__global const float *restrict x, const ulong x_off,
+                                      __global float *restrict bp, const ulong bp_off, const uint n_img,
+                                      const uint channels, const uint in_h, const uint in_w)
+{
+    conv_im2col_packed_same(x, x_off, bp, bp_off, n_img, channels, in_h, in_w, 0, 0, 1);
+}
+
+/* The same with the per-(member, channel) input scale in_scale [M, C]. */
+__kernel void conv2d_im2col_packed_same_scaled(__global const float *restrict x, const ulong x_off,
+                                             __global float *restrict bp, const ulong bp_off, const uint n_img,
+                                             const uint channels, const uint in_h, const uint in_w,
+                                             __global const float *restrict in_scale, const ulong is_off,
+                                             const uint rows_per_member)
+{
+    conv_im2col_packed_same(x, x_off, bp, bp_off, n_img, channels, in_h, in_w, in_scale, is_off, rows_per_member);
 }
 
 /* col^T packed as the B operand of the weight-gradient GEMM dW = T * col^T, whose

@@ -6,22 +6,70 @@
  * ragged edges (zero rows/columns), so the micro-kernel's inner loop is branch-free
  * unit-stride loads and multiply-adds.
  *
+ * The tile is a build option, chosen per device (core/src/gemm/gemm_tuning.c): the
+ * host builds this file once per option set with
+ *   -DP7_GEMM_MR=rows -DP7_GEMM_NR=columns -DP7_GEMM_VW=floats per vector
+ *   -DP7_GEMM_A_VW=... -DP7_GEMM_B_VW=...   (vector widths of the copy packers)
+ * MR is even and at most 12; NR is 1 to 4 vectors of VW (4, 8 or 16) floats. The
+ * accumulators are MR x NR/VW vectors: they have to fit the register file with the
+ * NR/VW B vectors and one broadcast (AVX-512: 32 registers of 16 floats, so 8 x 32;
+ * AVX2: 16 registers of 8, so 6 x 16).
+ *
  * Packed layouts (K is the full depth, not rounded):
  *   A panel p (rows p*MR .. p*MR+MR-1): ap[(p*K + k)*MR + r]  = op(A)[p*MR + r][k]
- *   B panel q (cols q*NR .. q*NR+NR-1): bp[(q*K + k)*NR + j]  = op(B)[k][q*NR + j]
+ *   B panel q (cols q*W .. q*W+W-1):    bp[(q*K + k)*W + j]   = op(B)[k][q*W + j]
+ * where W, the B panel width, is NR when the host packs B and 32 when conv2d's
+ * im2col wrote it (then NR divides 32 and each tile reads its NR columns of a panel).
  * Rows/columns past M/N are zero, so the micro-kernel never tests them while
  * accumulating; only the C write-back is bounds-checked.
  *
  * On a CPU runtime (PoCL) each micro-kernel work-item is one work-group of size 1,
- * and its 16 float16 accumulators live in AVX-512 registers. The MR rows are
- * spelled out by macros (a fully unrolled loop that does not depend on the
+ * and its accumulators live in vector registers. The MR rows and the vectors of a
+ * row are spelled out by macros (a fully unrolled loop that does not depend on the
  * compiler honouring a pragma): a rolled loop over rows ran at about a third of the
- * speed (../shared/reference/perf-baseline.md, section 6, beside the checkout). OpenCL C 1.2 only, so it also builds on GPUs,
- * where it is correct but not tuned (CLBlast is the GPU backend).
+ * speed (../shared/reference/perf-baseline.md, section 6, beside the checkout). OpenCL
+ * C 1.2 only, so it also builds on GPUs, where it is correct but not tuned (CLBlast
+ * is the GPU backend).
  */
 
-#define MR 8
-#define NR 32
+#if !defined(P7_GEMM_MR) || !defined(P7_GEMM_NR) || !defined(P7_GEMM_VW) || !defined(P7_GEMM_A_VW) || \
+    !defined(P7_GEMM_B_VW)
+#error "gemm_p7.cl needs -DP7_GEMM_MR, _NR, _VW, _A_VW and _B_VW (core/src/gemm/gemm_p7.c passes them)"
+#endif
+#define MR P7_GEMM_MR
+#define NR P7_GEMM_NR
+
+#if NR == P7_GEMM_VW
+#define P7_GEMM_NV 1
+#elif NR == 2 * P7_GEMM_VW
+#define P7_GEMM_NV 2
+#elif NR == 3 * P7_GEMM_VW
+#define P7_GEMM_NV 3
+#elif NR == 4 * P7_GEMM_VW
+#define P7_GEMM_NV 4
+#else
+#error "P7_GEMM_NR must be 1 to 4 vectors of P7_GEMM_VW floats"
+#endif
+
+#define P7_CAT_(a, b) a##b
+#define P7_CAT(a, b) P7_CAT_(a, b)
+#define VEC P7_CAT(float, P7_GEMM_VW)
+#define VLOAD P7_CAT(vload, P7_GEMM_VW)
+#define VSTORE P7_CAT(vstore, P7_GEMM_VW)
+
+/* X(r) for each row r of the tile; Y(r, v) for each vector v of row r. */
+#define P7_ROWS_2(X) X(0) X(1)
+#define P7_ROWS_4(X) P7_ROWS_2(X) X(2) X(3)
+#define P7_ROWS_6(X) P7_ROWS_4(X) X(4) X(5)
+#define P7_ROWS_8(X) P7_ROWS_6(X) X(6) X(7)
+#define P7_ROWS_10(X) P7_ROWS_8(X) X(8) X(9)
+#define P7_ROWS_12(X) P7_ROWS_10(X) X(10) X(11)
+#define P7_FOR_ROWS(X) P7_CAT(P7_ROWS_, MR)(X)
+#define P7_VECS_1(Y, r) Y(r, 0)
+#define P7_VECS_2(Y, r) P7_VECS_1(Y, r) Y(r, 1)
+#define P7_VECS_3(Y, r) P7_VECS_2(Y, r) Y(r, 2)
+#define P7_VECS_4(Y, r) P7_VECS_3(Y, r) Y(r, 3)
+#define P7_FOR_VECS(Y, r) P7_CAT(P7_VECS_, P7_GEMM_NV)(Y, r)
 
 /* Packing. A panel of width W (MR for A, NR for B) is built from a source where
  * either the W values for one k are contiguous (transposed A, plain B: "copy"), or
@@ -33,11 +81,11 @@
  * and writes LY consecutive rows of each panel it touches: both sides stay in long
  * runs within a few pages. (One work-item per k over whole panels reads 128 bytes
  * per stored row and ran at a third of copy bandwidth.) */
-#define P7_PACK_COPY(W, VW)                                                            \
-    __kernel void gemm_p7_pack_copy_##W(const uint rows, const uint k_total,            \
-                                        __global const float *src, const ulong offset,  \
-                                        const ulong ld, __global float *dst,            \
-                                        const ulong dst_offset)                         \
+#define P7_PACK_COPY(NAME, W, VW)                                                      \
+    __kernel void gemm_p7_pack_copy_##NAME(const uint rows, const uint k_total,         \
+                                           __global const float *src, const ulong offset, \
+                                           const ulong ld, __global float *dst,         \
+                                           const ulong dst_offset)                      \
     {                                                                                   \
         const uint x = get_global_id(0);                                                \
         const uint k = get_global_id(1);                                                \
@@ -47,27 +95,32 @@
         const __global float *s = src + offset + (size_t)k * ld + r0;                   \
         __global float *d = dst + dst_offset + ((size_t)p * k_total + k) * W + (r0 - p * W); \
         if (r0 + VW <= rows) {                                                          \
-            vstore##VW(vload##VW(0, s), 0, d);                                          \
+            P7_CAT(vstore, VW)(P7_CAT(vload, VW)(0, s), 0, d);                          \
         } else {                                                                        \
             for (uint i = 0; i < VW; ++i) d[i] = (r0 + i < rows) ? s[i] : 0.0f;         \
         }                                                                               \
     }
 
-/* Work-item x: a run of P7_PACK_KB = 16 consecutive k of one panel. Groups of 8
- * stored rows are read as float16 runs and transposed in registers into 16 panel
- * rows of 8 floats (component selection compiles to shuffles), so every load and
- * store is a vector. Element-wise transposes through a private array compiled to
- * AVX-512 scatters or scalar inserts and ran at a third of the speed. */
+/* Work-item x: a run of P7_PACK_KB = 16 consecutive k of one panel. Groups of 8 (then
+ * 4) stored rows are read as float16 runs and transposed in registers into 16 panel
+ * rows of 8 (4) floats (component selection compiles to shuffles), so every load and
+ * store is a vector; a remainder of 2 rows (MR = 6 or 10) is copied by element.
+ * Element-wise transposes through a private array compiled to AVX-512 scatters or
+ * scalar inserts and ran at a third of the speed. */
 #define P7_PACK_KB 16
 #define P7_T8(kk, W)                                                                \
     vstore8((float8)(v0.s##kk, v1.s##kk, v2.s##kk, v3.s##kk, v4.s##kk, v5.s##kk,   \
                      v6.s##kk, v7.s##kk),                                          \
             0, d + 0x##kk * (W) + g);
-#define P7_PACK_GATHER(W)                                                               \
-    __kernel void gemm_p7_pack_gather_##W(const uint rows, const uint k_total,          \
-                                          __global const float *src, const ulong offset, \
-                                          const ulong ld, __global float *dst,          \
-                                          const ulong dst_offset)                       \
+#define P7_T4(kk, W) vstore4((float4)(v0.s##kk, v1.s##kk, v2.s##kk, v3.s##kk), 0, d + 0x##kk * (W) + g);
+#define P7_ALL_K(T, W)                                                                  \
+    T(0, W) T(1, W) T(2, W) T(3, W) T(4, W) T(5, W) T(6, W) T(7, W)                     \
+    T(8, W) T(9, W) T(a, W) T(b, W) T(c, W) T(d, W) T(e, W) T(f, W)
+#define P7_PACK_GATHER(NAME, W)                                                         \
+    __kernel void gemm_p7_pack_gather_##NAME(const uint rows, const uint k_total,       \
+                                             __global const float *src, const ulong offset, \
+                                             const ulong ld, __global float *dst,       \
+                                             const ulong dst_offset)                    \
     {                                                                                   \
         const uint k0 = get_global_id(0) * P7_PACK_KB;                                  \
         const uint p = get_global_id(1);                                                \
@@ -77,15 +130,25 @@
         const __global float *s = src + offset + (size_t)r0 * ld + k0;                  \
         __global float *d = dst + dst_offset + ((size_t)p * k_total + k0) * W;          \
         if (r0 + W <= rows && kn == P7_PACK_KB) {                                       \
-            for (uint g = 0; g < W; g += 8) {                                           \
+            uint g = 0;                                                                 \
+            for (; g + 8 <= W; g += 8) {                                                \
                 const __global float *sg = s + (size_t)g * ld;                          \
                 const float16 v0 = vload16(0, sg), v1 = vload16(0, sg + ld);            \
                 const float16 v2 = vload16(0, sg + 2 * ld), v3 = vload16(0, sg + 3 * ld); \
                 const float16 v4 = vload16(0, sg + 4 * ld), v5 = vload16(0, sg + 5 * ld); \
                 const float16 v6 = vload16(0, sg + 6 * ld), v7 = vload16(0, sg + 7 * ld); \
-                P7_T8(0, W) P7_T8(1, W) P7_T8(2, W) P7_T8(3, W) P7_T8(4, W) P7_T8(5, W) P7_T8(6, W) P7_T8(7, W) \
-                P7_T8(8, W) P7_T8(9, W) P7_T8(a, W) P7_T8(b, W) P7_T8(c, W) P7_T8(d, W) P7_T8(e, W) P7_T8(f, W) \
+                P7_ALL_K(P7_T8, W)                                                      \
             }                                                                           \
+            if (g + 4 <= W) {                                                           \
+                const __global float *sg = s + (size_t)g * ld;                          \
+                const float16 v0 = vload16(0, sg), v1 = vload16(0, sg + ld);            \
+                const float16 v2 = vload16(0, sg + 2 * ld), v3 = vload16(0, sg + 3 * ld); \
+                P7_ALL_K(P7_T4, W)                                                      \
+                g += 4;                                                                 \
+            }                                                                           \
+            for (; g < W; ++g)                                                          \
+                for (uint kk = 0; kk < P7_PACK_KB; ++kk)                                \
+                    d[(size_t)kk * W + g] = s[(size_t)g * ld + kk];                     \
         } else {                                                                        \
             for (uint kk = 0; kk < kn; ++kk) {                                          \
                 for (uint r = 0; r < W; ++r)                                            \
@@ -94,47 +157,50 @@
         }                                                                               \
     }
 
-P7_PACK_COPY(8, 8)
-P7_PACK_COPY(32, 16)
-P7_PACK_GATHER(8)
-P7_PACK_GATHER(32)
-
-/* Writes columns [0, cols) of one accumulated row; beta == 0 never reads C. */
-static void gemm_p7_store_row(float16 lo, float16 hi, __global float *dst, const uint cols,
-                              const float alpha, const float beta)
-{
-    if (cols == NR) {
-        if (beta == 0.0f) {
-            vstore16(alpha * lo, 0, dst);
-            vstore16(alpha * hi, 0, dst + 16);
-        } else {
-            vstore16(alpha * lo + beta * vload16(0, dst), 0, dst);
-            vstore16(alpha * hi + beta * vload16(0, dst + 16), 0, dst + 16);
-        }
-    } else {
-        float t[NR];
-        vstore16(lo, 0, t);
-        vstore16(hi, 0, t + 16);
-        for (uint j = 0; j < cols; ++j)
-            dst[j] = (beta == 0.0f) ? alpha * t[j] : alpha * t[j] + beta * dst[j];
-    }
-}
+P7_PACK_COPY(a, MR, P7_GEMM_A_VW)
+P7_PACK_COPY(b, NR, P7_GEMM_B_VW)
+P7_PACK_GATHER(a, MR)
+P7_PACK_GATHER(b, NR)
 
 /* fma, not mad: PoCL lowers mad to a separate multiply and add, which halves the
  * throughput; a device without fused multiply-add hardware is not a target here. */
+#define P7_ACC_DECLARE(r, v) VEC c##r##_##v = 0.0f;
+#define P7_ROW_DECLARE(r) P7_FOR_VECS(P7_ACC_DECLARE, r)
+#define P7_B_LOAD(r, v) const VEC b##v = VLOAD(0, bk + (v) * P7_GEMM_VW);
+#define P7_ACC_FMA(r, v) c##r##_##v = fma(av, b##v, c##r##_##v);
 #define P7_ROW_FMA(r)                                   \
     {                                                   \
-        const float16 av = (float16)(a[(size_t)k * MR + r]); \
-        c##r##0 = fma(av, b0, c##r##0);                 \
-        c##r##1 = fma(av, b1, c##r##1);                 \
+        const VEC av = (VEC)(ak[r]);                    \
+        P7_FOR_VECS(P7_ACC_FMA, r)                      \
     }
 
-#define P7_ROW_STORE(r)                                                          \
-    if (r < rows) gemm_p7_store_row(c##r##0, c##r##1, cp + (size_t)(r) * ldc, cols, alpha, beta);
+/* Write-back of row r: whole rows as vectors, a ragged last tile through a private
+ * copy; beta == 0 never reads C. */
+#define P7_ACC_STORE(r, v) VSTORE(alpha * c##r##_##v, 0, dst + (v) * P7_GEMM_VW);
+#define P7_ACC_UPDATE(r, v) \
+    VSTORE(alpha * c##r##_##v + beta * VLOAD(0, dst + (v) * P7_GEMM_VW), 0, dst + (v) * P7_GEMM_VW);
+#define P7_ACC_SPILL(r, v) VSTORE(c##r##_##v, 0, t + (v) * P7_GEMM_VW);
+#define P7_ROW_STORE(r)                                                              \
+    if (r < rows) {                                                                  \
+        __global float *dst = cp + (size_t)(r) * ldc;                                \
+        if (cols == NR) {                                                            \
+            if (beta == 0.0f) {                                                      \
+                P7_FOR_VECS(P7_ACC_STORE, r)                                         \
+            } else {                                                                 \
+                P7_FOR_VECS(P7_ACC_UPDATE, r)                                        \
+            }                                                                        \
+        } else {                                                                     \
+            float t[NR];                                                             \
+            P7_FOR_VECS(P7_ACC_SPILL, r)                                             \
+            for (uint j = 0; j < cols; ++j)                                          \
+                dst[j] = (beta == 0.0f) ? alpha * t[j] : alpha * t[j] + beta * dst[j]; \
+        }                                                                            \
+    }
 
 /* One MR x NR tile per work-item over depth [k_begin, k_begin + k_len) of the packed
  * panels; the host splits a deep K into blocks (beta = 1 after the first) so that
- * one B panel block stays in L2 while the A panels stream past it.
+ * one B panel block stays in L2 while the A panels stream past it. Tile column q
+ * reads columns (q % (b_width / NR)) * NR .. + NR - 1 of B panel q / (b_width / NR).
  * Work-groups run in order of dimension 0 first. With n_fastest == 0, dimension 0 is
  * the A panel: consecutive work-groups share one B panel block. With a shallow K the
  * tiles are cheap and writing C dominates; n_fastest == 1 then walks each row band
@@ -143,29 +209,28 @@ __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void gemm_p7_tile(const uint m, const uint n, const uint k_total, const uint k_begin,
                   const uint k_len, const int n_fastest, __global const float *restrict ap,
                   const ulong ap_offset, __global const float *restrict bp,
-                  const ulong bp_offset, __global float *restrict c,
+                  const ulong bp_offset, const uint b_width, __global float *restrict c,
                   const ulong c_offset, const ulong ldc, const float alpha, const float beta)
 {
     const uint p = (uint)get_global_id(n_fastest ? 1 : 0);
     const uint q = (uint)get_global_id(n_fastest ? 0 : 1);
+    const uint tiles_per_panel = b_width / NR;
+    const uint b_panel = q / tiles_per_panel, b_column = (q % tiles_per_panel) * NR;
     const __global float *a = ap + ap_offset + ((size_t)p * k_total + k_begin) * MR;
-    const __global float *b = bp + bp_offset + ((size_t)q * k_total + k_begin) * NR;
+    const __global float *b = bp + bp_offset + ((size_t)b_panel * k_total + k_begin) * b_width + b_column;
 
-    float16 c00 = 0.0f, c01 = 0.0f, c10 = 0.0f, c11 = 0.0f, c20 = 0.0f, c21 = 0.0f;
-    float16 c30 = 0.0f, c31 = 0.0f, c40 = 0.0f, c41 = 0.0f, c50 = 0.0f, c51 = 0.0f;
-    float16 c60 = 0.0f, c61 = 0.0f, c70 = 0.0f, c71 = 0.0f;
+    P7_FOR_ROWS(P7_ROW_DECLARE)
 
     for (uint k = 0; k < k_len; ++k) {
-        const float16 b0 = vload16(0, b + (size_t)k * NR);
-        const float16 b1 = vload16(0, b + (size_t)k * NR + 16);
-        P7_ROW_FMA(0) P7_ROW_FMA(1) P7_ROW_FMA(2) P7_ROW_FMA(3)
-        P7_ROW_FMA(4) P7_ROW_FMA(5) P7_ROW_FMA(6) P7_ROW_FMA(7)
+        const __global float *ak = a + (size_t)k * MR;
+        const __global float *bk = b + (size_t)k * b_width;
+        P7_FOR_VECS(P7_B_LOAD, 0)
+        P7_FOR_ROWS(P7_ROW_FMA)
     }
 
     const uint i0 = p * MR, j0 = q * NR;
     const uint rows = min((uint)MR, m - i0);
     const uint cols = min((uint)NR, n - j0);
     __global float *cp = c + c_offset + (size_t)i0 * ldc + j0;
-    P7_ROW_STORE(0) P7_ROW_STORE(1) P7_ROW_STORE(2) P7_ROW_STORE(3)
-    P7_ROW_STORE(4) P7_ROW_STORE(5) P7_ROW_STORE(6) P7_ROW_STORE(7)
+    P7_FOR_ROWS(P7_ROW_STORE)
 }

@@ -356,6 +356,62 @@ static void test_forward_shapes(void **state)
     p7_tensor_release(x);
 }
 
+/* Sample mean and standard deviation of a parameter, in double. */
+static void moments(const p7_tensor *t, double *mean, double *sd)
+{
+    float *v = p7_test_download(t);
+    const size_t n = p7_tensor_numel(t);
+    double s = 0.0, ss = 0.0;
+    for (size_t i = 0; i < n; i++) s += v[i];
+    *mean = s / (double)n;
+    for (size_t i = 0; i < n; i++) ss += (v[i] - *mean) * (v[i] - *mean);
+    *sd = sqrt(ss / (double)n);
+    free(v);
+}
+
+/* The CIFAR-20 combined cells' explicit init (seed-study 7, cell 0): Kaiming fan_out
+ * convs, N(0, 0.01^2) linears, zero biases, under --faithful only; the CIFAR-10 combined
+ * cells and corrected mode keep PyTorch's defaults. */
+static void test_faithful_explicit_init(void **state)
+{
+    (void)state;
+    p7_network_config c = {.arch = P7_ARCH_VGG11, .classes = 20, .batchnorm = -1, .members = 4,
+                           .sharing = P7_SHARING_COMBINED, .between = P7_SHARE_NONE, .within = P7_SHARE_NONE,
+                           .faithful = P7_FAITHFUL_ALL};
+    for (int variant = 0; variant < 3; variant++) {
+        /* 0: explicit; 1: the switch off; 2: CIFAR-10's combined cell */
+        c.faithful = variant == 1 ? P7_FAITHFUL_ALL & ~(unsigned)P7_FAITHFUL_EXPLICIT_INIT : P7_FAITHFUL_ALL;
+        c.classes = variant == 2 ? 10 : 20;
+        const int expl = variant == 0;
+        p7_model *m;
+        P7_ASSERT_OK(p7_model_build(device, &c, 5, &m));
+        int convs = 0, linears = 0;
+        for (size_t i = 0; i < p7_model_param_count(m); i++) {
+            const char *name;
+            p7_tensor *p = p7_model_param(m, i, &name);
+            const int rank = p7_tensor_ndim(p);
+            double mean, sd;
+            moments(p, &mean, &sd);
+            if (rank == 4) { /* conv weight [O, I, 3, 3]: fan_out = O * 9, fan_in = I * 9 */
+                const double fan_out = (double)p7_tensor_dim(p, 0) * 9.0, fan_in = (double)p7_tensor_dim(p, 1) * 9.0;
+                const double want = expl ? sqrt(2.0 / fan_out) : 1.0 / sqrt(3.0 * fan_in); /* U(-b, b): b / sqrt(3) */
+                assert_true(fabs(sd / want - 1.0) < 0.05);
+                convs++;
+            } else if (rank == 2) { /* linear weight [out, in] */
+                const double want = expl ? 0.01 : 1.0 / sqrt(3.0 * (double)p7_tensor_dim(p, 1));
+                assert_true(fabs(sd / want - 1.0) < 0.05);
+                linears++;
+            } else { /* a bias: zeros exactly, or U(-b, b) draws */
+                if (expl) assert_true(sd == 0.0 && mean == 0.0);
+                else assert_true(sd > 0.0);
+            }
+        }
+        assert_true(convs >= 9);
+        assert_true(linears >= 4);
+        p7_model_destroy(m);
+    }
+}
+
 static void test_tie_errors(void **state)
 {
     (void)state;
@@ -553,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_combined_all_sixteen),
         cmocka_unit_test(test_study_models),
         cmocka_unit_test(test_faithful_printed_counts),
+        cmocka_unit_test(test_faithful_explicit_init),
         cmocka_unit_test(test_forward_shapes),
         cmocka_unit_test(test_tie_errors),
         cmocka_unit_test(test_be_one_member_equals_plain),

@@ -15,8 +15,11 @@
 
 #include <cmocka.h>
 
+#include "p7bench_cell_list.h"
 #include "p7bench_cells.h"
+#include "p7bench_devices.h"
 #include "p7bench_numbers.h"
+#include "p7bench_slurm.h"
 #include "p7bench_study_results.h"
 
 static char err[2048];
@@ -493,6 +496,160 @@ static void concurrent_writers_never_corrupt_the_file(void **state)
     remove_tree(dir);
 }
 
+/* A node as OpenCL may show it: PoCL's CPU device, then four NVIDIA GPUs. */
+static size_t fake_node(p7_device_info *d, size_t gpus)
+{
+    memset(d, 0, 5 * sizeof *d);
+    d[0] = (p7_device_info){.platform_index = 0, .device_index = 0, .kind = P7_DEVICE_KIND_CPU};
+    snprintf(d[0].platform_name, sizeof d[0].platform_name, "Portable Computing Language");
+    snprintf(d[0].vendor, sizeof d[0].vendor, "AuthenticAMD");
+    snprintf(d[0].name, sizeof d[0].name, "pthread-zen");
+    for (size_t g = 0; g < gpus; g++) {
+        p7_device_info *x = &d[1 + g];
+        *x = (p7_device_info){.platform_index = 1, .device_index = (unsigned)g, .kind = P7_DEVICE_KIND_GPU};
+        snprintf(x->platform_name, sizeof x->platform_name, "NVIDIA CUDA");
+        snprintf(x->vendor, sizeof x->vendor, "NVIDIA Corporation");
+        snprintf(x->name, sizeof x->name, "NVIDIA H100");
+    }
+    return 1 + gpus;
+}
+
+/* The device an array task takes, for each way SLURM and the driver may present its GPU. */
+static void array_task_takes_the_granted_gpu(void **state)
+{
+    p7_device_info d[5];
+    size_t n = fake_node(d, 4), at;
+    char note[1024];
+    p7bench_gpu_grant none = {0}, cuda2 = {.cuda_visible_devices = "2"}, job_gpus = {.slurm_job_gpus = "3"},
+                      nodev = {.cuda_visible_devices = "NoDevFiles"}, uuid = {.cuda_visible_devices = "GPU-8f6c1a"},
+                      rocr = {.rocr_visible_devices = "1", .slurm_job_gpus = "3"};
+    assert_int_equal(p7bench_device_for_task(NULL, d, n, &none, &at, note, sizeof note), 0);
+    assert_int_equal(at, 0); /* no GPU granted: the CPU */
+    assert_int_equal(p7bench_device_for_task(NULL, d, n, &nodev, &at, note, sizeof note), 0);
+    assert_int_equal(at, 0);
+    /* the driver shows every GPU of the node: the granted one by its index */
+    assert_int_equal(p7bench_device_for_task(NULL, d, n, &cuda2, &at, note, sizeof note), 0);
+    assert_int_equal(at, 3);
+    if (!strstr(note, "CUDA_VISIBLE_DEVICES=2")) fail_msg("%s", note);
+    assert_int_equal(p7bench_device_for_task(NULL, d, n, &job_gpus, &at, note, sizeof note), 0);
+    assert_int_equal(at, 4);
+    assert_int_equal(p7bench_device_for_task("gpu", d, n, &rocr, &at, note, sizeof note), 0);
+    assert_int_equal(at, 2); /* ROCR_VISIBLE_DEVICES comes before SLURM_JOB_GPUS */
+    /* not an index: the first GPU */
+    assert_int_equal(p7bench_device_for_task(NULL, d, n, &uuid, &at, note, sizeof note), 0);
+    assert_int_equal(at, 1);
+    /* the driver shows only the granted GPU (NVIDIA applies CUDA_VISIBLE_DEVICES): that one */
+    size_t n1 = fake_node(d, 1);
+    assert_int_equal(p7bench_device_for_task(NULL, d, n1, &cuda2, &at, note, sizeof note), 0);
+    assert_int_equal(at, 1);
+    n = fake_node(d, 4);
+    /* a device named by the user is obeyed */
+    assert_int_equal(p7bench_device_for_task("cpu", d, n, &cuda2, &at, note, sizeof note), 0);
+    assert_int_equal(at, 0);
+    assert_int_equal(p7bench_device_for_task("1:3", d, n, &cuda2, &at, note, sizeof note), 0);
+    assert_int_equal(at, 4);
+    /* a GPU granted, none visible: said so */
+    size_t n0 = fake_node(d, 0);
+    assert_int_not_equal(p7bench_device_for_task(NULL, d, n0, &cuda2, &at, note, sizeof note), 0);
+    if (!strstr(note, "no GPU")) fail_msg("%s", note);
+}
+
+static void jobs_devices_come_from_devices_or_the_spec(void **state)
+{
+    p7_device_info d[5];
+    size_t n = fake_node(d, 4), out[P7BENCH_DEVICES_MAX], k;
+    assert_int_equal(p7bench_devices_for_jobs(NULL, NULL, 2, d, n, out, &k, err, sizeof err), 0);
+    assert_int_equal(k, 2);
+    assert_int_equal(out[0], 1);
+    assert_int_equal(out[1], 2);
+    assert_int_equal(p7bench_devices_for_jobs("nvidia", NULL, 64, d, n, out, &k, err, sizeof err), 0);
+    assert_int_equal(k, 4); /* a vendor word's CPU fallback is not one of its GPUs */
+    assert_int_equal(p7bench_devices_for_jobs(NULL, "3,1", 8, d, n, out, &k, err, sizeof err), 0);
+    assert_int_equal(k, 2);
+    assert_int_equal(out[0], 4);
+    assert_int_equal(out[1], 2);
+    assert_int_equal(p7bench_devices_for_jobs(NULL, "0:0,1:1", 8, d, n, out, &k, err, sizeof err), 0);
+    assert_int_equal(out[0], 0);
+    assert_int_equal(out[1], 2);
+    assert_int_not_equal(p7bench_devices_for_jobs(NULL, "4", 8, d, n, out, &k, err, sizeof err), 0);
+    if (!strstr(err, "names 4 device(s), numbered from 0")) fail_msg("%s", err);
+    assert_int_equal(p7bench_devices_for_jobs("cpu", NULL, 4, d, n, out, &k, err, sizeof err), 0);
+    assert_int_equal(k, 1);
+    assert_int_equal(out[0], 0);
+    n = fake_node(d, 0); /* no GPU: the default is the CPU */
+    assert_int_equal(p7bench_devices_for_jobs(NULL, NULL, 4, d, n, out, &k, err, sizeof err), 0);
+    assert_int_equal(k, 1);
+}
+
+static void array_ranges_and_shell_quoting(void **state)
+{
+    char b[64];
+    const size_t a[] = {0, 1, 2, 5, 7, 8}, one[] = {4};
+    assert_int_equal(p7bench_array_ranges(a, 6, b, sizeof b), 9);
+    assert_string_equal(b, "0-2,5,7-8");
+    p7bench_array_ranges(one, 1, b, sizeof b);
+    assert_string_equal(b, "4");
+    assert_int_equal(p7bench_array_ranges(a, 6, b, 5), -1);
+    b[0] = '\0';
+    assert_int_equal(p7bench_shell_quote("--lr", b, sizeof b), 0);
+    strcat(b, " ");
+    p7bench_shell_quote("lr=2e-3,wd=1e-4", b, sizeof b);
+    strcat(b, " ");
+    p7bench_shell_quote("it's a b", b, sizeof b);
+    assert_string_equal(b, "--lr lr=2e-3,wd=1e-4 'it'\\''s a b'");
+}
+
+/* The list only grows: a cell keeps its index whatever runs come later, in any order. */
+static void cell_list_appends_each_cell_once(void **state)
+{
+    char *dir = temp_dir();
+    const char *o[] = {"epochs=1"};
+    p7bench_study_plan plan = plan_of("optimizers", o, 1);
+    const p7bench_cell *first[3] = {&plan.cells[0], &plan.cells[1], &plan.cells[0]}, *later[2] = {&plan.cells[5],
+                                                                                                  &plan.cells[1]};
+    size_t index[3];
+    assert_int_equal(p7bench_cell_list_add(dir, first, 3, "/w", "p7bench optimizers --epochs 1", index, err, sizeof err), 0);
+    assert_int_equal(index[0], 0);
+    assert_int_equal(index[1], 1);
+    assert_int_equal(index[2], 0);
+    assert_int_equal(p7bench_cell_list_add(dir, later, 2, "/v", "p7bench optimizers --epochs=1 --seeds 2", index, err,
+                                           sizeof err), 0);
+    assert_int_equal(index[0], 2);
+    assert_int_equal(index[1], 1);
+    assert_int_equal(p7bench_cell_list_add(dir, later, 2, "/u", "again", NULL, err, sizeof err), 0);
+    p7bench_cell_list list;
+    assert_int_equal(p7bench_cell_list_read(dir, &list, err, sizeof err), 0);
+    assert_int_equal(list.count, 3);
+    assert_string_equal(list.ids[0], plan.cells[0].id);
+    assert_string_equal(list.ids[2], plan.cells[5].id);
+    assert_string_equal(list.command[1], "p7bench optimizers --epochs 1");
+    assert_string_equal(list.cwd[2], "/v");
+    assert_int_equal(p7bench_cell_list_find(&list, plan.cells[5].id), 2);
+    assert_int_equal(p7bench_cell_list_find(&list, plan.cells[7].id), -1);
+    p7bench_cell_list_free(&list);
+    /* a claim is exclusive while held, and free again once released */
+    char cell_dir[600], holder[300];
+    snprintf(cell_dir, sizeof cell_dir, "%s/cells/%s", dir, plan.cells[0].id);
+    char mk[700];
+    snprintf(mk, sizeof mk, "mkdir -p '%s'", cell_dir);
+    assert_int_equal(system(mk), 0);
+    int fd, fd2;
+    assert_int_equal(p7bench_cell_claim(dir, plan.cells[0].id, &fd, holder, sizeof holder, err, sizeof err), 0);
+    pid_t pid = fork();
+    if (pid == 0) { /* another process is turned away, and told who holds it */
+        int got = p7bench_cell_claim(dir, plan.cells[0].id, &fd2, holder, sizeof holder, err, sizeof err);
+        _exit(got == 1 && strstr(holder, "pid ") ? 0 : 1);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    p7bench_cell_unclaim(fd);
+    assert_int_equal(p7bench_cell_claim(dir, plan.cells[0].id, &fd2, holder, sizeof holder, err, sizeof err), 0);
+    p7bench_cell_unclaim(fd2);
+    p7bench_study_plan_release(&plan);
+    remove_tree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -508,6 +665,10 @@ int main(void)
         cmocka_unit_test(folder_round_trips_and_skips_a_partial_last_line),
         cmocka_unit_test(epochs_csv_holds_every_metric),
         cmocka_unit_test(concurrent_writers_never_corrupt_the_file),
+        cmocka_unit_test(array_task_takes_the_granted_gpu),
+        cmocka_unit_test(jobs_devices_come_from_devices_or_the_spec),
+        cmocka_unit_test(array_ranges_and_shell_quoting),
+        cmocka_unit_test(cell_list_appends_each_cell_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,13 +23,15 @@
     X(ES_NO_RESTORE, "es-no-restore", 8, "early stopping keeps the last weights (B14)")                      \
     X(VAL_AUGMENT, "val-augment", 9, "CIFAR-20: training augmentation also on validation images (B15)")     \
     X(FOUR_LOADERS, "four-loaders", 10, "CIFAR-20 combined: 4 shuffled loaders per step (B15)")              \
-    X(BATCH_EQUALS_M, "batch-equals-m", 11, "ensemble-size study: batch = M images per step (B5)")
+    X(BATCH_EQUALS_M, "batch-equals-m", 11, "ensemble-size study: batch = M images per step (B5)")           \
+    X(EXPLICIT_INIT, "explicit-init", 12, "CIFAR-20 combined: convs Kaiming fan_out, linears N(0, 0.01^2), "  \
+                                          "biases 0 (7, cell 0)")
 
 enum {
 #define P7_FAITHFUL_ENUM(id, name, bit, what) P7_FAITHFUL_##id = 1u << (bit),
     P7_FAITHFUL_LIST(P7_FAITHFUL_ENUM)
 #undef P7_FAITHFUL_ENUM
-        P7_FAITHFUL_ALL = (1u << 12) - 1u
+        P7_FAITHFUL_ALL = (1u << 13) - 1u
 };
 
 #endif

@@ -50,8 +50,9 @@ typedef enum p7_layer_kind {
 } p7_layer_kind;
 
 typedef enum p7_weight_init {
-    P7_INIT_PYTORCH_DEFAULT = 0,   /* weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
-    P7_INIT_KAIMING_NORMAL_FAN_OUT /* weight N(0, 2/fan_out) (relu gain), bias 0 */
+    P7_INIT_PYTORCH_DEFAULT = 0,    /* weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+    P7_INIT_KAIMING_NORMAL_FAN_OUT, /* weight N(0, 2/fan_out) (relu gain), bias 0 */
+    P7_INIT_NORMAL_STD_0_01         /* weight N(0, 0.01^2), bias 0 (the CIFAR-20 combined cells' linears) */
 } p7_weight_init;
 
 typedef struct p7_layer_config {
@@ -112,6 +113,14 @@ P7_API p7_status p7_model_add_step(p7_model *model, p7_step_kind kind, int layer
 P7_API p7_status p7_model_forward(p7_model *model, p7_tape *tape, p7_tensor *x, int training, p7_tensor **logits);
 
 P7_API int p7_model_members(const p7_model *model);
+
+/* Evaluation fusion (on by default; the environment variable P7_FUSE=0 turns it off
+ * for every model created after): a forward in evaluation with no tape recording runs
+ * conv -> BatchNorm -> ReLU (and conv -> ReLU, BatchEnsemble convs, member groups) as
+ * one convolution whose output stage applies the folded affine and the ReLU. Same
+ * results to float32 rounding; training and recording forwards never fuse. */
+P7_API void p7_model_set_fusion(p7_model *model, int enabled);
+P7_API int p7_model_fusion(const p7_model *model);
 /* Nonzero when a layer normalises with batch statistics in training (BatchNorm), so a
  * batch split into chunks would not train the same. */
 P7_API int p7_model_has_batch_statistics(const p7_model *model);

@@ -104,7 +104,13 @@ p7_status p7_gemm_packed_b(p7_device *device, const p7_gemm_desc *desc, cl_mem a
     return p7_gemm_p7_run_packed_b(device, desc, a, bp, bp_offset, c);
 }
 
-size_t p7_gemm_workspace_bytes(p7_gemm_backend backend, size_t m, size_t n, size_t k, int b_packed)
+size_t p7_gemm_workspace_bytes(p7_device *device, p7_gemm_backend backend, size_t m, size_t n, size_t k,
+                               int b_packed)
 {
-    return backend == P7_GEMM_P7 ? p7_gemm_p7_workspace_bytes(m, n, k, b_packed) : 0;
+    if (backend != P7_GEMM_P7) return 0;
+    p7_gemm_p7_params p;
+    if (device && p7_gemm_p7_device_params(device, &p) == P7_SUCCESS)
+        return p7_gemm_p7_workspace_bytes(&p, m, n, k, b_packed);
+    p7_clear_error();
+    return p7_gemm_p7_workspace_bytes(NULL, m, n, k, b_packed);
 }

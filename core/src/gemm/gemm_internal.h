@@ -4,6 +4,7 @@
 #define P7_GEMM_INTERNAL_H
 
 #include "gemm/gemm_packed.h"
+#include "gemm/gemm_tuning.h"
 
 /* p7's packed-panel kernel (gemm_p7.c, kernels/gemm_p7.cl). */
 p7_status p7_gemm_p7_run(p7_device *device, const p7_gemm_desc *desc, cl_mem a, cl_mem b, cl_mem c);
@@ -15,8 +16,9 @@ p7_status p7_gemm_p7_run_packed_b(p7_device *device, const p7_gemm_desc *desc, c
                                   size_t bp_offset, cl_mem c);
 
 /* Bytes of the device's GEMM workspace that p7_gemm_p7_run (b_packed 0) or
- * p7_gemm_p7_run_packed_b (b_packed 1) asks for: the memory estimate uses it too. */
-size_t p7_gemm_p7_workspace_bytes(size_t m, size_t n, size_t k, int b_packed);
+ * p7_gemm_p7_run_packed_b (b_packed 1) asks for with tile `params`: the memory estimate
+ * uses it too. params NULL: the most any allowed tile asks for. */
+size_t p7_gemm_p7_workspace_bytes(const p7_gemm_p7_params *params, size_t m, size_t n, size_t k, int b_packed);
 
 /* CLBlast (gemm_clblast.c). */
 p7_status p7_gemm_clblast_run(p7_device *device, const p7_gemm_desc *desc, cl_mem a, cl_mem b, cl_mem c);

@@ -7,20 +7,19 @@
 #include <stdint.h>
 
 #include "gemm/gemm_internal.h"
+#include "gemm/gemm_tuning.h"
 #include "runtime/runtime.h"
 #include "runtime/p7_kernels.h"
 
-/* Must match MR/NR and P7_PACK_KB in kernels/gemm_p7.cl. */
-enum { P7_GEMM_MR = 8, P7_GEMM_NR = 32, P7_GEMM_PACK_KB = 16 };
-
-/* Deepest K block: a B panel block of 768 x 32 floats (96 KiB) stays in L2 while all
- * A panels of the block pass by, and the extra C passes that blocking adds stay
- * cheap. Blocks 512-768 measured best on Zen 4 for K from 1152 to 32768; K up to
- * this runs unblocked. */
-enum { P7_GEMM_KC_MAX = 768 };
+/* Must match P7_PACK_KB in kernels/gemm_p7.cl. The tile (MR, NR, vector width) and
+ * the K block come from the device's tuning (gemm_tuning.c). */
+enum { P7_GEMM_PACK_KB = 16 };
 
 /* Below this depth a tile costs less than writing it back, so tiles walk C row-wise. */
 enum { P7_GEMM_SHALLOW_K = 64 };
+
+/* Width of B panels that conv2d's im2col writes (gemm_packed.h); the tile's NR divides it. */
+enum { P7_GEMM_B_PANEL = P7_GEMM_P7_PANEL };
 
 /* Work-group shapes of the packing kernels. Copy: 16 vectors along a stored row by
  * 4 rows (k), so reads and writes both come in runs of at least 256 bytes; gather:
@@ -30,24 +29,39 @@ enum { P7_GEMM_COPY_LX = 16, P7_GEMM_COPY_LY = 4, P7_GEMM_GATHER_LX = 4 };
 
 static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
-/* Packs one operand. `copy` means the panel's values for one k lie contiguously in
- * the source (A transposed, B not); otherwise k runs along the stored rows. */
-static p7_status pack(p7_device *device, const p7_gemm_desc *d, int copy, int width, cl_uint rows,
-                      cl_mem src, size_t src_offset, size_t ld, size_t panels, cl_mem dst,
+/* The widest vector (16, 8, 4 or 2 floats) that divides a panel width: the copy
+ * packer's vector (-DP7_GEMM_A_VW / _B_VW). Widths are even (params_problem). */
+static int copy_vector_width(int width)
+{
+    return width % 16 == 0 ? 16 : width % 8 == 0 ? 8 : width % 4 == 0 ? 4 : 2;
+}
+
+/* The build options of kernels/gemm_p7.cl for `p`. */
+static void build_options(const p7_gemm_p7_params *p, char *buf, size_t size)
+{
+    snprintf(buf, size, "-DP7_GEMM_MR=%d -DP7_GEMM_NR=%d -DP7_GEMM_VW=%d -DP7_GEMM_A_VW=%d -DP7_GEMM_B_VW=%d",
+             p->mr, p->nr, p->vw, copy_vector_width(p->mr), copy_vector_width(p->nr));
+}
+
+/* Packs one operand ('a' into MR-wide panels, 'b' into NR-wide ones). `copy` means the
+ * panel's values for one k lie contiguously in the source (A transposed, B not);
+ * otherwise k runs along the stored rows. */
+static p7_status pack(p7_device *device, const char *options, const p7_gemm_desc *d, int copy, char operand,
+                      int width, cl_uint rows, cl_mem src, size_t src_offset, size_t ld, size_t panels, cl_mem dst,
                       size_t dst_offset, const char *label)
 {
     char name[32];
-    snprintf(name, sizeof name, "gemm_p7_pack_%s_%d", copy ? "copy" : "gather", width);
+    snprintf(name, sizeof name, "gemm_p7_pack_%s_%c", copy ? "copy" : "gather", operand);
     cl_kernel kernel;
-    P7_TRY(p7_kernel_get(device, &p7_kernels_gemm_p7, "", name, &kernel));
+    P7_TRY(p7_kernel_get(device, &p7_kernels_gemm_p7, options, name, &kernel));
     cl_uint k_total = (cl_uint)d->k;
     cl_ulong offset = src_offset, ld64 = ld, dst_off = dst_offset;
     P7_TRY(P7_SET_ARGS(kernel, label, P7_ARG(rows), P7_ARG(k_total), P7_ARG(src), P7_ARG(offset),
                        P7_ARG(ld64), P7_ARG(dst), P7_ARG(dst_off)));
     size_t global[2], local[2];
     if (copy) {
-        /* x: vectors of one panel row (16 floats, or the whole 8-float A row); y: k */
-        size_t vectors = panels * (width == P7_GEMM_NR ? P7_GEMM_NR / 16 : 1);
+        /* x: vectors of one panel row; y: k */
+        size_t vectors = panels * (size_t)(width / copy_vector_width(width));
         local[0] = P7_GEMM_COPY_LX;
         local[1] = P7_GEMM_COPY_LY;
         global[0] = round_up(vectors, local[0]);
@@ -82,29 +96,35 @@ static p7_status workspace(p7_device *device, size_t bytes, cl_mem *ws)
     return p7_device_workspace(device, &((gemm_p7_state *)slot)->workspace, bytes, ws);
 }
 
-size_t p7_gemm_p7_workspace_bytes(size_t m, size_t n, size_t k, int b_packed)
+/* One workspace holds both packed operands; B starts on a 64-float (256-byte)
+ * boundary so its panels keep the vector alignment the kernel's loads like. */
+static size_t b_panels_offset(size_t m_rows, size_t k) { return round_up(m_rows * k, 64); }
+
+size_t p7_gemm_p7_workspace_bytes(const p7_gemm_p7_params *p, size_t m, size_t n, size_t k, int b_packed)
 {
-    /* One workspace holds both packed operands; B starts on a 64-float (256-byte)
-     * boundary so its panels keep the vector alignment the kernel's loads like. */
-    const size_t a_floats = (m + P7_GEMM_MR - 1) / P7_GEMM_MR * P7_GEMM_MR * k;
-    if (b_packed) return a_floats * sizeof(float);
-    const size_t b_floats = (n + P7_GEMM_NR - 1) / P7_GEMM_NR * P7_GEMM_NR * k;
-    return (round_up(a_floats, 64) + b_floats) * sizeof(float);
+    /* Without a tile: A panels round M up by less than MR_MAX rows; B panels of an NR
+     * that divides 32 round N up no further than 32-wide ones. */
+    const size_t a_rows = p ? (m + (size_t)p->mr - 1) / (size_t)p->mr * (size_t)p->mr : m + P7_GEMM_MR_MAX - 1;
+    const size_t b_cols = p ? round_up(n, (size_t)p->nr) : round_up(n, P7_GEMM_NR_MAX);
+    if (b_packed) return a_rows * k * sizeof(float);
+    return (b_panels_offset(a_rows, k) + b_cols * k) * sizeof(float);
 }
 
-/* The micro-kernel over K blocks, on A panels at ap/ap_off and B panels at bp/bp_off. */
-static p7_status run_tiles(p7_device *device, const p7_gemm_desc *d, cl_mem ap, size_t ap_offset, cl_mem bp,
-                           size_t bp_offset, cl_mem c, size_t m_panels, size_t n_panels)
+/* The micro-kernel over K blocks, on A panels at ap/ap_off and B panels b_width wide
+ * at bp/bp_off. */
+static p7_status run_tiles(p7_device *device, const p7_gemm_p7_params *p, const char *options, const p7_gemm_desc *d,
+                           cl_mem ap, size_t ap_offset, cl_mem bp, size_t bp_offset, int b_width, cl_mem c,
+                           size_t m_panels, size_t n_tiles)
 {
     cl_kernel tile;
-    P7_TRY(p7_kernel_get(device, &p7_kernels_gemm_p7, "", "gemm_p7_tile", &tile));
-    const size_t blocks = (d->k + P7_GEMM_KC_MAX - 1) / P7_GEMM_KC_MAX;
+    P7_TRY(p7_kernel_get(device, &p7_kernels_gemm_p7, options, "gemm_p7_tile", &tile));
+    const size_t blocks = (d->k + (size_t)p->kc - 1) / (size_t)p->kc;
     const size_t kc = (d->k + blocks - 1) / blocks; /* equal blocks, none tiny */
-    cl_uint m32 = (cl_uint)d->m, n32 = (cl_uint)d->n, k32 = (cl_uint)d->k;
+    cl_uint m32 = (cl_uint)d->m, n32 = (cl_uint)d->n, k32 = (cl_uint)d->k, bw = (cl_uint)b_width;
     cl_int n_fastest = d->k < P7_GEMM_SHALLOW_K;
     cl_ulong ap_off = ap_offset, bp_off = bp_offset, c_off = d->c_offset, ldc = d->ldc;
     float alpha = d->alpha;
-    size_t global[2] = {n_fastest ? n_panels : m_panels, n_fastest ? m_panels : n_panels};
+    size_t global[2] = {n_fastest ? n_tiles : m_panels, n_fastest ? m_panels : n_tiles};
     const size_t local[2] = {1, 1};
     for (size_t k0 = 0; k0 < d->k; k0 += kc) {
         cl_uint k_begin = (cl_uint)k0;
@@ -113,57 +133,86 @@ static p7_status run_tiles(p7_device *device, const p7_gemm_desc *d, cl_mem ap, 
         float beta = k0 == 0 ? d->beta : 1.0f;
         P7_TRY(P7_SET_ARGS(tile, "gemm_p7.tile", P7_ARG(m32), P7_ARG(n32), P7_ARG(k32), P7_ARG(k_begin),
                            P7_ARG(k_len), P7_ARG(n_fastest), P7_ARG(ap), P7_ARG(ap_off), P7_ARG(bp),
-                           P7_ARG(bp_off), P7_ARG(c), P7_ARG(c_off), P7_ARG(ldc), P7_ARG(alpha),
+                           P7_ARG(bp_off), P7_ARG(bw), P7_ARG(c), P7_ARG(c_off), P7_ARG(ldc), P7_ARG(alpha),
                            P7_ARG(beta)));
         P7_TRY(p7_launch(device, tile, 2, global, local, "gemm_p7.tile"));
     }
     return P7_SUCCESS;
 }
 
-p7_status p7_gemm_p7_run(p7_device *device, const p7_gemm_desc *d, cl_mem a, cl_mem b, cl_mem c)
+/* The kernels count rows, columns and depth in 32-bit integers (element offsets and
+ * addresses are 64-bit); anything larger would not fit in device memory as packed
+ * panels anyway. */
+static p7_status check_sizes(const p7_gemm_desc *d)
 {
-    /* The kernels count rows, columns and depth in 32-bit integers (element offsets
-     * and addresses are 64-bit); anything larger would not fit in device memory as
-     * packed panels anyway. */
-    if (d->m > UINT_MAX - P7_GEMM_NR || d->n > UINT_MAX - P7_GEMM_NR || d->k > UINT_MAX - P7_GEMM_NR)
+    if (d->m > UINT_MAX - P7_GEMM_NR_MAX || d->n > UINT_MAX - P7_GEMM_NR_MAX || d->k > UINT_MAX - P7_GEMM_NR_MAX)
         return p7_fail(P7_ERROR_UNSUPPORTED,
                        "p7_gemm (p7 backend, m=%zu n=%zu k=%zu): sizes above 2^32 - 32 are not supported",
                        d->m, d->n, d->k);
+    return P7_SUCCESS;
+}
 
-    const size_t m_panels = (d->m + P7_GEMM_MR - 1) / P7_GEMM_MR;
-    const size_t n_panels = (d->n + P7_GEMM_NR - 1) / P7_GEMM_NR;
-    const size_t b_offset = round_up(m_panels * P7_GEMM_MR * d->k, 64);
-    const size_t b_floats = n_panels * P7_GEMM_NR * d->k;
+p7_status p7_gemm_p7_run_with(p7_device *device, const p7_gemm_p7_params *p, const p7_gemm_desc *d, cl_mem a,
+                              cl_mem b, cl_mem c)
+{
+    const char *problem = p7_gemm_p7_params_problem(p);
+    if (problem) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_gemm (p7 backend): %s", problem);
+    P7_TRY(check_sizes(d));
+    const size_t mr = (size_t)p->mr, nr = (size_t)p->nr;
+    const size_t m_panels = (d->m + mr - 1) / mr;
+    const size_t n_panels = (d->n + nr - 1) / nr;
+    const size_t b_offset = b_panels_offset(m_panels * mr, d->k);
+    const size_t b_floats = n_panels * nr * d->k;
     if (b_floats > (SIZE_MAX / sizeof(float)) - b_offset)
         return p7_fail(P7_ERROR_OUT_OF_MEMORY, "p7_gemm (p7 backend, m=%zu n=%zu k=%zu): packed panels overflow",
                        d->m, d->n, d->k);
-    const size_t bytes = p7_gemm_p7_workspace_bytes(d->m, d->n, d->k, 0);
 
+    char options[160];
+    build_options(p, options, sizeof options);
     cl_mem ws;
-    P7_TRY(workspace(device, bytes, &ws));
+    P7_TRY(workspace(device, p7_gemm_p7_workspace_bytes(p, d->m, d->n, d->k, 0), &ws));
 
     /* op(A)[i][k]: stored transposed (K x M), the MR values for one k are contiguous. */
-    P7_TRY(pack(device, d, d->trans_a, P7_GEMM_MR, (cl_uint)d->m, a, d->a_offset, d->lda, m_panels, ws, 0,
+    P7_TRY(pack(device, options, d, d->trans_a, 'a', p->mr, (cl_uint)d->m, a, d->a_offset, d->lda, m_panels, ws, 0,
                 "gemm_p7.pack_a"));
     /* op(B)[k][j]: stored as is (K x N), the NR values for one k are contiguous. */
-    P7_TRY(pack(device, d, !d->trans_b, P7_GEMM_NR, (cl_uint)d->n, b, d->b_offset, d->ldb, n_panels, ws,
+    P7_TRY(pack(device, options, d, !d->trans_b, 'b', p->nr, (cl_uint)d->n, b, d->b_offset, d->ldb, n_panels, ws,
                 b_offset, "gemm_p7.pack_b"));
 
-    return run_tiles(device, d, ws, 0, ws, b_offset, c, m_panels, n_panels);
+    return run_tiles(device, p, options, d, ws, 0, ws, b_offset, p->nr, c, m_panels, n_panels);
+}
+
+p7_status p7_gemm_p7_run(p7_device *device, const p7_gemm_desc *d, cl_mem a, cl_mem b, cl_mem c)
+{
+    p7_gemm_p7_params p;
+    P7_TRY(p7_gemm_p7_device_params(device, &p));
+    return p7_gemm_p7_run_with(device, &p, d, a, b, c);
+}
+
+p7_status p7_gemm_p7_run_packed_b_with(p7_device *device, const p7_gemm_p7_params *p, const p7_gemm_desc *d,
+                                       cl_mem a, cl_mem bp, size_t bp_offset, cl_mem c)
+{
+    const char *problem = p7_gemm_p7_params_problem(p);
+    if (problem) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_gemm (p7 backend): %s", problem);
+    P7_TRY(check_sizes(d));
+    char options[160];
+    build_options(p, options, sizeof options);
+    const size_t mr = (size_t)p->mr;
+    const size_t m_panels = (d->m + mr - 1) / mr;
+    /* B panels are P7_GEMM_B_PANEL wide, each holding B_PANEL / NR tiles; tiles wholly
+     * past N are not launched (the kernel's write-back assumes a column below N). */
+    const size_t n_tiles = (d->n + (size_t)p->nr - 1) / (size_t)p->nr;
+    cl_mem ws;
+    P7_TRY(workspace(device, p7_gemm_p7_workspace_bytes(p, d->m, d->n, d->k, 1), &ws));
+    P7_TRY(pack(device, options, d, d->trans_a, 'a', p->mr, (cl_uint)d->m, a, d->a_offset, d->lda, m_panels, ws, 0,
+                "gemm_p7.pack_a"));
+    return run_tiles(device, p, options, d, ws, 0, bp, bp_offset, P7_GEMM_B_PANEL, c, m_panels, n_tiles);
 }
 
 p7_status p7_gemm_p7_run_packed_b(p7_device *device, const p7_gemm_desc *d, cl_mem a, cl_mem bp, size_t bp_offset,
                                   cl_mem c)
 {
-    if (d->m > UINT_MAX - P7_GEMM_NR || d->n > UINT_MAX - P7_GEMM_NR || d->k > UINT_MAX - P7_GEMM_NR)
-        return p7_fail(P7_ERROR_UNSUPPORTED,
-                       "p7_gemm (p7 backend, m=%zu n=%zu k=%zu): sizes above 2^32 - 32 are not supported",
-                       d->m, d->n, d->k);
-    const size_t m_panels = (d->m + P7_GEMM_MR - 1) / P7_GEMM_MR;
-    const size_t n_panels = (d->n + P7_GEMM_NR - 1) / P7_GEMM_NR;
-    cl_mem ws;
-    P7_TRY(workspace(device, p7_gemm_p7_workspace_bytes(d->m, d->n, d->k, 1), &ws));
-    P7_TRY(pack(device, d, d->trans_a, P7_GEMM_MR, (cl_uint)d->m, a, d->a_offset, d->lda, m_panels, ws, 0,
-                "gemm_p7.pack_a"));
-    return run_tiles(device, d, ws, 0, bp, bp_offset, c, m_panels, n_panels);
+    p7_gemm_p7_params p;
+    P7_TRY(p7_gemm_p7_device_params(device, &p));
+    return p7_gemm_p7_run_packed_b_with(device, &p, d, a, bp, bp_offset, c);
 }

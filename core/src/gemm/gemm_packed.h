@@ -27,7 +27,10 @@ p7_status p7_gemm_packed_b(p7_device *device, const p7_gemm_desc *desc, cl_mem a
                            cl_mem c);
 
 /* Bytes of device workspace one GEMM of m x n x k takes on `backend` (0 when the backend
- * keeps its own, as CLBlast does); b_packed for p7_gemm_packed_b. */
-size_t p7_gemm_workspace_bytes(p7_gemm_backend backend, size_t m, size_t n, size_t k, int b_packed);
+ * keeps its own, as CLBlast does); b_packed for p7_gemm_packed_b. The p7 backend's depends
+ * on the device's tile (resolved here if it is not yet); with device NULL, the most any
+ * tile takes. */
+size_t p7_gemm_workspace_bytes(p7_device *device, p7_gemm_backend backend, size_t m, size_t n, size_t k,
+                               int b_packed);
 
 #endif

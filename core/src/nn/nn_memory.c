@@ -124,7 +124,8 @@ static p7_status conv_op(replay *r, const layer *l, act *x, const p7_tensor *bia
 {
     const p7_layer_config *c = &l->cfg;
     p7_conv2d_scratch s;
-    p7_conv2d_scratch_of(x->n, x->c, x->h, x->w, (size_t)c->out, (size_t)c->kernel, c->stride, c->pad, r->backend,
+    p7_conv2d_scratch_of(x->n, x->c, x->h, x->w, (size_t)c->out, (size_t)c->kernel, c->stride, c->pad,
+                         r->model->device, r->backend,
                          x->needs_grad, 1, &s);
     *y = (act){x->n, (uint64_t)c->out, (x->h + 2 * (uint64_t)c->pad - (uint64_t)c->kernel) / (uint64_t)c->stride + 1,
                (x->w + 2 * (uint64_t)c->pad - (uint64_t)c->kernel) / (uint64_t)c->stride + 1, 1, 1};
@@ -146,10 +147,10 @@ static p7_status linear_op(replay *r, const layer *l, act *x, const p7_tensor *b
     *y = (act){x->n, out, 1, 1, 0, 1};
     take(r, ACTIVATIONS, act_bytes(y));
     const p7_gemm_backend b = r->backend;
-    gemm(r, p7_gemm_workspace_bytes(b, x->n, out, in, 0));
+    gemm(r, p7_gemm_workspace_bytes(r->model->device, b, x->n, out, in, 0));
     bw_node n = {.x_grad = x->needs_grad ? act_bytes(x) : 0, .params = {l->weight, bias},
-                 .gemm = {x->needs_grad ? p7_gemm_workspace_bytes(b, x->n, in, out, 0) : 0,
-                          p7_gemm_workspace_bytes(b, out, in, x->n, 0)}};
+                 .gemm = {x->needs_grad ? p7_gemm_workspace_bytes(r->model->device, b, x->n, in, out, 0) : 0,
+                          p7_gemm_workspace_bytes(r->model->device, b, out, in, x->n, 0)}};
     return push(r, &n);
 }
 

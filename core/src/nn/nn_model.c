@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "tensor/tensor_internal.h"
+#include "p7/autograd.h"
 #include "p7/nn.h"
 #include "p7/ops.h"
 #include "nn/nn_model_internal.h"
@@ -27,6 +28,9 @@ p7_status p7_model_create(p7_device *device, int members, uint64_t seed, p7_mode
     m->device = device;
     m->members = members;
     m->seed = seed;
+    /* P7_FUSE=0 turns the evaluation fusion off for every model (a reference run) */
+    const char *fuse = getenv("P7_FUSE");
+    m->fuse_eval = !(fuse && strcmp(fuse, "0") == 0);
     *out = m;
     return P7_SUCCESS;
 }
@@ -86,6 +90,11 @@ static p7_status init_weight_and_bias(p7_model *m, layer *l, uint64_t ws, uint64
 {
     if (l->cfg.init == P7_INIT_KAIMING_NORMAL_FAN_OUT) {
         P7_TRY(p7_tensor_fill_normal(l->weight, m->seed, ws, 0.0f, sqrtf(2.0f / (float)fan_out)));
+        if (l->bias) P7_TRY(p7_tensor_fill(l->bias, 0.0f));
+        return P7_SUCCESS;
+    }
+    if (l->cfg.init == P7_INIT_NORMAL_STD_0_01) {
+        P7_TRY(p7_tensor_fill_normal(l->weight, m->seed, ws, 0.0f, 0.01f));
         if (l->bias) P7_TRY(p7_tensor_fill(l->bias, 0.0f));
         return P7_SUCCESS;
     }
@@ -299,12 +308,34 @@ p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int trainin
 {
     if (!m || !x || !logits) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_model_forward: NULL argument");
     *logits = NULL;
+    /* Fused output stages only where nothing can need the separate ops' results: in
+     * evaluation (running statistics) and with no tape recording. */
+    const int fuse = m->fuse_eval && !training && !p7_tape_enabled(tape);
+    m->fused_last = m->fused_steps_last = 0;
     p7_tensor *h = p7_tensor_retain(x);
     for (size_t i = 0; i < m->step_count; i++) {
         const step *s = &m->steps[i];
         p7_tensor *next = NULL;
         p7_status st;
+        /* a fused stage is named after its first step's layer (the conv it starts with) */
         p7_profile_set_scope(x->device, step_scope(m, s));
+        size_t fused = 0;
+        if (fuse) {
+            st = nn_forward_fused(m, i, h, &next, &fused);
+            if (st != P7_SUCCESS) {
+                p7_profile_set_scope(x->device, NULL);
+                p7_tensor_release(h);
+                return st;
+            }
+        }
+        if (fused) {
+            p7_tensor_release(h);
+            h = next;
+            i += fused - 1;
+            m->fused_last++;
+            m->fused_steps_last += fused;
+            continue;
+        }
         switch (s->kind) {
         case P7_STEP_LAYER: st = layer_forward(m, &m->layers[s->layer], tape, h, training, &next); break;
         case P7_STEP_RELU: st = p7_relu(tape, h, &next); break;
@@ -335,6 +366,13 @@ p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int trainin
 }
 
 int p7_model_members(const p7_model *m) { return m ? m->members : 0; }
+
+void p7_model_set_fusion(p7_model *m, int enabled)
+{
+    if (m) m->fuse_eval = enabled != 0;
+}
+
+int p7_model_fusion(const p7_model *m) { return m ? m->fuse_eval : 0; }
 
 p7_output_rule p7_model_output_rule(const p7_model *m)
 {

@@ -30,6 +30,15 @@ struct p7_model {
     param *params;
     size_t param_count, param_capacity;
     int has_printed_counts;  /* a faithful sharing model: the original printed its counts */
+    int fuse_eval;           /* evaluation forwards run fused output stages (nn_fuse.c) */
+    size_t fused_last;       /* fused stages the last forward ran (tests check fusion happened) */
+    size_t fused_steps_last; /* program steps those stages covered */
 };
+
+/* If step i starts a fusable run (conv or conv group, then BatchNorm, ReLU, max pooling),
+ * runs it in its fused evaluation form: *y receives the output and *steps the number
+ * of program steps it covered. *steps = 0 (and *y NULL) when step i does not match.
+ * x is borrowed. Evaluation only: never records. */
+p7_status nn_forward_fused(p7_model *m, size_t i, p7_tensor *x, p7_tensor **y, size_t *steps);
 
 #endif

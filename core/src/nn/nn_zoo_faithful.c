@@ -5,8 +5,8 @@
  * whose logits are averaged. Modules the original built but never called are layers
  * that no step applies: the unique count includes them, the used count does not. Each
  * layer the original's count_parameters_* called shared is marked, so
- * p7_model_printed_counts gives the numbers the notebooks printed. PyTorch default init
- * throughout (the CIFAR-20 combined cells' explicit init changes no count). */
+ * p7_model_printed_counts gives the numbers the notebooks printed. PyTorch default init,
+ * except the CIFAR-20 combined cells' explicit init (switch explicit-init). */
 #include <stdio.h>
 #include <string.h>
 
@@ -15,17 +15,29 @@
 
 typedef struct fconv { const char *name; int in, out, pool_after; } fconv;
 
-static p7_status conv_layer(p7_model *m, const char *name, int in, int out, int printed_shared, int *id)
+/* PyTorch's default init, except in the CIFAR-20 notebook's combined cells (seed-study 7,
+ * cell 0), which initialise explicitly (_initialize_weights; its per-head reseeding only
+ * rewrote the same aliased tensors). */
+static int explicit_init(const p7_network_config *nc)
 {
-    p7_layer_config c = {.kind = P7_LAYER_CONV2D, .in = in, .out = out, .kernel = 3, .stride = 1, .pad = 1, .bias = 1};
+    return nc->sharing == P7_SHARING_COMBINED && nc->classes == 20 && (nc->faithful & P7_FAITHFUL_EXPLICIT_INIT);
+}
+
+static p7_status conv_layer(p7_model *m, const p7_network_config *nc, const char *name, int in, int out,
+                            int printed_shared, int *id)
+{
+    p7_layer_config c = {.kind = P7_LAYER_CONV2D, .in = in, .out = out, .kernel = 3, .stride = 1, .pad = 1, .bias = 1,
+                         .init = explicit_init(nc) ? P7_INIT_KAIMING_NORMAL_FAN_OUT : P7_INIT_PYTORCH_DEFAULT};
     P7_TRY(p7_model_add_layer(m, name, &c, id));
     m->layers[*id].printed_shared = printed_shared;
     return P7_SUCCESS;
 }
 
-static p7_status linear_layer(p7_model *m, const char *name, int in, int out, int printed_shared, int *id)
+static p7_status linear_layer(p7_model *m, const p7_network_config *nc, const char *name, int in, int out,
+                              int printed_shared, int *id)
 {
-    p7_layer_config c = {.kind = P7_LAYER_LINEAR, .in = in, .out = out, .bias = 1};
+    p7_layer_config c = {.kind = P7_LAYER_LINEAR, .in = in, .out = out, .bias = 1,
+                         .init = explicit_init(nc) ? P7_INIT_NORMAL_STD_0_01 : P7_INIT_PYTORCH_DEFAULT};
     P7_TRY(p7_model_add_layer(m, name, &c, id));
     m->layers[*id].printed_shared = printed_shared;
     return P7_SUCCESS;
@@ -43,12 +55,12 @@ static const char *const sc_names[SC_COUNT] = {"shared_conv_64", "shared_conv_25
 static const int sc_channels[SC_COUNT] = {64, 256, 512};
 
 /* The three intra-shared convs, always built; `named` marks the ones the option names. */
-static p7_status shared_convs(p7_model *m, p7_share option, int ids[SC_COUNT])
+static p7_status shared_convs(p7_model *m, const p7_network_config *c, p7_share option, int ids[SC_COUNT])
 {
     for (int k = 0; k < SC_COUNT; k++) {
         const int named = (k == SC64 && (option == P7_SHARE_EARLY || option == P7_SHARE_ALL)) ||
                           (k != SC64 && (option == P7_SHARE_DEEP || option == P7_SHARE_ALL));
-        P7_TRY(conv_layer(m, sc_names[k], sc_channels[k], sc_channels[k], named, &ids[k]));
+        P7_TRY(conv_layer(m, c, sc_names[k], sc_channels[k], sc_channels[k], named, &ids[k]));
     }
     return P7_SUCCESS;
 }
@@ -79,17 +91,17 @@ static p7_status build_within(p7_model *m, const p7_network_config *c)
         const int e = o == P7_SHARE_EARLY || o == P7_SHARE_ALL ? convs[i].early : -1;
         const int d = o == P7_SHARE_DEEP || o == P7_SHARE_ALL ? convs[i].deep : -1;
         ids[i] = e >= 0 ? -1 - e : d >= 0 ? -1 - d : 0; /* replaced: -1 - the shared conv */
-        if (!ids[i]) P7_TRY(conv_layer(m, convs[i].conv.name, convs[i].conv.in, convs[i].conv.out, 0, &ids[i]));
+        if (!ids[i]) P7_TRY(conv_layer(m, c, convs[i].conv.name, convs[i].conv.in, convs[i].conv.out, 0, &ids[i]));
     }
-    P7_TRY(shared_convs(m, o, sc));
+    P7_TRY(shared_convs(m, c, o, sc));
     if (v2 && c->original_cell == 3) {
         int unused;
-        P7_TRY(conv_layer(m, "shared_conv_128", 128, 128, 0, &unused));
+        P7_TRY(conv_layer(m, c, "shared_conv_128", 128, 128, 0, &unused));
     }
     for (int i = 0; i < n; i++) P7_TRY(conv_step(m, ids[i] < 0 ? sc[-1 - ids[i]] : ids[i], convs[i].conv.pool_after));
     int fc;
     P7_TRY(p7_model_add_step(m, P7_STEP_FLATTEN, 0, 0, 0));
-    P7_TRY(linear_layer(m, "fc", 512, c->classes, 0, &fc));
+    P7_TRY(linear_layer(m, c, "fc", 512, c->classes, 0, &fc));
     return p7_model_add_step(m, P7_STEP_LAYER, fc, 0, 0);
 }
 
@@ -100,18 +112,19 @@ static p7_status heads(p7_model *m, const p7_network_config *c, int members, int
     P7_TRY(p7_model_add_step(m, P7_STEP_FLATTEN, 0, 0, 0));
     int id;
     if (!all) {
-        p7_layer_config h = {.kind = P7_LAYER_LINEAR, .in = 512, .out = c->classes, .bias = 1};
+        p7_layer_config h = {.kind = P7_LAYER_LINEAR, .in = 512, .out = c->classes, .bias = 1,
+                             .init = explicit_init(c) ? P7_INIT_NORMAL_STD_0_01 : P7_INIT_PYTORCH_DEFAULT};
         P7_TRY(p7_model_add_member_layers(m, "head", &h, &id));
         P7_TRY(p7_model_add_step(m, P7_STEP_MEMBER_LAYERS, id, 1, 0));
         return p7_model_add_step(m, P7_STEP_MEMBER_MEAN, 0, 1, 0);
     }
     /* all: the shared classifier answers; the heads exist, are counted, and get no gradient */
-    P7_TRY(linear_layer(m, "classifier", 512, c->classes, 1, &id));
+    P7_TRY(linear_layer(m, c, "classifier", 512, c->classes, 1, &id));
     P7_TRY(p7_model_add_step(m, P7_STEP_LAYER, id, 0, 0));
     for (int k = 0; all_has_heads && k < members; k++) {
         char name[24];
         snprintf(name, sizeof name, "head.m%d", k);
-        P7_TRY(linear_layer(m, name, 512, c->classes, 0, &id));
+        P7_TRY(linear_layer(m, c, name, 512, c->classes, 0, &id));
     }
     return P7_SUCCESS;
 }
@@ -128,7 +141,7 @@ static p7_status build_between(p7_model *m, const p7_network_config *c, int memb
     for (int i = 0; i < 8; i++) {
         const int shared = o == P7_SHARE_ALL || (o == P7_SHARE_EARLY && i < 2) || (o == P7_SHARE_DEEP && i >= 2);
         int id;
-        P7_TRY(conv_layer(m, vgg11_convs[i].name, vgg11_convs[i].in, vgg11_convs[i].out, shared, &id));
+        P7_TRY(conv_layer(m, c, vgg11_convs[i].name, vgg11_convs[i].in, vgg11_convs[i].out, shared, &id));
         P7_TRY(conv_step(m, id, vgg11_convs[i].pool_after));
     }
     return heads(m, c, members, o == P7_SHARE_ALL, 1);
@@ -154,9 +167,9 @@ static p7_status build_combined(p7_model *m, const p7_network_config *c, int mem
         const combined_conv *k = &combined[i];
         const int shared = inter == P7_SHARE_ALL || (inter == P7_SHARE_EARLY && k->inter_early) ||
                            (inter == P7_SHARE_DEEP && !k->inter_early);
-        P7_TRY(conv_layer(m, k->conv.name, k->conv.in, k->conv.out, shared, &ids[i]));
+        P7_TRY(conv_layer(m, c, k->conv.name, k->conv.in, k->conv.out, shared, &ids[i]));
     }
-    P7_TRY(shared_convs(m, intra, sc));
+    P7_TRY(shared_convs(m, c, intra, sc));
     for (int i = 0; i < n; i++) {
         const combined_conv *k = &combined[i];
         const int inter_shared = m->layers[ids[i]].printed_shared;

@@ -2,6 +2,7 @@
  *
  * Statistics pool every row of x (all members, as the original study's BE BatchNorm
  * did); only the affine weight/bias are per member. */
+#include "ops/fused_internal.h"
 #include "ops/op_kernels.h"
 #include "ops/op_reduce_config.h"
 #include "runtime/p7_kernels.h"
@@ -260,4 +261,67 @@ p7_status p7_batchnorm2d_backward(const p7_tensor *x, const p7_tensor *weight, i
     }
     p7_buffer_free(scratch); /* in-order queue: see the forward */
     return st;
+}
+
+/* ---- evaluation BatchNorm folded into a preceding affine (fused_internal.h) ---- */
+
+/* The member stride of a fold input: 0 for [C] (or NULL), C for [M, C]. */
+static p7_status fold_stride(const char *name, const p7_tensor *v, const p7_tensor *like, size_t c, int members,
+                             cl_uint *stride)
+{
+    *stride = 0;
+    if (!v) return P7_SUCCESS;
+    const size_t n = p7_tensor_numel(v);
+    if (n != c && n != (size_t)members * c) {
+        char sv[128];
+        return p7_fail(P7_ERROR_INVALID_SHAPE,
+                       "batchnorm2d fold: %s %s must have %zu (channels) or %d x %zu (members x channels) elements",
+                       name, p7_shape_format(p7_tensor_ndim(v), p7_tensor_shape(v), sv, sizeof sv), c, members, c);
+    }
+    P7_TRY(same_device("batchnorm2d fold", like, v));
+    *stride = n == c ? 0 : (cl_uint)c;
+    return P7_SUCCESS;
+}
+
+p7_status p7_batchnorm2d_fold_eval(const p7_tensor *running_mean, const p7_tensor *running_var, float eps,
+                                   const p7_tensor *weight, const p7_tensor *bias, const p7_tensor *pre_scale,
+                                   const p7_tensor *pre_shift, int members, cl_mem out)
+{
+    const char *op = "batchnorm2d fold";
+    if (!running_mean || !running_var || !out)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL running statistics or output", op);
+    if (members < 1) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: %d members; expected >= 1", op, members);
+    const size_t c = p7_tensor_numel(running_mean);
+    if (p7_tensor_numel(running_var) != c)
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: running_var has %zu elements, running_mean %zu", op,
+                       p7_tensor_numel(running_var), c);
+    if ((uint64_t)members * c > UINT32_MAX)
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: %d x %zu (members x channels) is too large", op, members, c);
+    P7_TRY(same_device(op, running_mean, running_var));
+    cl_uint ws, bs, pss, phs;
+    P7_TRY(fold_stride("weight", weight, running_mean, c, members, &ws));
+    P7_TRY(fold_stride("bias", bias, running_mean, c, members, &bs));
+    P7_TRY(fold_stride("pre_scale", pre_scale, running_mean, c, members, &pss));
+    P7_TRY(fold_stride("pre_shift", pre_shift, running_mean, c, members, &phs));
+
+    p7_device *d = p7_tensor_device(running_mean);
+    char opts[96];
+    P7_TRY(bn_options(d, opts, sizeof opts));
+    cl_kernel k;
+    P7_TRY(p7_kernel_get(d, BN_FILE, opts, "batchnorm_fold_eval", &k));
+    /* Absent vectors pass running_mean as an unread placeholder. */
+    cl_mem rm = p7_tensor_mem(running_mean), rv = p7_tensor_mem(running_var);
+    cl_ulong rmo = p7_tensor_offset(running_mean), rvo = p7_tensor_offset(running_var);
+    cl_mem wm = weight ? p7_tensor_mem(weight) : rm, bm = bias ? p7_tensor_mem(bias) : rm;
+    cl_mem psm = pre_scale ? p7_tensor_mem(pre_scale) : rm, phm = pre_shift ? p7_tensor_mem(pre_shift) : rm;
+    cl_ulong wo = weight ? p7_tensor_offset(weight) : 0, bo = bias ? p7_tensor_offset(bias) : 0;
+    cl_ulong pso = pre_scale ? p7_tensor_offset(pre_scale) : 0, pho = pre_shift ? p7_tensor_offset(pre_shift) : 0;
+    cl_int has_w = weight != NULL, has_b = bias != NULL, has_ps = pre_scale != NULL, has_ph = pre_shift != NULL;
+    cl_uint channels = (cl_uint)c, m = (cl_uint)members;
+    P7_TRY(P7_SET_ARGS(k, "batchnorm2d fold", P7_ARG(rm), P7_ARG(rmo), P7_ARG(rv), P7_ARG(rvo), P7_ARG(eps),
+                       P7_ARG(wm), P7_ARG(wo), P7_ARG(ws), P7_ARG(has_w), P7_ARG(bm), P7_ARG(bo), P7_ARG(bs),
+                       P7_ARG(has_b), P7_ARG(psm), P7_ARG(pso), P7_ARG(pss), P7_ARG(has_ps), P7_ARG(phm),
+                       P7_ARG(pho), P7_ARG(phs), P7_ARG(has_ph), P7_ARG(channels), P7_ARG(m), P7_ARG(out)));
+    size_t global = ((size_t)members * c + 63) / 64 * 64;
+    return p7_launch(d, k, 1, &global, NULL, "batchnorm2d.fold_eval");
 }

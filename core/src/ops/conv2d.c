@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "ops/conv2d_internal.h"
+#include "ops/fused_internal.h"
 #include "gemm/gemm_packed.h"
 #include "ops/op_kernels.h"
 #include "runtime/p7_kernels.h"
@@ -61,12 +62,12 @@ static const char *fmt(const p7_tensor *t, char *buf, size_t size)
     return p7_shape_format(p7_tensor_ndim(t), p7_tensor_shape(t), buf, size);
 }
 
-/* Checks x, w, b and the output-shaped tensor (y or dy) and derives the dimensions. */
-static p7_status conv_check(const char *op, const p7_tensor *x, const p7_tensor *w, const p7_tensor *b,
-                            const p7_tensor *out, int stride, int pad, conv_dims *d)
+/* Checks x, w and b and derives the dimensions. */
+static p7_status conv_check_inputs(const char *op, const p7_tensor *x, const p7_tensor *w, const p7_tensor *b,
+                                   int stride, int pad, conv_dims *d)
 {
-    if (!x || !w || !out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL tensor", op);
-    char sx[128], sw[128], so[128], sb[128];
+    if (!x || !w) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL tensor", op);
+    char sx[128], sw[128], sb[128];
     if (p7_tensor_ndim(x) != 4 || p7_tensor_ndim(w) != 4)
         return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: x %s and w %s must both be 4-D (NCHW, OCKK)", op,
                        fmt(x, sx, sizeof sx), fmt(w, sw, sizeof sw));
@@ -96,16 +97,6 @@ static p7_status conv_check(const char *op, const p7_tensor *x, const p7_tensor 
     d->plane = d->oh * d->ow;
     d->np = d->n * d->plane;
     d->ckk = d->c * d->k * d->k;
-    int64_t want[4] = {(int64_t)d->n, (int64_t)d->o, (int64_t)d->oh, (int64_t)d->ow};
-    const int64_t *got = p7_tensor_shape(out);
-    if (p7_tensor_ndim(out) != 4 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] ||
-        got[3] != want[3]) {
-        char sy[128];
-        return p7_fail(P7_ERROR_INVALID_SHAPE,
-                       "%s: output %s does not match %s for x %s, w %s, stride %d, padding %d", op,
-                       fmt(out, so, sizeof so), p7_shape_format(4, want, sy, sizeof sy), fmt(x, sx, sizeof sx),
-                       fmt(w, sw, sizeof sw), stride, pad);
-    }
     if (b && p7_tensor_numel(b) != d->o)
         return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: bias %s must have %zu elements (the O of w %s)", op,
                        fmt(b, sb, sizeof sb), d->o, fmt(w, sw, sizeof sw));
@@ -115,9 +106,37 @@ static p7_status conv_check(const char *op, const p7_tensor *x, const p7_tensor 
         return p7_fail(P7_ERROR_UNSUPPORTED, "%s: x %s is too large for 32-bit row indices", op,
                        fmt(x, sx, sizeof sx));
     p7_device *dev = p7_tensor_device(x);
-    if (p7_tensor_device(w) != dev || p7_tensor_device(out) != dev || (b && p7_tensor_device(b) != dev))
+    if (p7_tensor_device(w) != dev || (b && p7_tensor_device(b) != dev))
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: tensors are on different devices", op);
     return P7_SUCCESS;
+}
+
+/* out must be [want0, want1, want2, want3] on x's device. */
+static p7_status check_output(const char *op, const p7_tensor *x, const p7_tensor *w, const p7_tensor *out,
+                              const int64_t want[4], int stride, int pad)
+{
+    char sx[128], sw[128], so[128], sy[128];
+    if (!out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL tensor", op);
+    const int64_t *got = p7_tensor_shape(out);
+    if (p7_tensor_ndim(out) != 4 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] ||
+        got[3] != want[3])
+        return p7_fail(P7_ERROR_INVALID_SHAPE,
+                       "%s: output %s does not match %s for x %s, w %s, stride %d, padding %d", op,
+                       fmt(out, so, sizeof so), p7_shape_format(4, want, sy, sizeof sy), fmt(x, sx, sizeof sx),
+                       fmt(w, sw, sizeof sw), stride, pad);
+    if (p7_tensor_device(out) != p7_tensor_device(x))
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: tensors are on different devices", op);
+    return P7_SUCCESS;
+}
+
+/* Checks x, w, b and the output-shaped tensor (y or dy) and derives the dimensions. */
+static p7_status conv_check(const char *op, const p7_tensor *x, const p7_tensor *w, const p7_tensor *b,
+                            const p7_tensor *out, int stride, int pad, conv_dims *d)
+{
+    if (!out) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL tensor", op);
+    P7_TRY(conv_check_inputs(op, x, w, b, stride, pad, d));
+    const int64_t want[4] = {(int64_t)d->n, (int64_t)d->o, (int64_t)d->oh, (int64_t)d->ow};
+    return check_output(op, x, w, out, want, stride, pad);
 }
 
 static p7_status conv_kernel(p7_device *device, const conv_dims *d, const char *name, cl_kernel *out)
@@ -168,7 +187,8 @@ static p7_status im2col_packed_t(p7_device *device, const conv_dims *d, const p7
 
 /* The scratch buffers and GEMM workspaces of one conv2d, decided in one place so the
  * training-memory estimate (nn_memory.c) sees what the passes allocate. */
-static void scratch_of(const conv_dims *d, p7_gemm_backend backend, int need_dx, int need_dw, p7_conv2d_scratch *s)
+static void scratch_of(p7_device *device, const conv_dims *d, p7_gemm_backend backend, int need_dx, int need_dw,
+                       p7_conv2d_scratch *s)
 {
     const int p7_gemm = p7_gemm_takes_packed_b(NULL, backend);
     /* With p7's GEMM, im2col can write the GEMM's packed B panels directly and save
@@ -188,13 +208,15 @@ static void scratch_of(const conv_dims *d, p7_gemm_backend backend, int need_dx,
         if (s->backward_packed_t && packed_panels(d->ckk) * P7_CONV_PANEL * d->np > s->backward_col_floats)
             s->backward_col_floats = packed_panels(d->ckk) * P7_CONV_PANEL * d->np;
     }
-    s->forward_gemm_bytes = p7_gemm_workspace_bytes(backend, d->o, d->np, d->ckk, s->forward_packed);
-    s->backward_dw_gemm_bytes = need_dw ? p7_gemm_workspace_bytes(backend, d->o, d->ckk, d->np, s->backward_packed_t) : 0;
-    s->backward_dx_gemm_bytes = need_dx ? p7_gemm_workspace_bytes(backend, d->ckk, d->np, d->o, 0) : 0;
+    s->forward_gemm_bytes = p7_gemm_workspace_bytes(device, backend, d->o, d->np, d->ckk, s->forward_packed);
+    s->backward_dw_gemm_bytes =
+        need_dw ? p7_gemm_workspace_bytes(device, backend, d->o, d->ckk, d->np, s->backward_packed_t) : 0;
+    s->backward_dx_gemm_bytes = need_dx ? p7_gemm_workspace_bytes(device, backend, d->ckk, d->np, d->o, 0) : 0;
 }
 
 void p7_conv2d_scratch_of(size_t n, size_t c, size_t h, size_t w, size_t o, size_t k, int stride, int pad,
-                          p7_gemm_backend backend, int need_dx, int need_dw, p7_conv2d_scratch *out)
+                          p7_device *device, p7_gemm_backend backend, int need_dx, int need_dw,
+                          p7_conv2d_scratch *out)
 {
     conv_dims d = {.n = n, .c = c, .h = h, .w = w, .o = o, .k = k, .stride = stride, .pad = pad};
     d.oh = (h + 2 * (size_t)pad - k) / (size_t)stride + 1;
@@ -202,12 +224,74 @@ void p7_conv2d_scratch_of(size_t n, size_t c, size_t h, size_t w, size_t o, size
     d.plane = d.oh * d.ow;
     d.np = n * d.plane;
     d.ckk = c * k * k;
-    scratch_of(&d, backend, need_dx, need_dw, out);
+    scratch_of(device, &d, backend, need_dx, need_dw, out);
 }
 
 static p7_status alloc_floats(p7_device *device, size_t count, p7_buffer **out)
 {
     return p7_buffer_alloc(device, count * sizeof(float), out);
+}
+
+/* The packed "same" im2col with x[n, c] scaled by in_scale[n / (N / members), c] on the
+ * way (conv2d_im2col_packed_same_scaled). */
+static p7_status im2col_packed_scaled(p7_device *device, const conv_dims *d, const p7_tensor *x,
+                                      const p7_tensor *in_scale, int members, cl_mem bp)
+{
+    cl_kernel k;
+    P7_TRY(conv_kernel(device, d, "conv2d_im2col_packed_same_scaled", &k));
+    cl_mem xm = p7_tensor_mem(x), sm = p7_tensor_mem(in_scale);
+    cl_ulong xo = p7_tensor_offset(x), bo = 0, so = p7_tensor_offset(in_scale);
+    cl_uint n = (cl_uint)d->n, c = (cl_uint)d->c, h = (cl_uint)d->h, w = (cl_uint)d->w;
+    cl_uint rows_per_member = (cl_uint)(d->n / (size_t)members);
+    P7_TRY(P7_SET_ARGS(k, "conv2d.im2col_packed", P7_ARG(xm), P7_ARG(xo), P7_ARG(bp), P7_ARG(bo), P7_ARG(n),
+                       P7_ARG(c), P7_ARG(h), P7_ARG(w), P7_ARG(sm), P7_ARG(so), P7_ARG(rows_per_member)));
+    size_t local[2] = {P7_CONV_SAME_LOCAL_C, 1};
+    size_t global[2] = {round_up(d->c, P7_CONV_SAME_LOCAL_C), packed_panels(d->np)};
+    return p7_launch(device, k, 2, global, local, "conv2d.im2col_packed");
+}
+
+/* col = im2col(x), T[O, N*P] = W * col: the forward pass up to its output stage. *t
+ * receives T (the caller frees it after enqueueing its last reader). With in_scale
+ * [M, C] (NULL: none) x is first scaled per (member, input channel): inside the packed
+ * "same" im2col where that runs, else by a channel_mul pass into a scratch tensor. */
+static p7_status forward_gemm(p7_device *device, const conv_dims *d, const p7_tensor *x, const p7_tensor *w,
+                              const p7_tensor *in_scale, int members, p7_buffer **t)
+{
+    p7_conv2d_scratch plan;
+    scratch_of(device, d, p7_device_gemm_backend(device), 0, 0, &plan);
+    const int scale_in_im2col = in_scale && plan.forward_packed && same16(d);
+    p7_buffer *col = NULL;
+    p7_tensor *scaled = NULL;
+    *t = NULL;
+    p7_status st = P7_SUCCESS;
+    if (in_scale && !scale_in_im2col) {
+        st = p7_tensor_create(device, 4, p7_tensor_shape(x), &scaled);
+        if (st == P7_SUCCESS) st = p7_channel_mul_forward(x, in_scale, members, scaled);
+        if (st != P7_SUCCESS) goto done;
+        x = scaled;
+    }
+    st = alloc_floats(device, plan.forward_col_floats, &col);
+    if (st == P7_SUCCESS) st = alloc_floats(device, plan.t_floats, t);
+    if (st != P7_SUCCESS) goto done;
+    cl_mem colm = p7_buffer_mem(col), tm = p7_buffer_mem(*t);
+    p7_gemm_desc g = p7_gemm_desc_packed(0, 0, d->o, d->np, d->ckk, 1.0f, 0.0f);
+    g.a_offset = p7_tensor_offset(w);
+    if (plan.forward_packed) {
+        st = scale_in_im2col ? im2col_packed_scaled(device, d, x, in_scale, members, colm)
+                             : p7_conv2d_im2col_packed(x, (int)d->k, d->stride, d->pad, colm, 0);
+        if (st == P7_SUCCESS) st = p7_gemm_packed_b(device, &g, p7_tensor_mem(w), colm, 0, tm);
+    } else {
+        st = im2col(device, d, x, colm);
+        if (st == P7_SUCCESS) st = p7_gemm(device, &g, p7_tensor_mem(w), colm, tm);
+    }
+done:
+    p7_tensor_release(scaled); /* in-order queue: the im2col reading it is enqueued */
+    p7_buffer_free(col);
+    if (st != P7_SUCCESS) {
+        p7_buffer_free(*t);
+        *t = NULL;
+    }
+    return st;
 }
 
 p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_tensor *b, int stride, int pad,
@@ -216,29 +300,12 @@ p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_ten
     conv_dims d;
     P7_TRY(conv_check("conv2d forward", x, w, b, y, stride, pad, &d));
     p7_device *device = p7_tensor_device(x);
-
-    p7_conv2d_scratch plan;
-    scratch_of(&d, p7_device_gemm_backend(device), 0, 0, &plan);
-    const int packed = plan.forward_packed;
-    p7_buffer *col = NULL, *t = NULL;
-    p7_status st = alloc_floats(device, plan.forward_col_floats, &col);
-    if (st == P7_SUCCESS) st = alloc_floats(device, plan.t_floats, &t);
-    if (st != P7_SUCCESS) goto done;
-    cl_mem colm = p7_buffer_mem(col), tm = p7_buffer_mem(t);
-
-    p7_gemm_desc g = p7_gemm_desc_packed(0, 0, d.o, d.np, d.ckk, 1.0f, 0.0f);
-    g.a_offset = p7_tensor_offset(w);
-    if (packed) {
-        st = p7_conv2d_im2col_packed(x, (int)d.k, stride, pad, colm, 0);
-        if (st == P7_SUCCESS) st = p7_gemm_packed_b(device, &g, p7_tensor_mem(w), colm, 0, tm);
-    } else {
-        st = im2col(device, &d, x, colm);
-        if (st == P7_SUCCESS) st = p7_gemm(device, &g, p7_tensor_mem(w), colm, tm);
-    }
-    if (st != P7_SUCCESS) goto done;
+    p7_buffer *t = NULL;
+    P7_TRY(forward_gemm(device, &d, x, w, NULL, 1, &t));
+    cl_mem tm = p7_buffer_mem(t);
 
     cl_kernel k;
-    st = conv_kernel(device, &d, "conv2d_unfold_output", &k);
+    p7_status st = conv_kernel(device, &d, "conv2d_unfold_output", &k);
     if (st != P7_SUCCESS) goto done;
     cl_mem ym = p7_tensor_mem(y), bm = b ? p7_tensor_mem(b) : tm;
     cl_ulong yo = p7_tensor_offset(y), bo = b ? p7_tensor_offset(b) : 0;
@@ -248,8 +315,139 @@ p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_ten
                      P7_ARG(has_bias), P7_ARG(n), P7_ARG(o), P7_ARG(plane));
     if (st == P7_SUCCESS) st = launch_rows(device, k, d.n * d.o, "conv2d.unfold_output");
 done:
-    p7_buffer_free(col);
     p7_buffer_free(t);
+    return st;
+}
+
+/* ---- the evaluation output stage (fused_internal.h) ---- */
+
+/* A per-channel vector of the stage: NULL, [O] (member stride 0) or [M, O] (stride O). */
+static p7_status stage_vector(const char *name, const p7_tensor *v, const conv_dims *d, int members,
+                              p7_device *device, cl_uint *stride)
+{
+    *stride = 0;
+    if (!v) return P7_SUCCESS;
+    const size_t n = p7_tensor_numel(v);
+    if (n != d->o && n != (size_t)members * d->o) {
+        char sv[128];
+        return p7_fail(P7_ERROR_INVALID_SHAPE,
+                       "conv2d output stage: %s %s must have %zu (channels) or %d x %zu (members x channels) elements",
+                       name, fmt(v, sv, sizeof sv), d->o, members, d->o);
+    }
+    if (p7_tensor_device(v) != device)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "conv2d output stage: %s is on another device", name);
+    *stride = n == d->o ? 0 : (cl_uint)d->o;
+    return P7_SUCCESS;
+}
+
+p7_status p7_conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int stride, int pad,
+                                  const p7_conv_output_stage *stage, p7_tensor *y)
+{
+    const char *op = "conv2d output stage";
+    conv_dims d;
+    if (!stage) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL stage", op);
+    P7_TRY(conv_check_inputs(op, x, w, NULL, stride, pad, &d));
+    const int pool = stage->pool_k > 0;
+    size_t ph = d.oh, pw = d.ow;
+    if (pool) {
+        if (stage->pool_s < 1 || stage->pool_k > (int)d.oh || stage->pool_k > (int)d.ow)
+            return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: max pooling %d / stride %d on a %zux%zu output", op,
+                           stage->pool_k, stage->pool_s, d.oh, d.ow);
+        ph = (d.oh - (size_t)stage->pool_k) / (size_t)stage->pool_s + 1;
+        pw = (d.ow - (size_t)stage->pool_k) / (size_t)stage->pool_s + 1;
+    }
+    const int64_t want[4] = {(int64_t)d.n, (int64_t)d.o, (int64_t)ph, (int64_t)pw};
+    P7_TRY(check_output(op, x, w, y, want, stride, pad));
+    const int members = stage->members;
+    if (members < 1 || d.n % (size_t)members != 0)
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: %d members do not divide the %zu images", op, members, d.n);
+    p7_device *device = p7_tensor_device(x);
+    cl_uint s_stride, h_stride, unused;
+    P7_TRY(stage_vector("scale", stage->scale, &d, members, device, &s_stride));
+    P7_TRY(stage_vector("shift", stage->shift, &d, members, device, &h_stride));
+    if (stage->in_scale && (p7_tensor_numel(stage->in_scale) != (size_t)members * d.c ||
+                            p7_tensor_device(stage->in_scale) != device)) {
+        char ss[128];
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: input scale %s must be [%d, %zu] (members, input channels)", op,
+                       fmt(stage->in_scale, ss, sizeof ss), members, d.c);
+    }
+    const int fold = stage->bn_mean != NULL;
+    if (fold) {
+        if (!stage->bn_var) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: BatchNorm mean without variance", op);
+        P7_TRY(stage_vector("BatchNorm weight", stage->bn_weight, &d, members, device, &unused));
+        P7_TRY(stage_vector("BatchNorm bias", stage->bn_bias, &d, members, device, &unused));
+        if (p7_tensor_numel(stage->bn_mean) != d.o || p7_tensor_numel(stage->bn_var) != d.o)
+            return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: BatchNorm running statistics must have %zu elements", op,
+                           d.o);
+    } else if (stage->scale && stage->shift && s_stride != h_stride) {
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: scale and shift are not both per member", op);
+    }
+
+    /* The folded vectors: [M, O] scales then [M, O] shifts, written on the device. */
+    p7_buffer *folded = NULL, *t = NULL;
+    p7_status st = P7_SUCCESS;
+    cl_mem sm = NULL, hm = NULL;
+    cl_ulong so = 0, ho = 0;
+    cl_int has_scale = stage->scale != NULL, has_shift = stage->shift != NULL;
+    cl_uint member_stride = s_stride > h_stride ? s_stride : h_stride;
+    if (fold) {
+        st = alloc_floats(device, 2 * (size_t)members * d.o, &folded);
+        if (st == P7_SUCCESS)
+            st = p7_batchnorm2d_fold_eval(stage->bn_mean, stage->bn_var, stage->bn_eps, stage->bn_weight,
+                                          stage->bn_bias, stage->scale, stage->shift, members,
+                                          p7_buffer_mem(folded));
+        if (st != P7_SUCCESS) goto done;
+        sm = hm = p7_buffer_mem(folded);
+        ho = (cl_ulong)members * d.o;
+        has_scale = has_shift = 1;
+        member_stride = (cl_uint)d.o;
+    } else {
+        if (stage->scale) { sm = p7_tensor_mem(stage->scale); so = p7_tensor_offset(stage->scale); }
+        if (stage->shift) { hm = p7_tensor_mem(stage->shift); ho = p7_tensor_offset(stage->shift); }
+    }
+
+    st = forward_gemm(device, &d, x, w, stage->in_scale, members, &t);
+    if (st != P7_SUCCESS) goto done;
+    cl_mem tm = p7_buffer_mem(t);
+    if (!sm) sm = tm; /* unread placeholders: a kernel argument cannot be NULL on every platform */
+    if (!hm) hm = tm;
+    /* 2x2 / 2 (every VGG pooling) has a kernel of its own: fixed windows as vector loads */
+    const int pool2 = pool && stage->pool_k == 2 && stage->pool_s == 2;
+    const char *name = pool2  ? "conv2d_unfold_output_affine_pool2"
+                       : pool ? "conv2d_unfold_output_affine_pool"
+                              : "conv2d_unfold_output_affine";
+    cl_kernel k;
+    st = conv_kernel(device, &d, name, &k);
+    if (st != P7_SUCCESS) goto done;
+    cl_mem ym = p7_tensor_mem(y);
+    cl_ulong yo = p7_tensor_offset(y);
+    cl_uint rows_per_member = (cl_uint)(d.n / (size_t)members);
+    cl_int relu = stage->relu != 0;
+    cl_uint n = (cl_uint)d.n, o = (cl_uint)d.o, plane = (cl_uint)d.plane;
+    if (pool2) {
+        cl_uint ow = (cl_uint)d.ow, phu = (cl_uint)ph, pwu = (cl_uint)pw;
+        st = P7_SET_ARGS(k, "conv2d.unfold_output_affine_pool", P7_ARG(tm), P7_ARG(ym), P7_ARG(yo), P7_ARG(sm),
+                         P7_ARG(so), P7_ARG(has_scale), P7_ARG(hm), P7_ARG(ho), P7_ARG(has_shift),
+                         P7_ARG(member_stride), P7_ARG(rows_per_member), P7_ARG(relu), P7_ARG(n), P7_ARG(o),
+                         P7_ARG(ow), P7_ARG(plane), P7_ARG(phu), P7_ARG(pwu));
+    } else if (pool) {
+        cl_uint ow = (cl_uint)d.ow, phu = (cl_uint)ph, pwu = (cl_uint)pw;
+        cl_uint pk = (cl_uint)stage->pool_k, ps = (cl_uint)stage->pool_s;
+        st = P7_SET_ARGS(k, "conv2d.unfold_output_affine_pool", P7_ARG(tm), P7_ARG(ym), P7_ARG(yo), P7_ARG(sm),
+                         P7_ARG(so), P7_ARG(has_scale), P7_ARG(hm), P7_ARG(ho), P7_ARG(has_shift),
+                         P7_ARG(member_stride), P7_ARG(rows_per_member), P7_ARG(relu), P7_ARG(n), P7_ARG(o),
+                         P7_ARG(ow), P7_ARG(plane), P7_ARG(phu), P7_ARG(pwu), P7_ARG(pk), P7_ARG(ps));
+    } else {
+        st = P7_SET_ARGS(k, "conv2d.unfold_output_affine", P7_ARG(tm), P7_ARG(ym), P7_ARG(yo), P7_ARG(sm),
+                         P7_ARG(so), P7_ARG(has_scale), P7_ARG(hm), P7_ARG(ho), P7_ARG(has_shift),
+                         P7_ARG(member_stride), P7_ARG(rows_per_member), P7_ARG(relu), P7_ARG(n), P7_ARG(o),
+                         P7_ARG(plane));
+    }
+    if (st == P7_SUCCESS)
+        st = launch_rows(device, k, d.n * d.o, pool ? "conv2d.unfold_output_affine_pool" : "conv2d.unfold_output_affine");
+done:
+    p7_buffer_free(t);
+    p7_buffer_free(folded);
     return st;
 }
 
@@ -292,7 +490,7 @@ p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_te
     if (!dx && !dw && !db) return P7_SUCCESS;
 
     p7_conv2d_scratch plan;
-    scratch_of(&d, p7_device_gemm_backend(device), dx != NULL, dw != NULL, &plan);
+    scratch_of(device, &d, p7_device_gemm_backend(device), dx != NULL, dw != NULL, &plan);
     const int packed_t = plan.backward_packed_t;
     p7_buffer *t = NULL, *col = NULL;
     p7_status st = alloc_floats(device, plan.t_floats, &t);

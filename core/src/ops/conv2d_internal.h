@@ -32,6 +32,7 @@ typedef struct p7_conv2d_scratch {
 } p7_conv2d_scratch;
 
 void p7_conv2d_scratch_of(size_t n, size_t c, size_t h, size_t w, size_t o, size_t k, int stride, int pad,
-                          p7_gemm_backend backend, int need_dx, int need_dw, p7_conv2d_scratch *out);
+                          p7_device *device, p7_gemm_backend backend, int need_dx, int need_dw,
+                          p7_conv2d_scratch *out);
 
 #endif

@@ -70,18 +70,29 @@ static int resolve_kernel_cache(const p7_device *device, int requested)
     return 1;
 }
 
+/* Program binaries go to cache_dir, per-device tuning (the GEMM's register tile) to
+ * tuning_dir: P7_CACHE_DIR and P7_CACHE_DIR/tuning, else $XDG_CACHE_HOME/p7/{kernels,tuning},
+ * else ~/.cache/p7/{kernels,tuning}. */
 static void resolve_cache_dir(p7_device *device)
 {
     const char *dir = getenv("P7_CACHE_DIR");
-    if (dir && *dir) {
-        snprintf(device->cache_dir, sizeof device->cache_dir, "%s", dir);
-        return;
-    }
     const char *xdg = getenv("XDG_CACHE_HOME");
     const char *home = getenv("HOME");
-    if (xdg && *xdg) snprintf(device->cache_dir, sizeof device->cache_dir, "%s/p7/kernels", xdg);
-    else if (home && *home) snprintf(device->cache_dir, sizeof device->cache_dir, "%s/.cache/p7/kernels", home);
-    else snprintf(device->cache_dir, sizeof device->cache_dir, "/tmp/p7-kernel-cache");
+    char base[900];
+    if (dir && *dir) {
+        snprintf(device->cache_dir, sizeof device->cache_dir, "%s", dir);
+        snprintf(device->tuning_dir, sizeof device->tuning_dir, "%.900s/tuning", dir);
+        return;
+    }
+    if (xdg && *xdg) snprintf(base, sizeof base, "%s/p7", xdg);
+    else if (home && *home) snprintf(base, sizeof base, "%s/.cache/p7", home);
+    else {
+        snprintf(device->cache_dir, sizeof device->cache_dir, "/tmp/p7-kernel-cache");
+        snprintf(device->tuning_dir, sizeof device->tuning_dir, "/tmp/p7-tuning");
+        return;
+    }
+    snprintf(device->cache_dir, sizeof device->cache_dir, "%s/kernels", base);
+    snprintf(device->tuning_dir, sizeof device->tuning_dir, "%s/tuning", base);
 }
 
 static p7_status find_cl_ids(const p7_device_info *info, cl_platform_id *platform, cl_device_id *device)

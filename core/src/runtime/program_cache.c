@@ -80,7 +80,7 @@ int p7_program_cache_load(p7_device *device, const char *source, const char *opt
     return 1;
 }
 
-static int make_dirs(const char *dir)
+int p7_make_dirs(const char *dir)
 {
     char tmp[1024];
     snprintf(tmp, sizeof tmp, "%s", dir);
@@ -102,7 +102,7 @@ void p7_program_cache_store(p7_device *device, const char *source, const char *o
     if (!binary) return;
     unsigned char *bins[] = {binary};
     if (clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) != CL_SUCCESS ||
-        make_dirs(device->cache_dir) != 0) {
+        p7_make_dirs(device->cache_dir) != 0) {
         free(binary);
         return;
     }

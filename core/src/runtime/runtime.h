@@ -183,6 +183,7 @@ struct p7_device {
     int kernel_cache;            /* resolved: 1 on, 0 off */
     unsigned program_cache_hits; /* programs built from the disk cache (tests read it) */
     char cache_dir[1024];
+    char tuning_dir[1024];       /* per-device tuning files (the GEMM's; gemm_tuning_store.c) */
     p7_gemm_backend gemm_backend;
     int is_pocl;
     int poison_allocations;      /* options.poison_allocations: tensors start as NaN */
@@ -239,6 +240,9 @@ int p7_program_cache_load(p7_device *device, const char *source, const char *opt
                           cl_program *out);
 void p7_program_cache_store(p7_device *device, const char *source, const char *options,
                             cl_program program);
+
+/* mkdir -p: 0 on success (or when it exists), -1 otherwise (program_cache.c). */
+int p7_make_dirs(const char *dir);
 
 /* Case-insensitive substring test. */
 int p7_contains_nocase(const char *haystack, const char *needle);
