@@ -1,7 +1,7 @@
 /* Per-layer profiles (p7_device_options.profiling = 2): each kernel label names the
  * model step that ran it, in forward and in backward (the tape keeps the scope of each
- * op), nothing outside the model is attributed to a layer, and profiling = 1 keeps the
- * plain labels. */
+ * op) and in a fused evaluation stage, nothing outside the model is attributed to a
+ * layer, and profiling = 1 keeps the plain labels. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,7 +35,9 @@ static p7_model *small_model(p7_device *device)
     return m;
 }
 
-/* Runs forward (with backward when `train`) and returns the profile's labels. */
+/* Runs forward (with backward when `train`) and returns the profile's labels. Forward
+ * runs in training mode either way (evaluation without a tape may fuse steps: see
+ * test_fused_evaluation_is_named_too), so the two profiles differ by backward alone. */
 static size_t profile_step(p7_device *device, int train, p7_profile_row *rows, size_t capacity)
 {
     p7_model *m = small_model(device);
@@ -51,7 +53,7 @@ static size_t profile_step(p7_device *device, int train, p7_profile_row *rows, s
     P7_ASSERT_OK(p7_tape_create(device, &tape));
     size_t n;
     P7_ASSERT_OK(p7_profile_collect(device, NULL, 0, &n)); /* forget set-up fills */
-    P7_ASSERT_OK(p7_model_forward(m, train ? tape : NULL, x, train, &logits));
+    P7_ASSERT_OK(p7_model_forward(m, train ? tape : NULL, x, 1, &logits));
     P7_ASSERT_OK(p7_cross_entropy(train ? tape : NULL, logits, p7_buffer_mem(lb), 0, &loss));
     if (train) P7_ASSERT_OK(p7_tape_backward(tape, loss));
     P7_ASSERT_OK(p7_profile_collect(device, rows, capacity, &n));
@@ -105,6 +107,37 @@ static void test_labels_name_the_layer_in_forward_and_backward(void **state)
     p7_device_close(device);
 }
 
+/* Evaluation without a tape, where the model may fuse conv, relu and pooling into one
+ * stage: every kernel of the model still carries a layer's name. */
+static void test_fused_evaluation_is_named_too(void **state)
+{
+    (void)state;
+    p7_device_options o = {.profiling = 2};
+    p7_device *device = p7_test_open_device(&o);
+    assert_non_null(device);
+    p7_model *m = small_model(device);
+    const int64_t xs[4] = {BATCH, 3, 8, 8};
+    p7_tensor *x, *logits;
+    P7_ASSERT_OK(p7_tensor_create(device, 4, xs, &x));
+    P7_ASSERT_OK(p7_tensor_fill_normal(x, 1, 0, 0.0f, 1.0f));
+    size_t n;
+    P7_ASSERT_OK(p7_profile_collect(device, NULL, 0, &n));
+    P7_ASSERT_OK(p7_model_forward(m, NULL, x, 0, &logits));
+    p7_profile_row rows[ROWS];
+    P7_ASSERT_OK(p7_profile_collect(device, rows, ROWS, &n));
+    assert_true(n > 0 && n <= ROWS);
+    for (size_t i = 0; i < n; i++) {
+        const int named = !strncmp(rows[i].label, "conv1/", 6) || !strncmp(rows[i].label, "relu/", 5) ||
+                          !strncmp(rows[i].label, "conv2/", 6) || !strncmp(rows[i].label, "flatten/", 8) ||
+                          !strncmp(rows[i].label, "fc/", 3);
+        if (!named) fail_msg("evaluation kernel \"%s\" names no step of the model", rows[i].label);
+    }
+    p7_tensor_release(logits);
+    p7_tensor_release(x);
+    p7_model_destroy(m);
+    p7_device_close(device);
+}
+
 static void test_plain_profiling_keeps_op_labels(void **state)
 {
     (void)state;
@@ -123,6 +156,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_labels_name_the_layer_in_forward_and_backward),
+        cmocka_unit_test(test_fused_evaluation_is_named_too),
         cmocka_unit_test(test_plain_profiling_keeps_op_labels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
