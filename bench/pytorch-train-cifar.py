@@ -46,7 +46,6 @@ parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--limit", type=int, default=0, help="train on at most N images (a quick look)")
 parser.add_argument("--seed", type=int, default=42, help="initialisation and shuffling")
 parser.add_argument("--json", help="write the results here")
-args = parser.parse_args()
 
 
 def cifar10_dir(root):
@@ -196,4 +195,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # parsed here, not at import, so bench/pytorch-models.py can import the model definitions
+    args = parser.parse_args()
     main()

@@ -58,7 +58,9 @@ typedef enum p7_gemm_backend {
 
 /* Options for p7_device_open. Zero-initialise, then set what you need. */
 typedef struct p7_device_options {
-    int profiling;           /* nonzero: queue records profiling events (per-op timing) */
+    int profiling;           /* nonzero: queue records profiling events (per-op timing); 2: each
+                                label also names the model part that ran it ("conv3/gemm_p7.tile",
+                                backward included), for a per-layer profile */
     uint64_t memory_limit;   /* nonzero: the allocator treats this many bytes as the device's
                                 capacity (tests use it to force the out-of-memory path) */
     int kernel_cache;        /* -1 off, 1 on, 0 auto (P7_KERNEL_CACHE, else per device) */
@@ -106,7 +108,8 @@ P7_API const char *p7_gemm_backend_name(p7_gemm_backend backend);
 /* Parses "clblast", "p7" or "auto". */
 P7_API p7_status p7_gemm_backend_parse(const char *text, p7_gemm_backend *out);
 
-/* ---- profiling (a device opened with options.profiling or P7_PROFILE=1) ---- */
+/* ---- profiling (a device opened with options.profiling, or P7_PROFILE=1; per layer:
+ * profiling = 2 or P7_PROFILE=layers) ---- */
 
 typedef struct p7_profile_row {
     char label[48];     /* the op's kernel label, e.g. "gemm_p7.kernel", "relu.forward" */

@@ -289,6 +289,21 @@ static p7_status member_layers_forward(p7_model *m, const step *s, p7_tape *tape
     return st;
 }
 
+/* What a per-layer profile calls a step: its layer's name, else the step's kind. */
+static const char *step_scope(const p7_model *m, const step *s)
+{
+    switch (s->kind) {
+    case P7_STEP_LAYER:
+    case P7_STEP_MEMBER_LAYERS: return m->layers[s->layer].name;
+    case P7_STEP_RELU: return "relu";
+    case P7_STEP_MAXPOOL: return "maxpool";
+    case P7_STEP_FLATTEN: return "flatten";
+    case P7_STEP_TILE_MEMBERS: return "tile_members";
+    case P7_STEP_MEMBER_MEAN: return "member_mean";
+    }
+    return "";
+}
+
 p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int training, p7_tensor **logits)
 {
     if (!m || !x || !logits) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_model_forward: NULL argument");
@@ -302,10 +317,13 @@ p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int trainin
         const step *s = &m->steps[i];
         p7_tensor *next = NULL;
         p7_status st;
+        /* a fused stage is named after its first step's layer (the conv it starts with) */
+        p7_profile_set_scope(x->device, step_scope(m, s));
         size_t fused = 0;
         if (fuse) {
             st = nn_forward_fused(m, i, h, &next, &fused);
             if (st != P7_SUCCESS) {
+                p7_profile_set_scope(x->device, NULL);
                 p7_tensor_release(h);
                 return st;
             }
@@ -339,9 +357,10 @@ p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int trainin
         default: st = p7_fail(P7_ERROR_STATE, "model: unknown step %d", (int)s->kind);
         }
         p7_tensor_release(h);
-        if (st != P7_SUCCESS) return st;
+        if (st != P7_SUCCESS) { p7_profile_set_scope(x->device, NULL); return st; }
         h = next;
     }
+    p7_profile_set_scope(x->device, NULL);
     *logits = h;
     return P7_SUCCESS;
 }

@@ -119,6 +119,7 @@ p7_status p7_tape_record(p7_tape *tape, const p7_node *node)
     }
     p7_node *n = &tape->nodes[tape->count++];
     *n = *node;
+    snprintf(n->scope, sizeof n->scope, "%s", p7_profile_scope(tape->device));
     for (int i = 0; i < P7_NODE_MAX_INPUTS; i++) {
         p7_tensor_retain(n->in[i]);
         note_leaf(tape, n->in[i]);
@@ -173,8 +174,10 @@ p7_status p7_tape_backward(p7_tape *tape, p7_tensor *loss)
     for (size_t i = tape->count; i-- > 0 && st == P7_SUCCESS;) {
         p7_node *n = &tape->nodes[i];
         if (!n->out->grad) continue; /* nothing downstream of this op reached the loss */
+        p7_profile_set_scope(tape->device, n->scope);
         st = n->backward(tape, n, n->out->grad);
     }
+    p7_profile_set_scope(tape->device, NULL);
     p7_tape_clear(tape);
     return st;
 }

@@ -2,6 +2,7 @@
 #ifndef P7_AUTOGRAD_INTERNAL_H
 #define P7_AUTOGRAD_INTERNAL_H
 
+#include "runtime/runtime.h"
 #include "tensor/tensor_internal.h"
 #include "p7/autograd.h"
 
@@ -25,6 +26,7 @@ struct p7_node {
     size_t labels_offset;
     int ints[4];
     float floats[2];
+    char scope[P7_PROFILE_SCOPE_MAX];        /* the model part that recorded it (profiling per layer) */
 };
 
 /* Append a record for an op whose output `out` was just computed. Takes ownership

@@ -14,13 +14,19 @@ static p7_status launch_1d(p7_device *device, cl_kernel kernel, size_t n, const 
     return p7_launch(device, kernel, 1, &global, NULL, label);
 }
 
-/* A (hw, planes) range for the per-plane channel kernels: one work-group row per plane. */
+/* A (hw, planes) range for the per-plane channel kernels: one work-group row per plane,
+ * up to 256 positions of it per group. */
+enum { PLANES_GROUP_WIDTH = 256 };
+
 static p7_status launch_planes(p7_device *device, cl_kernel kernel, size_t hw, size_t planes, const char *label)
 {
-    size_t local[2] = {hw < 256 ? hw : 256, 1};
+    size_t local[2] = {hw < PLANES_GROUP_WIDTH ? hw : PLANES_GROUP_WIDTH, 1};
     size_t global[2] = {round_up(hw, local[0]), planes};
     return p7_launch(device, kernel, 2, global, local, label);
 }
+
+/* The groups tile hw exactly, so the _exact kernels (no bounds check) apply. */
+static int planes_exact(size_t hw) { return hw < PLANES_GROUP_WIDTH || hw % PLANES_GROUP_WIDTH == 0; }
 
 /* The planes form pays off once a plane holds a vector's worth of floats. */
 enum { CHANNEL_PLANES_MIN_HW = 16 };
@@ -136,7 +142,10 @@ static p7_status channel_broadcast(const char *op, const p7_tensor *x, const p7_
     cl_mem xm = p7_tensor_mem(x), vm = p7_tensor_mem(v), ym = p7_tensor_mem(y);
     cl_ulong xo = p7_tensor_offset(x), vo = p7_tensor_offset(v), yo = p7_tensor_offset(y), n = p7_tensor_numel(x);
     if (g.hw >= CHANNEL_PLANES_MIN_HW) {
-        P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_channel_broadcast_planes", &k));
+        P7_TRY(p7_kernel_get(d, EW_FILE, NULL,
+                             planes_exact(g.hw) ? "elementwise_channel_broadcast_planes_exact"
+                                                : "elementwise_channel_broadcast_planes",
+                             &k));
         P7_TRY(P7_SET_ARGS(k, op, P7_ARG(xm), P7_ARG(xo), P7_ARG(vm), P7_ARG(vo), P7_ARG(ym), P7_ARG(yo),
                            P7_ARG(g.channels), P7_ARG(g.hw), P7_ARG(g.rows_per_member), P7_ARG(code)));
         return launch_planes(d, k, g.hw, (size_t)n / g.hw, op);
@@ -187,7 +196,10 @@ p7_status p7_channel_mul_backward_x(const p7_tensor *dy, const p7_tensor *v, int
     cl_ulong dyo = p7_tensor_offset(dy), vo = p7_tensor_offset(v), dxo = p7_tensor_offset(dx), n = p7_tensor_numel(dy);
     cl_int acc = dx_accumulate != 0;
     if (g.hw >= CHANNEL_PLANES_MIN_HW) {
-        P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_channel_mul_backward_x_planes", &k));
+        P7_TRY(p7_kernel_get(d, EW_FILE, NULL,
+                             planes_exact(g.hw) ? "elementwise_channel_mul_backward_x_planes_exact"
+                                                : "elementwise_channel_mul_backward_x_planes",
+                             &k));
         P7_TRY(P7_SET_ARGS(k, "channel_mul backward (dx)", P7_ARG(dym), P7_ARG(dyo), P7_ARG(vm), P7_ARG(vo),
                            P7_ARG(dxm), P7_ARG(dxo), P7_ARG(g.channels), P7_ARG(g.hw), P7_ARG(g.rows_per_member),
                            P7_ARG(acc)));

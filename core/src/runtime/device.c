@@ -169,7 +169,9 @@ p7_status p7_device_open(const char *spec, const p7_device_options *options, p7_
     if (err != CL_SUCCESS) { free(device); return p7_fail_cl(err, "clCreateContext"); }
 
     const char *prof_env = getenv("P7_PROFILE");
-    device->profiling = opts.profiling || (prof_env && *prof_env && strcmp(prof_env, "0") != 0);
+    device->profiling = opts.profiling ? (opts.profiling >= 2 ? 2 : 1) : 0;
+    if (!device->profiling && prof_env && *prof_env && strcmp(prof_env, "0") != 0)
+        device->profiling = !strcmp(prof_env, "layers") ? 2 : 1;
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"

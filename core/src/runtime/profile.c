@@ -17,9 +17,19 @@ void p7_profile_record(p7_device *device, const char *label, cl_event event)
         device->profile_capacity = cap;
     }
     p7_profile_entry *e = &device->profile[device->profile_count++];
-    snprintf(e->label, sizeof e->label, "%s", label);
+    if (device->profiling >= 2 && device->profile_scope[0])
+        snprintf(e->label, sizeof e->label, "%s/%s", device->profile_scope, label);
+    else
+        snprintf(e->label, sizeof e->label, "%s", label);
     e->event = event;
 }
+
+void p7_profile_set_scope(p7_device *device, const char *scope)
+{
+    snprintf(device->profile_scope, sizeof device->profile_scope, "%s", scope ? scope : "");
+}
+
+const char *p7_profile_scope(const p7_device *device) { return device->profile_scope; }
 
 static int by_total_desc(const void *a, const void *b)
 {

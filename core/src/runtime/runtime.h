@@ -125,6 +125,13 @@ p7_status p7_set_args(cl_kernel kernel, const char *label, int count, ...);
 void p7_profile_record(p7_device *device, const char *label, cl_event event);
 void p7_profile_shutdown(p7_device *device);
 
+/* The part of the model running now ("conv3", "relu"; "" outside a model). With
+ * profiling level 2 every recorded label is prefixed with it ("conv3/gemm_p7.tile"), so a
+ * profile can be read per layer. The tape keeps each op's scope for its backward. */
+#define P7_PROFILE_SCOPE_MAX 24
+void p7_profile_set_scope(p7_device *device, const char *scope);
+const char *p7_profile_scope(const p7_device *device);
+
 /* State that a layer above the runtime keeps per device (the GEMM backends' caches and
  * workspaces): `size` zero-initialised bytes, created on the first request under `key`
  * (the address of a static of that layer) and destroyed by p7_device_close, newest
@@ -207,6 +214,7 @@ struct p7_device {
     /* profiling (profile.c) */
     p7_profile_entry *profile;
     size_t profile_count, profile_capacity;
+    char profile_scope[P7_PROFILE_SCOPE_MAX];
 };
 
 /* Allocator hooks used by device open/close. */
