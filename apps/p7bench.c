@@ -92,6 +92,11 @@ static void usage(FILE *out)
             "  --device SPEC      nvidia, amd, intel, gpu, cpu, pocl, P:D, or part of a device name\n"
             "  --gemm NAME        GEMM backend (default: $P7_GEMM, else p7 on CPUs, CLBlast on GPUs)\n"
             "  --self-check       only the device report and the GEMM self-check\n"
+            "  --profile          time the training steps from OpenCL events: per epoch 3 lines (device time\n"
+            "                     per step, host overhead, GFLOP/s and share of the FMA peak); per cell the\n"
+            "                     tables per op kind, layer and kernel in cells/<id>/profile.md (docs/performance.md)\n"
+            "  --peak-gflops G    the device's FP32 peak for --profile (default: estimated from /proc/cpuinfo\n"
+            "                     on CPU devices)\n"
             "  --list-devices     print every OpenCL device and exit\n"
             "exit codes: 0 done, 1 error, 2 bad arguments, 3 a cell diverged, 130 interrupted (Ctrl-C: the\n"
             "current step finishes, the checkpoint is written; the same command resumes), 143 the same by SIGTERM\n"
@@ -200,6 +205,8 @@ typedef struct command {
     int slurm_given, array_task;
     long cell_index, jobs; /* -1: no --cell-index; 0: no --jobs */
     int model_given, limit_given, bma_given, regime_given, within_given, between_given, fast_weights_given;
+    int profile;        /* --profile */
+    double peak_gflops; /* --peak-gflops (0: the cpuinfo estimate) */
 } command;
 
 static int add_override(command *c, const char *key, const char *value)
@@ -332,6 +339,7 @@ static int parse_command(int argc, char **argv, command *c)
         if (strcmp(a, "--self-check") == 0) { c->self_check = 1; continue; }
         if (strcmp(a, "--list") == 0) { c->list = 1; continue; }
         if (strcmp(a, "--array-task") == 0) { c->array_task = 1; continue; }
+        if (strcmp(a, "--profile") == 0) { c->profile = 1; continue; }
         if (strcmp(a, "--faithful") == 0 || strncmp(a, "--faithful=", 11) == 0) {
             unsigned bits;
             const char *list = a[10] == '=' ? a + 11 : "all";
@@ -349,6 +357,15 @@ static int parse_command(int argc, char **argv, command *c)
         if (strcmp(a, "--gemm") == 0) { c->gemm = v; continue; }
         if (strcmp(a, "--out") == 0) { c->out = v; continue; }
         if (strcmp(a, "--data") == 0) { c->data.data_dir = v; continue; }
+        if (strcmp(a, "--peak-gflops") == 0) {
+            char *end;
+            c->peak_gflops = strtod(v, &end);
+            if (*end || !(c->peak_gflops > 0) || c->peak_gflops > 1e9) {
+                fprintf(stderr, "p7bench: --peak-gflops '%s': expected a positive number of GFLOP/s\n", v);
+                return 2;
+            }
+            continue;
+        }
         int parallel = parse_parallel_flag(c, a, v);
         if (parallel > 0) continue;
         if (parallel < 0) return 2;
@@ -686,6 +703,11 @@ int main(int argc, char **argv)
         goto end;
     }
     spec = c.spec;
+    if (c.peak_gflops > 0 && !c.profile) {
+        fprintf(stderr, "p7bench: --peak-gflops is the profile's: give it with --profile\n");
+        goto end;
+    }
+    opts.profiling = c.profile ? 2 : 0; /* 2: kernel labels name the layer too */
     /* Every check that needs no device comes first: a typo costs milliseconds, not a device
      * start and a data load. */
     if (!c.self_check) {
@@ -736,7 +758,8 @@ int main(int argc, char **argv)
     }
     if (folder && (c.jobs > 1 || c.devices)) {
         p7bench_runner base = {.study = plan.study, .folder = folder, .data = c.data, .live = 0, .verbose = 1,
-                               .resume_hint = hint, .cell_count = count};
+                               .resume_hint = hint, .cell_count = count, .profile = c.profile,
+                               .peak_gflops = c.peak_gflops};
         p7bench_catch_interrupt(); /* replaced by the forwarding handler while workers run */
         rc = p7bench_run_jobs(&base, c.spec, c.devices, c.jobs ? (size_t)c.jobs : P7BENCH_DEVICES_MAX, &opts, cells,
                               count, done_rows, done_count, task_spec, sizeof task_spec);
@@ -799,7 +822,8 @@ int main(int argc, char **argv)
         }
     }
     runner = (p7bench_runner){.device = device, .study = plan.study, .folder = folder, .data = c.data,
-                              .live = isatty(STDERR_FILENO), .verbose = 1, .resume_hint = hint, .cell_count = count};
+                              .live = isatty(STDERR_FILENO), .verbose = 1, .resume_hint = hint, .cell_count = count,
+                              .profile = c.profile, .peak_gflops = c.peak_gflops};
     walk.results = calloc(count ? count : 1, sizeof *walk.results);
     if (!walk.results) goto end;
     p7bench_catch_interrupt();

@@ -1,6 +1,7 @@
 /* One study cell run to its end through checkpoints (see p7bench_cell_run.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "p7bench_cell_run.h"
+#include "p7bench_profile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -421,11 +422,13 @@ typedef struct cell_run {
     double session_t0, seconds_before;
     size_t steps_total;      /* optimizer steps of the whole cell */
     uint64_t steps_at_start; /* of this session */
+    p7bench_profile *profile;/* --profile, else NULL */
 } cell_run;
 
 static int on_step(const p7_step_progress *p, void *user)
 {
     cell_run *x = user;
+    p7bench_profile_on_step(x->profile, p);
     if (x->con.live) {
         double t = now_s();
         if (t - x->con.last_draw >= 0.25) {
@@ -569,6 +572,8 @@ int p7bench_cell_run(p7bench_runner *rn, const p7bench_cell *cell, p7bench_cell_
     cell_run x = {.runner = rn, .cell = cell, .o = &o, .con = {.live = rn->live}};
     char err[1024];
     int rc = P7BENCH_FAILED, append = 1, peak_reset = 0;
+    p7bench_profile profile = {0};
+    int profile_failure_said = 0;
     p7bench_cell_result_init(&result, rn->study, cell);
     snprintf(result.device, sizeof result.device, "%s", p7_device_describe(rn->device));
     if (p7bench_study_folder_cell(rn->folder, cell, &paths, err, sizeof err) != 0) {
@@ -654,6 +659,13 @@ int p7bench_cell_run(p7bench_runner *rn, const p7bench_cell *cell, p7bench_cell_
         rn->cell_index + 1, rn->cell_count, cell->id, o.model, o.members, result.optimizer, result.lr, o.batch, o.epochs,
         train.count, result.dataset, (unsigned long long)counts.used, where);
 
+    if (rn->profile) {
+        if (p7bench_profile_begin(&profile, rn->device, &net, o.batch, rn->peak_gflops, err, sizeof err) != 0) {
+            say(&x.con, "p7bench: %s: %s", cell->id, err);
+            goto finish;
+        }
+        x.profile = &profile;
+    }
     x.session_t0 = now_s();
     p7_epoch_report last = {0};
     last.outcome = P7_EPOCH_OK;
@@ -661,6 +673,11 @@ int p7bench_cell_run(p7bench_runner *rn, const p7bench_cell *cell, p7bench_cell_
         p7_epoch_report r;
         TRY(p7_trainer_run_epoch(trainer, &r));
         progress.seconds = x.seconds_before + (now_s() - x.session_t0);
+        /* a failed profile is reported once; the training goes on without it */
+        if (x.profile && p7bench_profile_epoch_end(x.profile, r.epoch) != 0 && !profile_failure_said) {
+            say(&x.con, "p7bench: %s: %s", cell->id, x.profile->error);
+            profile_failure_said = 1;
+        }
         if (r.outcome == P7_EPOCH_INTERRUPTED) {
             TRY(p7_trainer_get_state(trainer, &progress.state));
             if (write_checkpoint(paths.checkpoint, identity, &progress, model, opt, p7_trainer_best_weights(trainer)))
@@ -681,6 +698,12 @@ int p7bench_cell_run(p7bench_runner *rn, const p7bench_cell *cell, p7bench_cell_
         }
         record_epoch(&result, &r, data->has_val, o.clip > 0);
         epoch_line(&x, &r);
+        if (x.profile) {
+            char lines[3][320];
+            p7bench_profile_epoch_lines(x.profile, lines);
+            for (int i = 0; i < 3; i++)
+                if (lines[i][0]) say(&x.con, "%s", lines[i]);
+        }
         TRY(p7_trainer_get_state(trainer, &progress.state));
         if (!p7_trainer_done(trainer)) {
             if (write_checkpoint(paths.checkpoint, identity, &progress, model, opt, p7_trainer_best_weights(trainer)))
@@ -704,6 +727,16 @@ int p7bench_cell_run(p7bench_runner *rn, const p7bench_cell *cell, p7bench_cell_
 #undef TRY
 
 finish:
+    if (x.profile) {
+        char profile_md[4200], title[512];
+        snprintf(profile_md, sizeof profile_md, "%s/profile.md", paths.dir);
+        snprintf(title, sizeof title, "cell %s (%s, %d member(s), batch %d, %s)", cell->id, o.model, o.members, o.batch,
+                 result.dataset);
+        if (p7bench_profile_write(x.profile, profile_md, title, err, sizeof err) != 0)
+            say(&x.con, "p7bench: %s: %s", cell->id, err);
+        else say(&x.con, "p7bench: %s: profile in %s", cell->id, profile_md);
+    }
+    p7bench_profile_release(&profile);
     if (append && peak_reset) {
         p7_memory_stats ms;
         if (p7_memory_get_stats(rn->device, &ms) == P7_SUCCESS) result.peak_device_bytes = (long long)ms.peak_bytes_in_use;

@@ -45,6 +45,8 @@ typedef struct p7bench_runner {
     const char *resume_hint; /* the command that resumes, for the interrupt message */
     size_t cell_index, cell_count; /* for the console: cell i of n */
     p7bench_data_cache *cache;
+    int profile;             /* --profile: the device profiles (profiling = 2); cells/<id>/profile.md */
+    double peak_gflops;      /* --peak-gflops: replaces the cpuinfo estimate (0: the estimate) */
 } p7bench_runner;
 
 void p7bench_runner_release(p7bench_runner *runner); /* frees the data cache */

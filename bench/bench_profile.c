@@ -1,6 +1,7 @@
 /* See bench_profile.h. */
 #include "bench_profile.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +73,57 @@ void bench_cpu_peak_describe(const bench_cpu_peak *p, char *buf, size_t size)
              "~%.0f GFLOP/s = %d cores x %d FMA pipes x %d lanes x 2 x %.2f GHz (%s, %s; cpuinfo's clock, "
              "often the nominal one: an estimate)",
              p->gflops, p->cores, p->pipes, p->lanes, p->ghz, p->isa, p->cpu);
+}
+
+/* The zoo's channel count at the config's width (nn_zoo_plan.c's rounding). */
+static int scaled_width(const p7_network_config *c, int channels)
+{
+    if (c->width <= 0.0f || c->width == 1.0f) return channels;
+    const int scaled = (int)lroundf((float)channels * c->width);
+    return scaled < 1 ? 1 : scaled;
+}
+
+double bench_network_flops(const p7_network_config *c, int batch, int training)
+{
+    /* channels per conv, 0 = a 2x2 max-pool (nn_zoo_simple.c, nn_zoo_vgg.c) */
+    static const int simple_plan[] = {32, 0, 64, 0};
+    static const int vgg_plan[] = {64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0};
+    static const int ten_conv_plan[] = {64, 64, 0, 128, 0, 256, 256, 256, 0, 512, 512, 0, 512, 512, 0};
+    const int simple = c->arch == P7_ARCH_SIMPLE || c->arch == P7_ARCH_HEADS;
+    const int *plan = simple ? simple_plan : c->arch == P7_ARCH_VGG11_10CONV ? ten_conv_plan : vgg_plan;
+    const size_t n = simple ? 4 : c->arch == P7_ARCH_VGG11_10CONV ? 15 : 13;
+    const int members = c->between == P7_SHARE_ALL || c->members < 1 ? 1 : c->members;
+    /* the heads model's trunk is shared by independent heads; between-member sharing
+     * shares the convs up to the second pool (early) or after it (deep) */
+    const int heads_shared = c->arch == P7_ARCH_HEADS && members > 1 && c->member_kind == P7_MEMBERS_INDEPENDENT;
+    const double one = (double)batch, all = (double)batch * members;
+    double fwd = 0, first = 0;
+    int channels = 3, hw = 32, stage = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!plan[i]) {
+            hw /= 2;
+            stage++;
+            continue;
+        }
+        const int out = scaled_width(c, plan[i]);
+        const int shared = heads_shared || (members > 1 && ((c->between == P7_SHARE_EARLY && stage <= 1) ||
+                                                             (c->between == P7_SHARE_DEEP && stage > 1)));
+        const double f = 2.0 * (shared ? one : all) * hw * hw * (double)out * channels * 9;
+        if (fwd == 0) first = f;
+        fwd += f;
+        channels = out;
+    }
+    const double features = (double)channels * hw * hw;
+    if (c->arch == P7_ARCH_HEADS) {
+        const int hidden = scaled_width(c, 128);
+        fwd += 2.0 * (heads_shared ? one : all) * features * hidden + 2.0 * all * hidden * c->classes;
+    } else if (c->arch == P7_ARCH_COMPLEX) {
+        const int hidden = scaled_width(c, 512);
+        fwd += 2.0 * all * (features * hidden + (double)hidden * c->classes);
+    } else {
+        fwd += 2.0 * all * features * c->classes;
+    }
+    return training ? 3 * fwd - first : fwd;
 }
 
 typedef struct kind_row {
@@ -159,7 +211,7 @@ void bench_profile_print(FILE *out, const bench_profile_input *in)
         const double gf = in->gemm_flops_per_step * 1e-9;
         const double over_wall = gf / (wall_ms * 1e-3);
         const double over_gemm = gemm_ms > 0 ? gf / (gemm_ms / steps * 1e-3) : 0;
-        fprintf(out, "\nConvolution and linear FLOPs: %.1f GFLOP per step (counted from the layer shapes).\n", gf);
+        fprintf(out, "\nConvolution and linear FLOPs: %.3g GFLOP per step (counted from the layer shapes).\n\n", gf);
         if (in->peak && in->peak->gflops > 0) {
             fprintf(out, "| rate | GFLOP/s | share of the estimated FMA peak (%.0f GFLOP/s) |\n|---|---:|---:|\n",
                     in->peak->gflops);

@@ -30,6 +30,16 @@ int bench_cpu_peak_estimate(const char *cpuinfo_path, int cores, bench_cpu_peak 
 /* One line: "~N GFLOP/s = C cores x P FMA x L lanes x 2 x G GHz (ISA, cpuinfo clock; an estimate)". */
 void bench_cpu_peak_describe(const bench_cpu_peak *peak, char *buf, size_t size);
 
+/* Multiply-adds x 2 of the convolutions and linear layers of one step of a zoo network
+ * (p7_model_build's plans: 3x3 convs with padding 1 on 32x32 images, 2x2 pools, the
+ * width multiplier rounded as the zoo rounds it) for `batch` images, counted from the
+ * layer shapes. A layer the members share runs on the batch once, a per-member layer
+ * (BatchEnsemble or a member's copy) on every member's rows. Training counts forward,
+ * weight gradient and input gradient, less the first conv's input gradient, which
+ * nothing needs. BatchEnsemble's rank-1 factors, BatchNorm and pools are not counted;
+ * the faithful sharing modules are counted as their plain layout. */
+double bench_network_flops(const p7_network_config *config, int batch, int training);
+
 /* What one timed loop measured, for bench_profile_print. */
 typedef struct bench_profile_input {
     const p7_profile_row *rows;   /* p7_profile_collect over exactly the timed steps */

@@ -80,27 +80,12 @@ static const model_spec models[] = {
 enum { MODEL_COUNT = sizeof models / sizeof *models };
 static const char *const modes[] = {"train", "infer"};
 
-/* Multiply-adds x 2 of the convolutions and linear layers for `rows` images, from the
- * layer shapes (3x3 convs, padding 1, on 32x32 inputs; 0 = a 2x2 max-pool). Training
- * counts forward, weight gradient and input gradient, less the first conv's input
- * gradient, which nothing needs. */
-static double model_flops(const model_spec *m, int rows, int training)
+/* The network a model_spec names (its FLOPs: bench_network_flops). */
+static p7_network_config model_config(const model_spec *m)
 {
-    static const int simple_plan[] = {32, 0, 64, 0};
-    static const int vgg_plan[] = {64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0};
-    const int *plan = m->arch == P7_ARCH_SIMPLE ? simple_plan : vgg_plan;
-    const size_t n = m->arch == P7_ARCH_SIMPLE ? 4 : 13;
-    double fwd = 0, first = 0;
-    int c = 3, hw = 32;
-    for (size_t i = 0; i < n; i++) {
-        if (!plan[i]) { hw /= 2; continue; }
-        const double f = 2.0 * rows * hw * hw * (double)plan[i] * c * 9;
-        if (fwd == 0) first = f;
-        fwd += f;
-        c = plan[i];
-    }
-    fwd += 2.0 * rows * (double)c * hw * hw * 10; /* the classifier */
-    return training ? 3 * fwd - first : fwd;
+    return (p7_network_config){.arch = m->arch, .classes = 10, .batchnorm = 1, .members = m->members,
+                               .member_kind = m->members > 1 ? P7_MEMBERS_BATCHENSEMBLE : P7_MEMBERS_DEFAULT,
+                               .alpha_init = 0.5f, .gamma_init = 0.5f};
 }
 
 typedef struct p7_workload {
@@ -125,9 +110,7 @@ static void workload_destroy(p7_workload *w)
 static int workload_create(p7_device *device, const model_spec *m, int batch, int training, p7_workload *w)
 {
     memset(w, 0, sizeof *w);
-    p7_network_config cfg = {.arch = m->arch, .classes = 10, .batchnorm = 1, .members = m->members,
-                             .member_kind = m->members > 1 ? P7_MEMBERS_BATCHENSEMBLE : P7_MEMBERS_DEFAULT,
-                             .alpha_init = 0.5f, .gamma_init = 0.5f};
+    const p7_network_config cfg = model_config(m);
     CHECK(p7_model_build(device, &cfg, 42, &w->model));
     w->training = training;
     w->rows = batch * m->members;
@@ -397,8 +380,9 @@ static int time_model(p7_device *device, peer *py, const options *o, const model
         CHECK(p7_profile_collect(device, prof, 512, &nrows));
         printf("\n### p7 profile: %s, %s, batch %d%s\n", m->title, training ? "training" : "inference", batch,
                m->members > 1 ? " per member" : "");
+        const p7_network_config cfg = model_config(m);
         bench_profile_input in = {.rows = prof, .count = nrows < 512 ? nrows : 512, .steps = reps * steps_per_rep,
-                                  .wall_s = p7_wall, .gemm_flops_per_step = model_flops(m, (int)rows, training),
+                                  .wall_s = p7_wall, .gemm_flops_per_step = bench_network_flops(&cfg, batch, training),
                                   .peak = peak};
         bench_profile_print(stdout, &in);
     }
