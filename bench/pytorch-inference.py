@@ -5,10 +5,11 @@ channels_last (PyTorch's faster layout on CPU varies by model and machine).
 Prints one line per layout: "pytorch <layout> <images/s> <seconds/forward> <threads>".
 Run with Debian's torch: /usr/bin/python3 bench/pytorch-inference.py [--threads 2] [--steps 10]"""
 import argparse
+import importlib.util
+import os
 import time
 
 import torch
-import torch.nn as nn
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--threads", type=int, default=2)
@@ -19,14 +20,12 @@ args = parser.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
 
-layers, cin = [], 3
-for v in [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]:
-    if v == "M":
-        layers.append(nn.MaxPool2d(2))
-    else:
-        layers += [nn.Conv2d(cin, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU()]
-        cin = v
-model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(512, 10)).eval()
+# The VGG11-BN of the training comparison, so both peers measure one definition.
+_here = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.util.spec_from_file_location("pytorch_train_cifar", os.path.join(_here, "pytorch-train-cifar.py"))
+cifar = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cifar)
+model = cifar.vgg11_bn().eval()
 x = torch.randn(args.batch, 3, 32, 32)
 
 for layout, fmt in (("nchw", torch.contiguous_format), ("channels_last", torch.channels_last)):
