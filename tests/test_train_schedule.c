@@ -66,6 +66,13 @@ static void test_warmup_cosine(void **state)
     assert_lr(&s, 5, 100, 3, 0.1 * (0.2 + 0.8 * 0.5));
     assert_lr(&s, 10, 100, 3, 0.1);
     assert_lr(&s, 55, 100, 3, 0.05);
+    /* a floor in steps: 5% of 200 steps is 10, at least 40 makes it 40; past it, 5% rules */
+    P7_ASSERT_OK(p7_schedule_parse("warmup-cosine:per=step,warmup=5%,min-warmup=40", &s));
+    assert_lr(&s, 20, 200, 50, 0.1 * (0.2 + 0.8 * 0.5));
+    assert_lr(&s, 40, 200, 50, 0.1);
+    assert_lr(&s, 120, 200, 50, 0.05);
+    assert_lr(&s, 100, 2000, 50, 0.1 * (0.5 + 0.5 * cos(pi * 0.0 / 1900.0)));
+    assert_lr(&s, 50, 2000, 50, 0.1 * (0.2 + 0.8 * 0.5));
     /* a warm-up longer than the run is all warm-up */
     P7_ASSERT_OK(p7_schedule_parse("warmup-cosine:warmup=4", &s));
     assert_lr(&s, 1, 2, 1, 0.1 * (0.2 + 0.8 * 0.5));
@@ -91,9 +98,12 @@ static void test_parse_errors_and_format(void **state)
     expect_parse_error("cosine:", "nothing after ':'");
     expect_parse_error("cosine:per", "'per' is no key=value");
     expect_parse_error("constant:floor=0.1", "floor= belongs to cosine");
+    expect_parse_error("cosine:min-warmup=10", "min-warmup= belongs to warmup-cosine only");
+    expect_parse_error("warmup-cosine:min-warmup=-3", "min-warmup=-3: expected positions");
 
     const char *texts[] = {"constant", "cosine:floor=0.01", "warmup-cosine:warmup=2,per=step",
-                           "warmup-cosine:warmup=5%,start=0.5,floor=0.1"};
+                           "warmup-cosine:warmup=5%,start=0.5,floor=0.1",
+                           "warmup-cosine:per=step,warmup=5%,min-warmup=100"};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         p7_schedule a, b;
         char buf[256];

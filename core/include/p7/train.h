@@ -42,6 +42,7 @@ typedef struct p7_schedule {
     int per_step;          /* 0: the lr changes at each epoch's start; 1: before every optimizer step */
     double warmup_epochs;  /* warm-up length in epochs (fractions count when per_step) */
     double warmup_fraction;/* > 0: the warm-up is this fraction of the run instead */
+    double min_warmup;     /* the warm-up lasts at least this many positions (steps when per_step) */
     double start;          /* first warm-up lr as a fraction of lr; 0 means 0.2 (lr/5, as the IVON scripts) */
     double floor;          /* the cosine ends at floor * lr (0: at zero) */
 } p7_schedule;
@@ -53,8 +54,9 @@ P7_API double p7_schedule_lr(const p7_schedule *schedule, double base_lr, uint64
                              uint64_t per_epoch);
 
 /* Text form: NAME[:key=value,...] with NAME constant, cosine or warmup-cosine and keys
- * per=epoch|step, warmup=EPOCHS or warmup=PERCENT% (of the run), start=FRACTION,
- * floor=FRACTION; e.g. "warmup-cosine:warmup=2", "cosine:per=step,floor=0.01". Errors
+ * per=epoch|step, warmup=EPOCHS or warmup=PERCENT% (of the run), min-warmup=POSITIONS,
+ * start=FRACTION, floor=FRACTION; e.g. "warmup-cosine:warmup=2", "cosine:per=step,floor=0.01",
+ * "warmup-cosine:per=step,warmup=5%,min-warmup=100" (5%, but at least 100 steps). Errors
  * name the key or value at fault and list the valid ones. */
 P7_API p7_status p7_schedule_parse(const char *text, p7_schedule *out);
 /* The canonical text of a schedule (parses back to it); returns buf, always terminated. */

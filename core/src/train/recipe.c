@@ -16,9 +16,9 @@ static const p7_recipe recipes[] = {
     {"adam", "lr=2e-3", "cosine:per=step",
      "Adam at the study's best learning rate (2e-3, seed-study 11), annealed per step by a cosine to zero",
      NULL, 0, 0, 0},
-    {"ivon", "lr=0.2,hess_init=1.0,weight_decay=2e-4,beta2=0.999", "warmup-cosine:per=step,warmup=5%",
+    {"ivon", "lr=0.2,hess_init=1.0,weight_decay=2e-4,beta2=0.999", "warmup-cosine:per=step,warmup=5%,min-warmup=100",
      "IVON as its authors train CIFAR (optimizers.md 1.7: lr 0.2, delta 2e-4, ess = training-set size, linear "
-     "warm-up from lr/5 then cosine to 0) scaled to short runs: the warm-up 5% of the run, beta2 = 1 - 2/steps "
+     "warm-up from lr/5 then cosine to 0) scaled to short runs: the warm-up 5% of the run and at least 100 steps, beta2 = 1 - 2/steps "
      "so the Hessian average spans half the run as 0.99999 spans half of theirs, at most 0.999 (15 epochs "
      "measured worse with more), h0 1.0 (less weight noise); docs/training.md",
      "beta2", 0.5, 0.99, 0.999},

@@ -19,6 +19,7 @@ double p7_schedule_lr(const p7_schedule *s, double base_lr, uint64_t position, u
     double warmup = 0;
     if (s->kind == P7_SCHEDULE_WARMUP_COSINE)
         warmup = s->warmup_fraction > 0 ? s->warmup_fraction * n : s->warmup_epochs * (double)(per_epoch ? per_epoch : 1);
+    if (s->kind == P7_SCHEDULE_WARMUP_COSINE && warmup < s->min_warmup) warmup = s->min_warmup;
     if (warmup > n) warmup = n;
     if (t < warmup) {
         double f = warmup_start(s);
@@ -64,7 +65,7 @@ static p7_status parse_option(const char *text, const char *opt, size_t len, p7_
 {
     const char *eq = memchr(opt, '=', len);
     if (!eq)
-        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "schedule '%s': '%.*s' is no key=value (keys: per, warmup, start, floor)",
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "schedule '%s': '%.*s' is no key=value (keys: per, warmup, min-warmup, start, floor)",
                        text, (int)len, opt);
     size_t klen = (size_t)(eq - opt), vlen = len - klen - 1;
     const char *v = eq + 1;
@@ -88,6 +89,12 @@ static p7_status parse_option(const char *text, const char *opt, size_t len, p7_
             s->warmup_epochs = x;
             s->warmup_fraction = 0;
         }
+    } else if (KEY("min-warmup")) {
+        if (s->kind != P7_SCHEDULE_WARMUP_COSINE)
+            return p7_fail(P7_ERROR_INVALID_ARGUMENT, "schedule '%s': min-warmup= belongs to warmup-cosine only", text);
+        if (!parse_number(v, vlen, &x) || !(x >= 0))
+            return bad_value(text, "min-warmup", v, vlen, "positions (steps with per=step) >= 0");
+        s->min_warmup = x;
     } else if (KEY("start")) {
         if (s->kind != P7_SCHEDULE_WARMUP_COSINE)
             return p7_fail(P7_ERROR_INVALID_ARGUMENT, "schedule '%s': start= belongs to warmup-cosine only", text);
@@ -101,7 +108,7 @@ static p7_status parse_option(const char *text, const char *opt, size_t len, p7_
             return bad_value(text, "floor", v, vlen, "a fraction of lr in [0, 1)");
         s->floor = x;
     } else {
-        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "schedule '%s': no key '%.*s' (keys: per, warmup, start, floor)", text,
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "schedule '%s': no key '%.*s' (keys: per, warmup, min-warmup, start, floor)", text,
                        (int)klen, opt);
     }
 #undef KEY
@@ -156,6 +163,8 @@ const char *p7_schedule_format(const p7_schedule *s, char *buf, size_t size)
             n += snprintf(buf + n, size - (size_t)n, ",warmup=%.15g%%", s->warmup_fraction * 100.0);
         else
             n += snprintf(buf + n, size - (size_t)n, ",warmup=%.15g", s->warmup_epochs);
+        if (s->min_warmup > 0 && n >= 0 && (size_t)n < size)
+            n += snprintf(buf + n, size - (size_t)n, ",min-warmup=%.15g", s->min_warmup);
         if (n >= 0 && (size_t)n < size) n += snprintf(buf + n, size - (size_t)n, ",start=%.15g", warmup_start(s));
     }
     if (s->kind != P7_SCHEDULE_CONSTANT && n >= 0 && (size_t)n < size)
