@@ -44,15 +44,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static p7_tensor *upload(p7_device *device, const float *host, size_t n)
-{
-    int64_t shape[1] = {(int64_t)n};
-    p7_tensor *t;
-    P7_ASSERT_OK(p7_tensor_create(device, 1, shape, &t));
-    P7_ASSERT_OK(p7_tensor_upload(t, host, n));
-    return t;
-}
-
 static double ref_element(const gemm_shape *s, const float *a, size_t lda, const float *b, size_t ldb, size_t i, size_t j)
 {
     double acc = 0.0;
@@ -81,7 +72,7 @@ static void check_vgg_shapes(p7_device *device, p7_gemm_backend backend)
         assert_non_null(c);
         p7_test_fill_uniform(a, na, 11 + si, -1.0f, 1.0f);
         p7_test_fill_uniform(b, nb, 97 + si, -1.0f, 1.0f);
-        p7_tensor *ta = upload(device, a, na), *tb = upload(device, b, nb), *tc;
+        p7_tensor *ta = p7_test_upload(device, a, na), *tb = p7_test_upload(device, b, nb), *tc;
         int64_t cs[1] = {(int64_t)nc};
         P7_ASSERT_OK(p7_tensor_create(device, 1, cs, &tc));
         P7_ASSERT_OK(p7_tensor_fill(tc, NAN));
@@ -151,7 +142,7 @@ static void check_odd_sizes(p7_device *device, p7_gemm_backend backend)
             for (size_t j = 0; j < n; j++) ref[i * n + j] = c[off + i * ldc + j];
         p7_test_gemm_reference(ta, tb, m, n, k, alpha, a + off, lda, b + off, ldb, beta, ref, n);
 
-        p7_tensor *tA = upload(device, a, na), *tB = upload(device, b, nb), *tC = upload(device, c, nc);
+        p7_tensor *tA = p7_test_upload(device, a, na), *tB = p7_test_upload(device, b, nb), *tC = p7_test_upload(device, c, nc);
         p7_gemm_desc d = p7_gemm_desc_packed(ta, tb, m, n, k, alpha, beta);
         d.lda = lda; d.ldb = ldb; d.ldc = ldc;
         d.a_offset = d.b_offset = d.c_offset = off;
@@ -186,7 +177,7 @@ static void test_argument_errors(void **state)
 {
     p7_device *device = ((fixture *)*state)->device;
     float host[64] = {0};
-    p7_tensor *t = upload(device, host, 64);
+    p7_tensor *t = p7_test_upload(device, host, 64);
     cl_mem m = p7_tensor_mem(t);
     p7_gemm_desc d = p7_gemm_desc_packed(0, 0, 4, 4, 4, 1.0f, 0.0f);
     P7_ASSERT_OK(p7_gemm(device, &d, m, m, m));

@@ -23,15 +23,6 @@
 
 P7_TEST_FILE_TEMP_DIR("p7-gemm-tuning")
 
-static p7_tensor *upload(p7_device *device, const float *host, size_t n)
-{
-    int64_t shape[1] = {(int64_t)n};
-    p7_tensor *t;
-    P7_ASSERT_OK(p7_tensor_create(device, 1, shape, &t));
-    P7_ASSERT_OK(p7_tensor_upload(t, host, n));
-    return t;
-}
-
 /* One GEMM with params `p` (packing path), compared element by element. */
 static void check_case(p7_device *device, const p7_gemm_p7_params *p, int ta, int tb, size_t m, size_t n, size_t k,
                        float alpha, float beta, size_t pad, size_t off)
@@ -51,7 +42,7 @@ static void check_case(p7_device *device, const p7_gemm_p7_params *p, int ta, in
         for (size_t j = 0; j < n; j++) ref[i * n + j] = c[off + i * ldc + j];
     p7_test_gemm_reference(ta, tb, m, n, k, alpha, a + off, lda, b + off, ldb, beta, ref, n);
 
-    p7_tensor *tA = upload(device, a, na), *tB = upload(device, b, nb), *tC = upload(device, c, nc);
+    p7_tensor *tA = p7_test_upload(device, a, na), *tB = p7_test_upload(device, b, nb), *tC = p7_test_upload(device, c, nc);
     p7_gemm_desc d = p7_gemm_desc_packed(ta, tb, m, n, k, alpha, beta);
     d.lda = lda;
     d.ldb = ldb;
@@ -102,7 +93,7 @@ static void check_packed_b(p7_device *device, const p7_gemm_p7_params *p, size_t
                 bp[bp_off + (q * k + kk) * panel + j] = col < n ? b[kk * n + col] : 0.0f;
             }
     p7_test_gemm_reference(0, 0, m, n, k, 1.0, a, k, b, n, 0.0, ref, n);
-    p7_tensor *tA = upload(device, a, m * k), *tB = upload(device, bp, nbp), *tC;
+    p7_tensor *tA = p7_test_upload(device, a, m * k), *tB = p7_test_upload(device, bp, nbp), *tC;
     int64_t cs[1] = {(int64_t)(m * n)};
     P7_ASSERT_OK(p7_tensor_create(device, 1, cs, &tC));
     P7_ASSERT_OK(p7_tensor_fill(tC, NAN));

@@ -85,6 +85,15 @@ float *p7_test_download(const p7_tensor *tensor)
     return h;
 }
 
+p7_tensor *p7_test_upload(p7_device *device, const float *host, size_t n)
+{
+    int64_t shape[1] = {(int64_t)n};
+    p7_tensor *t = NULL;
+    p7_test_assert_ok(p7_tensor_create(device, 1, shape, &t), "p7_tensor_create", __FILE__, __LINE__);
+    p7_test_assert_ok(p7_tensor_upload(t, host, n), "p7_tensor_upload", __FILE__, __LINE__);
+    return t;
+}
+
 const char *p7_test_plugin(const char *name)
 {
     static char path[4096];

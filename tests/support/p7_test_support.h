@@ -81,6 +81,8 @@ void p7_test_assert_normwise(const char *what, const float *got, const double *r
 
 /* The tensor's values in a malloc'd array (free it). Fails the test on error. */
 float *p7_test_download(const p7_tensor *tensor);
+/* A new 1-D tensor of n floats copied from `host`. Fails the test on error. */
+p7_tensor *p7_test_upload(p7_device *device, const float *host, size_t n);
 
 /* The build tree's plugin file for a short name: $P7_BUILD_DIR/plugins/lib<name>.so
  * (ctest sets P7_BUILD_DIR); the bare name when it is unset. Valid until the next call. */
