@@ -13,6 +13,7 @@
 #include "ops/conv2d_internal.h"
 #include "ops/op_kernels.h"
 #include "p7/p7.h"
+#include "bench_clock.h"
 
 typedef struct layer { const char *name; int c, o, hw; } layer;
 
@@ -27,12 +28,6 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 #define CHECK(call)                                                                              \
@@ -130,7 +125,7 @@ int main(int argc, char **argv)
             CHECK(p7_device_finish(device));
             tf[i] = now_ms() - t0;
         }
-        qsort(tf, (size_t)r, sizeof *tf, cmp_double);
+        qsort(tf, (size_t)r, sizeof *tf, bench_cmp_double);
         printf("%-16s %9.2f %9.1f", l->name, tf[r / 2], flop / (tf[r / 2] * 1e6));
         /* hold the forward breakdown until the backward's numbers are printed */
         p7_profile_row fwd_rows[32];
@@ -144,7 +139,7 @@ int main(int argc, char **argv)
             CHECK(p7_device_finish(device));
             tb[i] = now_ms() - t0;
         }
-        qsort(tb, (size_t)r, sizeof *tb, cmp_double);
+        qsort(tb, (size_t)r, sizeof *tb, bench_cmp_double);
         printf(" %9.2f %9.1f%s\n", tb[r / 2], fb / (tb[r / 2] * 1e6), want_dx ? "" : "  (no dx)");
         printf("  fwd:");
         for (size_t i = 0; i < fwd_count; i++)
@@ -163,7 +158,7 @@ int main(int argc, char **argv)
             CHECK(p7_device_finish(device));
             if (i) tp[i - 1] = now_ms() - t0; /* the first call builds the kernel */
         }
-        qsort(tp, (size_t)r, sizeof *tp, cmp_double);
+        qsort(tp, (size_t)r, sizeof *tp, bench_cmp_double);
         CHECK(p7_profile_collect(device, scratch, 32, &nrows));
         p7_buffer_free(bp);
         printf("  im2col straight into B panels (proposal, replaces im2col + pack_b): %.2f ms wall\n", tp[r / 2]);

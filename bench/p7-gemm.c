@@ -25,6 +25,7 @@
 #include "p7/gemm.h"
 #include "p7/status.h"
 #include "p7/tensor.h"
+#include "bench_clock.h"
 
 /* OpenBLAS's own extension; declared here because not every cblas.h carries it. */
 void openblas_set_num_threads(int num_threads);
@@ -59,25 +60,6 @@ typedef struct settings {
     double min_seconds;
     int reps;
 } settings;
-
-static double now_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *x, const void *y)
-{
-    double a = *(const double *)x, b = *(const double *)y;
-    return (a > b) - (a < b);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static int report_failure(const char *what, p7_status st)
 {
@@ -126,7 +108,7 @@ static p7_status time_rep(p7_device *dev, int backend, const operands *o, const 
 {
     const double flop = 2.0 * (double)o->desc.m * (double)o->desc.n * (double)o->desc.k;
     long calls = 0;
-    double start = now_seconds(), elapsed;
+    double start = bench_now_s(), elapsed;
     do {
         if (backend < 0) {
             run_openblas(o, o->c_host);
@@ -138,7 +120,7 @@ static p7_status time_rep(p7_device *dev, int backend, const operands *o, const 
             if (st != P7_SUCCESS) return st;
         }
         calls++;
-        elapsed = now_seconds() - start;
+        elapsed = bench_now_s() - start;
     } while (elapsed < cfg->min_seconds);
     *gflops = flop * (double)calls / elapsed * 1e-9;
     return P7_SUCCESS;
@@ -241,13 +223,13 @@ int main(int argc, char **argv)
     printf("host CPU: %s, %s\n", cpu, vectors);
     /* Resolving the tiling may measure it (first use, P7_GEMM_TUNING=auto): before any timing. */
     p7_gemm_tuning tuning;
-    double t0 = now_seconds();
+    double t0 = bench_now_s();
     st = p7_gemm_tuning_get(dev, &tuning);
     if (st != P7_SUCCESS) return report_failure("p7_gemm_tuning_get", st);
     printf("p7 GEMM tiling: tile %dx%d, vector width %d, kc %d, %s", tuning.tile_rows, tuning.tile_cols,
            tuning.vector_width, tuning.k_block, p7_gemm_tuning_origin_name(tuning.origin));
     if (tuning.gflops > 0.0) printf(" (%.1f GFLOP/s on the tuning shapes)", tuning.gflops);
-    printf("; resolved in %.2f s%s%s\n", now_seconds() - t0, tuning.path[0] ? ", file " : "", tuning.path);
+    printf("; resolved in %.2f s%s%s\n", bench_now_s() - t0, tuning.path[0] ? ", file " : "", tuning.path);
     if (tuning.note[0]) printf("tiling note: %s\n", tuning.note);
     printf("OpenBLAS: 2 threads; timing: median of %d rep(s) of >= %.2f s each, after a checked warm-up call\n\n",
            cfg.reps, cfg.min_seconds);
@@ -308,9 +290,9 @@ int main(int argc, char **argv)
                 if (!failed) time_rep(dev, -1, &o, &cfg, &r_blas[r]);
             }
             if (!failed) {
-                g_p7 = median(r_p7, cfg.reps);
-                if (cfg.clblast) g_clb = median(r_clb, cfg.reps);
-                g_blas = median(r_blas, cfg.reps);
+                g_p7 = bench_median(r_p7, cfg.reps);
+                if (cfg.clblast) g_clb = bench_median(r_clb, cfg.reps);
+                g_blas = bench_median(r_blas, cfg.reps);
             }
         }
         if (!failed) {
@@ -341,8 +323,8 @@ int main(int argc, char **argv)
     }
 
     if (count > 0) {
-        printf("\nmedian over %d shapes: p7/OpenBLAS %.2f", count, median(ratio_blas, count));
-        if (cfg.clblast) printf(", p7/CLBlast %.2f", median(ratio_clb, count));
+        printf("\nmedian over %d shapes: p7/OpenBLAS %.2f", count, bench_median(ratio_blas, count));
+        if (cfg.clblast) printf(", p7/CLBlast %.2f", bench_median(ratio_clb, count));
         printf("\n");
     }
     if (wrong) fprintf(stderr, "p7-gemm: a result differs from OpenBLAS by more than %.0e (relative)\n", max_rel_error);

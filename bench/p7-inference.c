@@ -10,19 +10,7 @@
 #include <time.h>
 
 #include "p7/p7.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench_clock.h"
 
 #define CHECK(call)                                                                      \
     do {                                                                                 \
@@ -35,14 +23,14 @@ static int cmp_double(const void *a, const void *b)
 /* Seconds for `steps` evaluation forwards, waited for. */
 static int timed_forwards(p7_device *device, p7_model *model, p7_tensor *x, int steps, double *seconds)
 {
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int i = 0; i < steps; i++) {
         p7_tensor *logits;
         CHECK(p7_model_forward(model, NULL, x, 0, &logits));
         p7_tensor_release(logits);
     }
     CHECK(p7_device_finish(device));
-    *seconds = (now_s() - t0) / steps;
+    *seconds = (bench_now_s() - t0) / steps;
     return 0;
 }
 
@@ -120,9 +108,9 @@ int main(int argc, char **argv)
     double ratio[64];
     int nratio = rounds < 64 ? rounds : 64;
     for (int r = 0; r < nratio; r++) ratio[r] = t[r] / t[rounds + r];
-    qsort(ratio, (size_t)nratio, sizeof *ratio, cmp_double);
-    qsort(t, (size_t)rounds, sizeof *t, cmp_double);
-    qsort(t + rounds, (size_t)rounds, sizeof *t, cmp_double);
+    qsort(ratio, (size_t)nratio, sizeof *ratio, bench_cmp_double);
+    qsort(t, (size_t)rounds, sizeof *t, bench_cmp_double);
+    qsort(t + rounds, (size_t)rounds, sizeof *t, bench_cmp_double);
     const double sep_ips = batch / t[rounds / 2], fused_ips = batch / t[rounds + rounds / 2];
 
     printf("\nVGG11-BN inference (evaluation, no gradients), batch %d, members %d:\n", batch, members);

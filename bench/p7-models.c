@@ -32,27 +32,9 @@
 #include "p7/p7.h"
 
 #include "bench_profile.h"
+#include "bench_clock.h"
 
 #define MEMBERS 4
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 #define CHECK(call)                                                                      \
     do {                                                                                 \
@@ -152,11 +134,11 @@ static int workload_step(p7_workload *w)
 
 static int workload_time(p7_device *device, p7_workload *w, int steps, double *seconds_per_step)
 {
-    double t0 = now_s();
+    double t0 = bench_now_s();
     for (int i = 0; i < steps; i++)
         if (workload_step(w)) return -1;
     CHECK(p7_device_finish(device));
-    *seconds_per_step = (now_s() - t0) / steps;
+    *seconds_per_step = (bench_now_s() - t0) / steps;
     return 0;
 }
 
@@ -369,9 +351,9 @@ static int time_model(p7_device *device, peer *py, const options *o, const model
         fprintf(stderr, "\n");
     }
     const double rows = (double)batch * m->members;
-    out->p7 = rows / median(t, reps);
-    if (have[0]) out->nchw = rows / median(t + reps, reps);
-    if (have[1]) out->cl = rows / median(t + 2 * (size_t)reps, reps);
+    out->p7 = rows / bench_median(t, reps);
+    if (have[0]) out->nchw = rows / bench_median(t + reps, reps);
+    if (have[1]) out->cl = rows / bench_median(t + 2 * (size_t)reps, reps);
     free(t);
     if (peer_ok(py)) peer_ask(py, "forget", answer, sizeof answer);
 

@@ -8,19 +8,7 @@
 #include <time.h>
 
 #include "p7/p7.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench_clock.h"
 
 #define CHECK(call)                                                                      \
     do {                                                                                 \
@@ -91,13 +79,13 @@ int main(int argc, char **argv)
 
     double *t = malloc((size_t)steps * sizeof *t);
     for (int i = 0; i < steps; i++) {
-        double t0 = now_s();
+        double t0 = bench_now_s();
         if (train_step(model, tape, x, p7_buffer_mem(lb))) return 1;
         CHECK(p7_device_finish(device));
-        t[i] = now_s() - t0;
+        t[i] = bench_now_s() - t0;
         fprintf(stderr, "  step %d/%d: %.3f s\n", i + 1, steps, t[i]);
     }
-    qsort(t, (size_t)steps, sizeof *t, cmp_double);
+    qsort(t, (size_t)steps, sizeof *t, bench_cmp_double);
     double median = t[steps / 2], p7_ips = batch / median;
 
     p7_profile_row prof[64];
