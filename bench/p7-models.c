@@ -300,6 +300,7 @@ static memory_result torch_memory(const char *python, const char *script, const 
 typedef struct options {
     const char *spec, *python, *script;
     int reps, short_mode, profile, peer, threads, memory;
+    int gap_ms; /* idle time before each timed rep, so neither side's leftovers (spinning threads) overlap the other's */
     double peak_gflops; /* > 0: replaces the cpuinfo estimate */
     unsigned model_mask;
 } options;
@@ -314,6 +315,17 @@ static void print_ips(double ips)
 {
     if (ips > 0) printf(" %.1f |", ips);
     else printf(" n/a |");
+}
+
+/* GNU OpenMP keeps PyTorch's threads spinning for a while after each parallel region; a p7
+ * rep started at once shares the 2 cores with them (VGG11-BN inference measured 0.143-0.162 s
+ * against 0.104-0.107 s alone). A short idle gap before every timed rep, on both sides, keeps
+ * each side's tail out of the other's measurement without changing either side's settings. */
+static void settle(int ms)
+{
+    if (ms <= 0) return;
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
 static int time_model(p7_device *device, peer *py, const options *o, const model_spec *m, int mode,
@@ -337,11 +349,13 @@ static int time_model(p7_device *device, peer *py, const options *o, const model
     if (!t) return -1;
     double p7_wall = 0;
     for (int r = 0; r < reps; r++) {
+        settle(o->gap_ms);
         if (workload_time(device, w, steps_per_rep, &t[r])) { free(t); return -1; }
         p7_wall += t[r] * steps_per_rep;
         for (int l = 0; l < 2; l++) {
             if (!have[l]) continue;
             snprintf(cmd, sizeof cmd, "run %s %s %s %d %d", m->name, modes[mode], layouts[l], batch, steps_per_rep);
+            settle(o->gap_ms);
             if (peer_ask(py, cmd, answer, sizeof answer) == 0) t[(size_t)(l + 1) * reps + r] = atof(answer);
             else have[l] = 0;
         }
@@ -390,19 +404,21 @@ static void usage(void)
     fprintf(stderr,
             "usage: p7-models [--device SPEC] [--reps N] [--short] [--profile] [--models simple,vgg11,be-vgg11]\n"
             "                 [--no-peer] [--python PATH] [--peer-script PATH] [--threads T] [--no-memory]\n"
-            "                 [--peak-gflops G] [--cpuinfo FILE]\n"
+            "                 [--peak-gflops G] [--cpuinfo FILE] [--gap-ms MS]\n"
+            "--gap-ms MS: idle time before every timed rep of either side (default 200; 0 = none)\n"
             "--cpuinfo FILE: print the FMA peak estimated from FILE (a /proc/cpuinfo copy) and exit\n");
 }
 
 int main(int argc, char **argv)
 {
-    options o = {.python = "/usr/bin/python3", .reps = 5, .peer = 1, .threads = 2, .memory = 1,
+    options o = {.python = "/usr/bin/python3", .reps = 5, .peer = 1, .threads = 2, .memory = 1, .gap_ms = 200,
                  .model_mask = (1u << MODEL_COUNT) - 1};
     int reps_set = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--device") && v) o.spec = argv[++i];
         else if (!strcmp(a, "--reps") && v) { o.reps = atoi(argv[++i]); reps_set = 1; }
+        else if (!strcmp(a, "--gap-ms") && v) o.gap_ms = atoi(argv[++i]);
         else if (!strcmp(a, "--short")) o.short_mode = 1;
         else if (!strcmp(a, "--profile")) o.profile = 1;
         else if (!strcmp(a, "--no-peer")) o.peer = 0;
@@ -438,6 +454,11 @@ int main(int argc, char **argv)
         }
     }
     if (o.short_mode && !reps_set) o.reps = 1;
+    if (o.short_mode) o.gap_ms = 0;
+    if (o.gap_ms < 0 || o.gap_ms > 10000) {
+        fprintf(stderr, "p7-models: --gap-ms must be 0-10000 (got %d)\n", o.gap_ms);
+        return 2;
+    }
     if (o.reps < 1 || o.threads < 1) {
         fprintf(stderr, "p7-models: --reps and --threads must be >= 1 (got %d, %d)\n", o.reps, o.threads);
         return 2;
