@@ -89,6 +89,74 @@ __kernel void batchnorm_stats(__global const float *x, const ulong xo, const uin
     }
 }
 
+#ifdef P7_BN_PLANES
+/* The same statistics for planes of a multiple of 16 values (every plane of the study's
+ * networks down to 4x4), on CPU devices: the scalar walk above is one dependent add per
+ * value, which ran at ~4 GB/s per core on PoCL. Here a work-item sums each of its planes
+ * in 16 float lanes (at most hw/16 values per lane), folds the lanes by a fixed tree and
+ * adds the plane's total to its acc_t sum, so the order stays fixed and the float part
+ * covers one plane only. The second pass centres on the float mean mf and corrects in
+ * acc_t: sum (x - mean)^2 = sum (x - mf)^2 - 2 delta sum (x - mf) + count delta^2 with
+ * delta = mean - mf. */
+static float lanes_sum16(const float16 a)
+{
+    const float8 b = a.lo + a.hi;
+    const float4 c = b.lo + b.hi;
+    const float2 d = c.lo + c.hi;
+    return d.lo + d.hi;
+}
+
+__kernel void batchnorm_stats_v16(__global const float *x, const ulong xo, const uint channels, const uint hw,
+                                  const uint rows, const float momentum, const float eps, __global float *save_mean,
+                                  const ulong smo, __global float *save_invstd, const ulong sio,
+                                  __global float *running_mean, const ulong rmo, __global float *running_var,
+                                  const ulong rvo, const int has_running)
+{
+    __local acc_t buf[P7_WG];
+    const uint c = get_group_id(0), nv = hw / 16;
+    const ulong count = (ulong)rows * hw;
+    const float x0 = x[xo + (ulong)c * hw];
+    ACC_DECL(s);
+    for (uint n = get_local_id(0); n < rows; n += P7_WG) {
+        const __global float *p = x + xo + ((ulong)n * channels + c) * hw;
+        float16 a = (float16)(0.0f);
+        for (uint v = 0; v < nv; v++) a += vload16(v, p) - x0;
+        ACC_ADD(s, lanes_sum16(a));
+    }
+    const acc_t mean = (acc_t)x0 + tree_sum(buf, s) / (acc_t)count;
+    const float mf = (float)mean;
+    const acc_t delta = mean - (acc_t)mf;
+
+    ACC_DECL(l);
+    ACC_DECL(q);
+    for (uint n = get_local_id(0); n < rows; n += P7_WG) {
+        const __global float *p = x + xo + ((ulong)n * channels + c) * hw;
+        float16 a = (float16)(0.0f), b = (float16)(0.0f);
+        for (uint v = 0; v < nv; v++) {
+            const float16 d = vload16(v, p) - mf;
+            a += d;
+            b += d * d;
+        }
+        ACC_ADD(l, lanes_sum16(a));
+        ACC_ADD(q, lanes_sum16(b));
+    }
+    const acc_t sl = tree_sum(buf, l);
+    const acc_t sq = tree_sum(buf, q);
+    acc_t var = (sq - (acc_t)2 * delta * sl + (acc_t)count * delta * delta) / (acc_t)count;
+    var = var > (acc_t)0 ? var : (acc_t)0;
+
+    if (get_local_id(0) == 0) {
+        save_mean[smo + c] = (float)mean;
+        save_invstd[sio + c] = (float)((acc_t)1 / sqrt(var + (acc_t)eps));
+        if (has_running) {
+            const acc_t unbiased = var * (acc_t)count / (acc_t)(count - 1);
+            running_mean[rmo + c] = (float)((1 - (acc_t)momentum) * running_mean[rmo + c] + (acc_t)momentum * mean);
+            running_var[rvo + c] = (float)((1 - (acc_t)momentum) * running_var[rvo + c] + (acc_t)momentum * unbiased);
+        }
+    }
+}
+#endif
+
 /* Evaluation: the running statistics stand in for the batch's. */
 __kernel void batchnorm_eval_stats(__global const float *running_mean, const ulong rmo, __global const float *running_var,
                                const ulong rvo, const float eps, __global float *save_mean, const ulong smo,
@@ -173,6 +241,48 @@ __kernel void batchnorm_reduce(__global const float *x, const ulong xo, __global
         if (dw_mode) dw[dwo + g] = (float)tot_dx + (dw_mode == 2 ? dw[dwo + g] : 0.0f);
     }
 }
+
+#ifdef P7_BN_PLANES
+/* batchnorm_reduce for planes of a multiple of 16 values on CPU devices, in 16 float
+ * lanes per plane as batchnorm_stats_v16. mean[c] is a float, so x - mean is centred
+ * exactly as the scalar kernel centres it; invstd multiplies the plane totals once. */
+__kernel void batchnorm_reduce_v16(__global const float *x, const ulong xo, __global const float *dy, const ulong dyo,
+                                   __global const float *mean, const ulong mo, __global const float *invstd,
+                                   const ulong io, const uint channels, const uint hw, const uint rows_per_group,
+                                   const uint groups, __global float *sums, __global float *dw, const ulong dwo,
+                                   const int dw_mode, __global float *db, const ulong dbo, const int db_mode)
+{
+    __local acc_t buf[P7_WG];
+    const uint g = get_group_id(0), nv = hw / 16;
+    const uint c = g % channels, m = g / channels;
+    const float mu = mean[mo + c];
+    const acc_t is = invstd[io + c];
+    const ulong block = (ulong)m * rows_per_group * channels * hw;
+
+    ACC_DECL(sd);
+    ACC_DECL(sdx);
+    for (uint n = get_local_id(0); n < rows_per_group; n += P7_WG) {
+        const ulong at = block + ((ulong)n * channels + c) * hw;
+        const __global float *px = x + xo + at, *pd = dy + dyo + at;
+        float16 a = (float16)(0.0f), b = (float16)(0.0f);
+        for (uint v = 0; v < nv; v++) {
+            const float16 d = vload16(v, pd);
+            a += d;
+            b += d * (vload16(v, px) - mu);
+        }
+        ACC_ADD(sd, lanes_sum16(a));
+        ACC_ADD(sdx, lanes_sum16(b));
+    }
+    const acc_t tot_d = tree_sum(buf, sd);
+    const acc_t tot_dx = tree_sum(buf, sdx) * is;
+    if (get_local_id(0) == 0) {
+        sums[g] = (float)tot_d;
+        sums[(ulong)groups * channels + g] = (float)tot_dx;
+        if (db_mode) db[dbo + g] = (float)tot_d + (db_mode == 2 ? db[dbo + g] : 0.0f);
+        if (dw_mode) dw[dwo + g] = (float)tot_dx + (dw_mode == 2 ? dw[dwo + g] : 0.0f);
+    }
+}
+#endif
 
 /* Per channel, the sums of g = dy * w over all rows: totals[c] = sum_m w[m,c] sum(dy),
  * totals[C + c] = sum_m w[m,c] sum(dy * xhat). Fixed member order. */

@@ -229,6 +229,15 @@ static void test_be_training(void **state)
     check_case(*state, (bn_shape){4, 2, 1, 2}, 1, 1, 16); /* [N, C] input, hw = 1 */
 }
 
+/* Planes of a multiple of 16 values take the CPU walk's 16-lane kernels
+ * (batchnorm_stats_v16, batchnorm_reduce_v16). */
+static void test_planes_of_16(void **state)
+{
+    check_case(*state, (bn_shape){4, 3, 16, 1}, 1, 1, 21);
+    check_case(*state, (bn_shape){6, 2, 32, 3}, 1, 1, 22);
+    check_case(*state, (bn_shape){3, 2, 48, 1}, 0, 1, 23);
+}
+
 static void test_be_eval(void **state)
 {
     check_case(*state, (bn_shape){4, 3, 4, 2}, 1, 0, 17);
@@ -238,8 +247,9 @@ static void test_be_eval(void **state)
 static void test_forward_long_channels(void **state)
 {
     p7_device *d = *state;
-    const bn_shape shapes[2] = {{6, 3, 49, 2}, {2, 2, 300, 1}};
-    for (int t = 0; t < 2; t++) {
+    /* the last two have planes of a multiple of 16 (the CPU walk's 16-lane kernels) */
+    const bn_shape shapes[4] = {{6, 3, 49, 2}, {2, 2, 300, 1}, {5, 2, 64, 1}, {4, 2, 256, 2}};
+    for (int t = 0; t < 4; t++) {
         bn_shape s = shapes[t];
         size_t nx = bn_numel(s), nmc = (size_t)s.m * s.c;
         float *x = malloc(nx * sizeof *x), w[8], b[8];
@@ -279,6 +289,7 @@ static void test_float_path(void **state)
     const p7_device_options options = {.reduce_in_float = 1};
     void *device = p7_test_open_device(&options);
     check_case(device, (bn_shape){6, 3, 4, 3}, 1, 1, 18);
+    check_case(device, (bn_shape){6, 2, 32, 3}, 1, 1, 25);
     test_forward_long_channels(&device);
     p7_device_close(device);
 }
@@ -292,6 +303,7 @@ static void test_interleaved_walk(void **state)
         void *device = p7_test_open_device(&options);
         check_case(device, (bn_shape){6, 3, 4, 3}, 1, 1, 19);
         check_case(device, (bn_shape){4, 2, 3, 1}, 0, 0, 20);
+        check_case(device, (bn_shape){4, 3, 16, 1}, 1, 1, 24);
         test_forward_long_channels(&device);
         p7_device_close(device);
     }
@@ -543,6 +555,7 @@ int main(void)
         cmocka_unit_test(test_affine_false),
         cmocka_unit_test(test_be_training),
         cmocka_unit_test(test_be_eval),
+        cmocka_unit_test(test_planes_of_16),
         cmocka_unit_test(test_forward_long_channels),
         cmocka_unit_test(test_float_path),
         cmocka_unit_test(test_interleaved_walk),

@@ -53,14 +53,21 @@ static p7_status geometry_of(const char *op, const p7_tensor *x, int members, bn
 /* Reduction build options plus the channel walk: whole planes per work-item on CPU
  * devices (streams contiguous memory), interleaved elements elsewhere (coalesced).
  * p7_device_options.batchnorm_walk picks one, so tests cover both on one device. */
+static int bn_planes(p7_device *d)
+{
+    return d->batchnorm_walk == 0 ? d->info.kind == P7_DEVICE_KIND_CPU : d->batchnorm_walk == 1;
+}
+
 static p7_status bn_options(p7_device *d, char *opts, size_t size)
 {
     p7_reduce_config cfg;
     P7_TRY(p7_reduce_config_get(d, &cfg));
-    int planes = d->batchnorm_walk == 0 ? d->info.kind == P7_DEVICE_KIND_CPU : d->batchnorm_walk == 1;
-    snprintf(opts, size, "%s%s", cfg.options, planes ? " -DP7_BN_PLANES=1" : "");
+    snprintf(opts, size, "%s%s", cfg.options, bn_planes(d) ? " -DP7_BN_PLANES=1" : "");
     return P7_SUCCESS;
 }
+
+/* The CPU walk's 16-lane kernels take planes of a multiple of 16 values. */
+static int bn_v16(p7_device *d, cl_uint hw) { return bn_planes(d) && hw % 16 == 0; }
 
 p7_status p7_batchnorm2d_forward(const p7_tensor *x, const p7_tensor *weight, const p7_tensor *bias,
                                  int members, p7_tensor *running_mean, p7_tensor *running_var,
@@ -126,7 +133,7 @@ p7_status p7_batchnorm2d_forward(const p7_tensor *x, const p7_tensor *weight, co
     cl_ulong rmo = running_mean ? p7_tensor_offset(running_mean) : 0;
     cl_ulong rvo = running_var ? p7_tensor_offset(running_var) : 0;
     if (training) {
-        st = p7_kernel_get(d, BN_FILE, opts, "batchnorm_stats", &k);
+        st = p7_kernel_get(d, BN_FILE, opts, bn_v16(d, g.hw) ? "batchnorm_stats_v16" : "batchnorm_stats", &k);
         cl_mem xm = p7_tensor_mem(x);
         cl_ulong xo = p7_tensor_offset(x);
         cl_int has_running = running_mean != NULL;
@@ -220,7 +227,7 @@ p7_status p7_batchnorm2d_backward(const p7_tensor *x, const p7_tensor *weight, i
     cl_int has_w = weight != NULL;
 
     if (need_sums) {
-        st = p7_kernel_get(d, BN_FILE, opts, "batchnorm_reduce", &k);
+        st = p7_kernel_get(d, BN_FILE, opts, bn_v16(d, g.hw) ? "batchnorm_reduce_v16" : "batchnorm_reduce", &k);
         cl_mem dwm = dweight ? p7_tensor_mem(dweight) : NULL, dbm = dbias ? p7_tensor_mem(dbias) : NULL;
         cl_ulong dwo = dweight ? p7_tensor_offset(dweight) : 0, dbo = dbias ? p7_tensor_offset(dbias) : 0;
         cl_int dw_mode = dweight ? (dweight_accumulate ? 2 : 1) : 0;
