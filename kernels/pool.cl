@@ -139,3 +139,79 @@ __kernel void pool_max2_backward(__global const float *restrict dy, const ulong 
         if (last_col) p7_put(d, p0 + 2 * in_w + 2, 0.0f, acc);
     }
 }
+
+/* The 2x2, stride 2 case on even planes whose width is a multiple of 16 (VGG's 32- and
+ * 16-wide planes; the study's CPU devices): one work-item per output row, 8 pooled pixels
+ * at a time from float16 loads of the two input rows split into even and odd lanes, as
+ * the fused evaluation stage pools (conv2d_unfold_output_affine_pool2). The per-element
+ * kernels above read their windows two floats apart, which PoCL turns into gathers:
+ * SimpleCNN's first pool took 8 ms for 34 MB. Same results: first maximum in row-major
+ * window order, NaN wins. */
+__kernel void pool_max2_forward_rows(__global const float *restrict x, const ulong x_off,
+                                     __global float *restrict y, const ulong y_off,
+                                     __global int *restrict idx, const uint planes, const uint in_h,
+                                     const uint in_w, const uint out_h, const uint out_w, const uint k,
+                                     const uint s)
+{
+    const uint i = get_global_id(0);
+    if (i >= planes * out_h) return;
+    const uint oh = i % out_h, nc = i / out_h;
+    const __global float *ra = x + x_off + ((ulong)nc * in_h + 2 * oh) * in_w;
+    const __global float *rb = ra + in_w;
+    __global float *yr = y + y_off + (ulong)i * out_w;
+    __global int *ir = idx + (ulong)i * out_w;
+    const int8 lane = (int8)(0, 2, 4, 6, 8, 10, 12, 14);
+    const int row0 = (int)(2 * oh * in_w), w = (int)in_w;
+    for (uint q = 0; q < out_w / 8; q++) {
+        const float16 a = vload16(q, ra), b = vload16(q, rb);
+        const float8 v1 = a.odd, v2 = b.even, v3 = b.odd;
+        float8 best = a.even;
+        int8 at = (int8)(0);
+        int8 t = isgreater(v1, best) | isnan(v1);
+        best = select(best, v1, t);
+        at = select(at, (int8)(1), t);
+        t = isgreater(v2, best) | isnan(v2);
+        best = select(best, v2, t);
+        at = select(at, (int8)(w), t);
+        t = isgreater(v3, best) | isnan(v3);
+        best = select(best, v3, t);
+        at = select(at, (int8)(w + 1), t);
+        vstore8(best, q, yr);
+        vstore8((int8)(row0 + 16 * (int)q) + lane + at, q, ir);
+    }
+}
+
+/* Its gradient: one work-item per output row writes the two input rows under it, each
+ * pixel dy where its window chose it and 0 elsewhere (windows do not overlap, so no
+ * atomics), as float16 stores interleaving the even and odd columns. */
+__kernel void pool_max2_backward_rows(__global const float *restrict dy, const ulong dy_off,
+                                      __global const int *restrict idx, __global float *restrict dx,
+                                      const ulong dx_off, const int acc, const uint planes,
+                                      const uint in_h, const uint in_w, const uint out_h,
+                                      const uint out_w, const uint k, const uint s)
+{
+    const uint i = get_global_id(0);
+    if (i >= planes * out_h) return;
+    const uint oh = i % out_h, nc = i / out_h;
+    const __global float *g = dy + dy_off + (ulong)i * out_w;
+    const __global int *ir = idx + (ulong)i * out_w;
+    __global float *da = dx + dx_off + ((ulong)nc * in_h + 2 * oh) * in_w;
+    __global float *db = da + in_w;
+    const int8 lane = (int8)(0, 2, 4, 6, 8, 10, 12, 14);
+    const uint16 weave = (uint16)(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+    const int row0 = (int)(2 * oh * in_w), w = (int)in_w;
+    const float8 zero = (float8)(0.0f);
+    for (uint q = 0; q < out_w / 8; q++) {
+        const float8 g8 = vload8(q, g);
+        const int8 chosen = vload8(q, ir), p = (int8)(row0 + 16 * (int)q) + lane;
+        const float8 g0 = select(zero, g8, chosen == p), g1 = select(zero, g8, chosen == p + 1);
+        const float8 g2 = select(zero, g8, chosen == p + w), g3 = select(zero, g8, chosen == p + w + 1);
+        float16 top = shuffle2(g0, g1, weave), bottom = shuffle2(g2, g3, weave);
+        if (acc) {
+            top += vload16(q, da);
+            bottom += vload16(q, db);
+        }
+        vstore16(top, q, da);
+        vstore16(bottom, q, db);
+    }
+}

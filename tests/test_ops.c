@@ -397,6 +397,7 @@ static const p7_oph_row rows[] = {
      .out = SHAPE4(2, 3, 4, 5), .reference = ref_relu, .call = call_relu, ELEMENTWISE, .seed = 10},
 
     POOL(2, 3, 6, 8, 2, 2, 41, "VGG's 2x2 s2"),
+    POOL(2, 2, 4, 32, 2, 2, 46, "2x2 s2 on planes 16k wide (per-row kernels)"),
     POOL(2, 3, 7, 5, 2, 2, 42, "odd planes: the last row and column are dropped"),
     POOL(2, 2, 7, 7, 3, 2, 43, "overlapping windows: pixels chosen twice"),
     POOL(1, 2, 5, 6, 3, 1, 44, "3x3 s1"),

@@ -122,6 +122,8 @@ static void test_cases(void **state)
     p7_device *device = *state;
     static const pool_case cases[] = {
         {2, 3, 6, 8, 2, 2, 3},  /* VGG's 2x2 s2 */
+        {2, 3, 4, 32, 2, 2, 5}, /* even planes 16k wide: the per-row 16-column kernels */
+        {1, 2, 6, 16, 2, 2, 0},
         {2, 3, 7, 5, 2, 2, 0},  /* odd planes: the last row/column is dropped */
         {2, 2, 7, 7, 3, 2, 1},  /* overlapping windows: pixels chosen twice */
         {1, 2, 5, 6, 3, 1, 2},
@@ -144,6 +146,51 @@ static void test_nan_propagates(void **state)
     p7_buffer_free(idx);
     p7_tensor_release(tx);
     p7_tensor_release(ty);
+}
+
+/* The per-row kernels (planes 16k wide) keep the per-element rules: on ties the first
+ * element of the window in row-major order wins, a NaN anywhere in a window wins, and the
+ * gradient goes only to the chosen pixel. */
+static void test_rows_ties_and_nan(void **state)
+{
+    p7_device *device = *state;
+    enum { H = 2, W = 16, OW = 8 };
+    int64_t xs[4] = {1, 1, H, W}, ys[4] = {1, 1, 1, OW};
+    float x[H * W];
+    for (int i = 0; i < H * W; i++) x[i] = 1.0f; /* ties everywhere */
+    x[W + 5] = NAN;                              /* window 2, bottom right */
+    x[1] = NAN;                                  /* window 0, top right */
+    x[6] = 3.0f, x[W + 6] = 3.0f;                /* window 3: a tie between top and bottom left */
+    x[W + 9] = 2.0f;                             /* window 4: bottom right alone */
+    p7_tensor *tx = p7_test_view(device, 4, xs, 0, x), *ty = p7_test_view(device, 4, ys, 0, NULL);
+    p7_tensor *tdy = p7_test_view(device, 4, ys, 0, NULL), *tdx = p7_test_view(device, 4, xs, 0, NULL);
+    p7_buffer *idx;
+    P7_ASSERT_OK(p7_buffer_alloc(device, OW * sizeof(int), &idx));
+    P7_ASSERT_OK(p7_maxpool2d_forward(tx, 2, 2, ty, idx));
+    float y[OW];
+    int got[OW];
+    P7_ASSERT_OK(p7_tensor_download(ty, y, OW));
+    assert_int_equal(clEnqueueReadBuffer(device->queue, p7_buffer_mem(idx), CL_TRUE, 0, sizeof got, got, 0, NULL,
+                                         NULL), CL_SUCCESS);
+    const int want_idx[OW] = {1, 2, W + 5, 6, W + 9, 10, 12, 14};
+    for (int o = 0; o < OW; o++) {
+        assert_int_equal(got[o], want_idx[o]);
+        if (o == 0 || o == 2) assert_true(isnan(y[o]));
+        else assert_true(y[o] == (o == 3 ? 3.0f : o == 4 ? 2.0f : 1.0f));
+    }
+    float dy[OW], dx[H * W];
+    for (int o = 0; o < OW; o++) dy[o] = (float)(o + 1);
+    P7_ASSERT_OK(p7_tensor_upload(tdy, dy, OW));
+    P7_ASSERT_OK(p7_maxpool2d_backward(tdy, idx, 2, 2, tdx, 0));
+    P7_ASSERT_OK(p7_tensor_download(tdx, dx, H * W));
+    for (int i = 0; i < H * W; i++) {
+        float want = 0.0f;
+        for (int o = 0; o < OW; o++)
+            if (want_idx[o] == i) want = dy[o];
+        assert_true(dx[i] == want);
+    }
+    p7_buffer_free(idx);
+    p7_tensor_release(tx); p7_tensor_release(ty); p7_tensor_release(tdy); p7_tensor_release(tdx);
 }
 
 static void test_shape_errors(void **state)
@@ -170,6 +217,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases),
         cmocka_unit_test(test_nan_propagates),
+        cmocka_unit_test(test_rows_ties_and_nan),
         cmocka_unit_test(test_shape_errors),
     };
     return cmocka_run_group_tests(tests, p7_test_setup_device, p7_test_teardown_device);

@@ -59,6 +59,13 @@ static int is_2x2(const pool_dims *d, int k, int s)
     return k == 2 && s == 2 && d->planes * d->h * d->w <= 0xFFFFFFF0u;
 }
 
+/* ... whose planes are even and a multiple of 16 wide also have per-row kernels that load
+ * 16 columns at a time (kernels/pool.cl pool_max2_*_rows). */
+static int is_2x2_rows(const pool_dims *d, int k, int s)
+{
+    return is_2x2(d, k, s) && d->h % 2 == 0 && d->w % 16 == 0;
+}
+
 static p7_status launch_elements(p7_device *device, cl_kernel kernel, size_t items, const char *label)
 {
     size_t local = 256; /* every OpenCL GPU allows 256; PoCL runs best with large groups */
@@ -83,14 +90,16 @@ p7_status p7_maxpool2d_forward(const p7_tensor *x, int k, int s, p7_tensor *y, p
     P7_TRY(check_indices(op, indices, p7_tensor_numel(y)));
     p7_device *device = p7_tensor_device(x);
     cl_kernel kern;
-    const int fast = is_2x2(&d, k, s);
-    P7_TRY(p7_kernel_get(device, POOL_FILE, NULL, fast ? "pool_max2_forward" : "pool_max_forward", &kern));
+    const int fast = is_2x2(&d, k, s), rows = is_2x2_rows(&d, k, s);
+    P7_TRY(p7_kernel_get(device, POOL_FILE, NULL,
+                         rows ? "pool_max2_forward_rows" : fast ? "pool_max2_forward" : "pool_max_forward", &kern));
     cl_mem xm = p7_tensor_mem(x), ym = p7_tensor_mem(y), im = p7_buffer_mem(indices);
     cl_ulong xo = p7_tensor_offset(x), yo = p7_tensor_offset(y);
     cl_uint planes = (cl_uint)d.planes, h = (cl_uint)d.h, w = (cl_uint)d.w, oh = (cl_uint)d.oh, ow = (cl_uint)d.ow;
     cl_uint ku = (cl_uint)k, su = (cl_uint)s;
     P7_TRY(P7_SET_ARGS(kern, "maxpool2d.forward", P7_ARG(xm), P7_ARG(xo), P7_ARG(ym), P7_ARG(yo), P7_ARG(im),
                        P7_ARG(planes), P7_ARG(h), P7_ARG(w), P7_ARG(oh), P7_ARG(ow), P7_ARG(ku), P7_ARG(su)));
+    if (rows) return launch_rows(device, kern, d.planes * d.oh, "maxpool2d.forward");
     if (fast) return launch_elements(device, kern, d.planes * d.oh * d.ow, "maxpool2d.forward");
     return launch_rows(device, kern, d.planes * d.oh, "maxpool2d.forward");
 }
@@ -105,8 +114,9 @@ p7_status p7_maxpool2d_backward(const p7_tensor *dy, const p7_buffer *indices, i
     P7_TRY(check_indices(op, indices, p7_tensor_numel(dy)));
     p7_device *device = p7_tensor_device(dx);
     cl_kernel kern;
-    const int fast = is_2x2(&d, k, s);
-    P7_TRY(p7_kernel_get(device, POOL_FILE, NULL, fast ? "pool_max2_backward" : "pool_max_backward", &kern));
+    const int fast = is_2x2(&d, k, s), rows = is_2x2_rows(&d, k, s);
+    P7_TRY(p7_kernel_get(device, POOL_FILE, NULL,
+                         rows ? "pool_max2_backward_rows" : fast ? "pool_max2_backward" : "pool_max_backward", &kern));
     cl_mem dym = p7_tensor_mem(dy), dxm = p7_tensor_mem(dx), im = p7_buffer_mem(indices);
     cl_ulong dyo = p7_tensor_offset(dy), dxo = p7_tensor_offset(dx);
     cl_int acc = dx_accumulate != 0;
@@ -115,6 +125,7 @@ p7_status p7_maxpool2d_backward(const p7_tensor *dy, const p7_buffer *indices, i
     P7_TRY(P7_SET_ARGS(kern, "maxpool2d.backward", P7_ARG(dym), P7_ARG(dyo), P7_ARG(im), P7_ARG(dxm),
                        P7_ARG(dxo), P7_ARG(acc), P7_ARG(planes), P7_ARG(h), P7_ARG(w), P7_ARG(oh), P7_ARG(ow),
                        P7_ARG(ku), P7_ARG(su)));
+    if (rows) return launch_rows(device, kern, d.planes * d.oh, "maxpool2d.backward");
     if (fast) return launch_elements(device, kern, d.planes * d.oh * d.ow, "maxpool2d.backward");
     return launch_rows(device, kern, d.planes * d.h, "maxpool2d.backward");
 }
