@@ -4,9 +4,10 @@
  * The estimate replays, in order, every allocation and release a training step makes
  * through the caching allocator, in its size classes, and keeps the peak of the bytes
  * in use: what p7_memory_stats.peak_bytes_in_use measures. Why a replay rather than a
- * sum: the tape keeps every op's output, saved tensors and every intermediate gradient
- * until backward ends (autograd.c), so the peak comes late in backward, and which
- * scratch buffers are live then depends on the order. The allocator's cache does not
+ * sum: the tape releases each op's output, saved tensors and output gradient right after
+ * the op's backward has run (autograd.c), while the gradients of earlier outputs are still
+ * being made, so the peak depends on the order of the two and on which scratch buffers
+ * are live between them. The allocator's cache does not
  * add to the need: when a new buffer would pass a limit it frees the cache first.
  *
  * What one step allocates (ops.c and the kernels' files):
@@ -15,9 +16,11 @@
  *               tiled labels, p7 GEMM's workspace (grown to its largest request);
  *   forward     each op's output; max-pool's argmax indices, BatchNorm's mean and
  *               inverse std, cross-entropy's probabilities; conv2d's col and T
- *               scratch and cross-entropy's row scratch, freed at once;
- *   backward    a gradient for every tensor that requires one, kept to the end; conv2d's
- *               T and col scratch again, BatchNorm's sums, freed at once. */
+ *               in two device workspaces (grown to the largest layer's need, like
+ *               the GEMM's) and cross-entropy's row scratch, freed at once;
+ *   backward    a gradient for every tensor that requires one, freed with the node that
+ *               produced the tensor; conv2d's T and col workspaces again, BatchNorm's
+ *               sums, freed at once; then the node's own output and saved tensors. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,15 +31,27 @@
 
 enum { PARAMS, GRADS, OPT_STATE, INPUTS, ACTIVATIONS, ACTIVATION_GRADS, WORKSPACES, PARTS };
 
+/* The device workspaces a step grows (p7_device_workspace): p7 GEMM's packed operands,
+ * conv2d's column matrix and its T = W * col. */
+enum { WS_GEMM, WS_CONV_COL, WS_CONV_T, WS_COUNT };
+
 /* Cross-entropy and reductions accumulate in at most 8 bytes per row (fp64). */
 #define ACC_BYTES 8
 
-/* A backward step to replay: gradients to create, then scratch, then GEMMs. */
+/* Up to this many members in one member group (the tape's rows_concat limit). */
+#define MAX_COPIES 16
+
+/* A backward step to replay: gradients to create, then scratch, then GEMMs, then the
+ * node's release. */
 typedef struct bw_node {
     uint64_t x_grad;              /* bytes of the input's gradient; 0 when it needs none */
     unsigned x_grad_copies;       /* separate gradients of x_grad bytes (rows_concat's inputs); 0 means 1 */
+    int x_owner[MAX_COPIES];      /* per copy, the node whose release frees it (the input's producer); -1: none */
+    uint64_t own;                 /* activation bytes freed at its release: its output and saved tensors */
+    uint64_t pending;             /* during the replay: size-classed gradient bytes its release frees */
     const p7_tensor *params[3];   /* parameters whose gradient this node writes (NULL: none) */
-    uint64_t scratch[2];          /* bytes, allocated after the gradients, freed at the end */
+    uint64_t scratch;             /* bytes, allocated after the gradients, freed at the end */
+    uint64_t conv_t, conv_col;    /* conv2d workspace requests (bytes) */
     uint64_t gemm[2];             /* GEMM workspace requests while the scratch lives */
 } bw_node;
 
@@ -47,12 +62,16 @@ typedef struct replay {
     uint64_t largest;             /* largest single request */
     const char *owner;            /* the layer or step allocating now */
     char largest_owner[64];       /* ... and the one that made the largest request */
-    uint64_t gemm_ws, gemm_max;   /* the workspace's size class now; the largest request */
+    uint64_t ws[3], ws_max[3];    /* device workspaces (WS_*): size class now; the largest request */
     bw_node *nodes;
     size_t count, capacity;
     const p7_tensor **with_grad;  /* parameters whose gradient exists */
     size_t with_grad_count;
+    uint64_t untaped_tile;        /* a tiled input no node recorded: the next node's input, freed with it */
 } replay;
+
+/* The allocator's size class of a buffer of `bytes`; 0 for no buffer. */
+static uint64_t size_class(uint64_t bytes) { return bytes ? p7_memory_size_class(bytes) : 0; }
 
 static void take(replay *r, int part, uint64_t bytes)
 {
@@ -61,7 +80,7 @@ static void take(replay *r, int part, uint64_t bytes)
         r->largest = bytes;
         snprintf(r->largest_owner, sizeof r->largest_owner, "%s", r->owner ? r->owner : "the step");
     }
-    r->live[part] += p7_memory_size_class((size_t)bytes);
+    r->live[part] += size_class(bytes);
     uint64_t total = 0;
     for (int i = 0; i < PARTS; i++) total += r->live[i];
     if (total > r->peak) {
@@ -72,19 +91,21 @@ static void take(replay *r, int part, uint64_t bytes)
 
 static void give(replay *r, int part, uint64_t bytes)
 {
-    if (bytes) r->live[part] -= p7_memory_size_class((size_t)bytes);
+    if (bytes) r->live[part] -= size_class(bytes);
 }
 
-/* p7_device_workspace: reused while big enough, else freed and allocated anew. */
-static void gemm(replay *r, uint64_t bytes)
+/* p7_device_workspace: reused while big enough, else released and allocated anew. */
+static void workspace(replay *r, int slot, uint64_t bytes)
 {
     if (!bytes) return;
-    if (bytes > r->gemm_max) r->gemm_max = bytes;
-    if (bytes <= r->gemm_ws) return;
-    give(r, WORKSPACES, r->gemm_ws);
+    if (bytes > r->ws_max[slot]) r->ws_max[slot] = bytes;
+    if (bytes <= r->ws[slot]) return;
+    give(r, WORKSPACES, r->ws[slot]);
     take(r, WORKSPACES, bytes);
-    r->gemm_ws = p7_memory_size_class((size_t)bytes);
+    r->ws[slot] = size_class(bytes);
 }
+
+static void gemm(replay *r, uint64_t bytes) { workspace(r, WS_GEMM, bytes); }
 
 static p7_status push(replay *r, const bw_node *n)
 {
@@ -106,9 +127,22 @@ typedef struct act {
     uint64_t n, c, h, w;   /* h = w = 1 after flatten or a linear layer */
     int spatial;           /* 4-D [N, C, H, W] (else [N, C]) */
     int needs_grad;
+    int producer;          /* the node whose output it is (its gradient dies with that node); -1: none */
 } act;
 
 static uint64_t act_bytes(const act *a) { return a->n * a->c * a->h * a->w * sizeof(float); }
+
+/* Push n, whose input is x: x's gradient dies with x's producer. Returns n's index. */
+static p7_status push_on(replay *r, bw_node n, const act *x, int *index)
+{
+    for (int c = 0; c < MAX_COPIES; c++) n.x_owner[c] = -1;
+    n.x_owner[0] = x ? x->producer : -1;
+    n.own += r->untaped_tile;
+    r->untaped_tile = 0;
+    P7_TRY(push(r, &n));
+    if (index) *index = (int)r->count - 1;
+    return P7_SUCCESS;
+}
 
 /* An op with a new output of `out_bytes`, recorded on the tape (it lives to the end of
  * backward); the input's gradient is created in backward when the input needs one. */
@@ -116,8 +150,9 @@ static p7_status simple_op(replay *r, act *x, uint64_t out_bytes, uint64_t saved
 {
     take(r, ACTIVATIONS, out_bytes);
     take(r, ACTIVATIONS, saved_bytes);
-    bw_node n = {.x_grad = x->needs_grad ? act_bytes(x) : 0};
-    return push(r, &n);
+    bw_node n = {.x_grad = x->needs_grad ? act_bytes(x) : 0,
+                 .own = size_class(out_bytes) + size_class(saved_bytes)};
+    return push_on(r, n, x, &x->producer);
 }
 
 static p7_status conv_op(replay *r, const layer *l, act *x, const p7_tensor *bias, act *y)
@@ -128,30 +163,30 @@ static p7_status conv_op(replay *r, const layer *l, act *x, const p7_tensor *bia
                          r->model->device, r->backend,
                          x->needs_grad, 1, &s);
     *y = (act){x->n, (uint64_t)c->out, (x->h + 2 * (uint64_t)c->pad - (uint64_t)c->kernel) / (uint64_t)c->stride + 1,
-               (x->w + 2 * (uint64_t)c->pad - (uint64_t)c->kernel) / (uint64_t)c->stride + 1, 1, 1};
+               (x->w + 2 * (uint64_t)c->pad - (uint64_t)c->kernel) / (uint64_t)c->stride + 1, 1, 1, -1};
     take(r, ACTIVATIONS, act_bytes(y));
-    take(r, WORKSPACES, s.forward_col_floats * sizeof(float));
-    take(r, WORKSPACES, s.t_floats * sizeof(float));
+    workspace(r, WS_CONV_COL, s.forward_col_floats * sizeof(float));
+    workspace(r, WS_CONV_T, s.t_floats * sizeof(float));
     gemm(r, s.forward_gemm_bytes);
-    give(r, WORKSPACES, s.forward_col_floats * sizeof(float));
-    give(r, WORKSPACES, s.t_floats * sizeof(float));
     bw_node n = {.x_grad = x->needs_grad ? act_bytes(x) : 0, .params = {l->weight, bias},
-                 .scratch = {s.t_floats * sizeof(float), s.backward_col_floats * sizeof(float)},
-                 .gemm = {s.backward_dw_gemm_bytes, s.backward_dx_gemm_bytes}};
-    return push(r, &n);
+                 .conv_t = s.t_floats * sizeof(float), .conv_col = s.backward_col_floats * sizeof(float),
+                 .gemm = {s.backward_dw_gemm_bytes, s.backward_dx_gemm_bytes},
+                 .own = size_class(act_bytes(y))};
+    return push_on(r, n, x, &y->producer);
 }
 
 static p7_status linear_op(replay *r, const layer *l, act *x, const p7_tensor *bias, act *y)
 {
     const uint64_t in = x->c * x->h * x->w, out = (uint64_t)l->cfg.out;
-    *y = (act){x->n, out, 1, 1, 0, 1};
+    *y = (act){x->n, out, 1, 1, 0, 1, -1};
     take(r, ACTIVATIONS, act_bytes(y));
     const p7_gemm_backend b = r->backend;
     gemm(r, p7_gemm_workspace_bytes(r->model->device, b, x->n, out, in, 0));
     bw_node n = {.x_grad = x->needs_grad ? act_bytes(x) : 0, .params = {l->weight, bias},
                  .gemm = {x->needs_grad ? p7_gemm_workspace_bytes(r->model->device, b, x->n, in, out, 0) : 0,
-                          p7_gemm_workspace_bytes(r->model->device, b, out, in, x->n, 0)}};
-    return push(r, &n);
+                          p7_gemm_workspace_bytes(r->model->device, b, out, in, x->n, 0)},
+                 .own = size_class(act_bytes(y))};
+    return push_on(r, n, x, &y->producer);
 }
 
 static p7_status batchnorm_op(replay *r, const layer *l, act *x)
@@ -162,18 +197,23 @@ static p7_status batchnorm_op(replay *r, const layer *l, act *x)
     take(r, ACTIVATIONS, x->c * sizeof(float)); /* saved mean */
     take(r, ACTIVATIONS, x->c * sizeof(float)); /* saved inverse std */
     bw_node n = {.x_grad = x->needs_grad ? act_bytes(x) : 0, .params = {l->weight, l->bias},
-                 .scratch = {(2 * groups * x->c + 2 * x->c) * sizeof(float)}};
-    x->needs_grad = x->needs_grad || l->weight != NULL;
-    return push(r, &n);
+                 .scratch = (2 * groups * x->c + 2 * x->c) * sizeof(float),
+                 .own = size_class(act_bytes(x)) + 2 * size_class(x->c * sizeof(float))};
+    const int wants = x->needs_grad || l->weight != NULL;
+    P7_TRY(push_on(r, n, x, &x->producer));
+    x->needs_grad = wants;
+    return P7_SUCCESS;
 }
 
 /* x * v[member, c] or x + v[member, c]: a new output, gradients for x and v. */
 static p7_status channel_op(replay *r, act *x, const p7_tensor *v)
 {
     take(r, ACTIVATIONS, act_bytes(x));
-    bw_node n = {.x_grad = x->needs_grad ? act_bytes(x) : 0, .params = {v}};
+    bw_node n = {.x_grad = x->needs_grad ? act_bytes(x) : 0, .params = {v},
+                 .own = size_class(act_bytes(x))};
+    P7_TRY(push_on(r, n, x, &x->producer));
     x->needs_grad = 1;
-    return push(r, &n);
+    return P7_SUCCESS;
 }
 
 static p7_status check_in(const layer *l, const act *x, uint64_t in)
@@ -235,26 +275,34 @@ static p7_status member_layers_op(replay *r, const step *s, act *x)
     if (!s->a && x->n % (uint64_t)M != 0)
         return p7_fail(P7_ERROR_INVALID_SHAPE, "memory estimate: member group %s gets %llu rows, not a multiple of %d",
                        m->layers[s->layer].name, (unsigned long long)x->n, M);
+    if (M > MAX_COPIES)
+        return p7_fail(P7_ERROR_INVALID_SHAPE, "memory estimate: member group %s has %d members; at most %d",
+                       m->layers[s->layer].name, M, MAX_COPIES);
     act y = *x;
+    int last[MAX_COPIES];
     for (int k = 0; k < M; k++) {
         act in = *x;
         if (!s->a) {
             in.n = x->n / (uint64_t)M;
-            /* the slice's backward creates x's gradient once (the last member's, first in backward) */
+            /* the slice's backward creates x's gradient once (the last member's, first in
+             * backward); the slice is a view, but its own gradient dies with it */
             bw_node slice = {.x_grad = x->needs_grad && k == M - 1 ? act_bytes(x) : 0};
-            P7_TRY(push(r, &slice));
+            P7_TRY(push_on(r, slice, x, &in.producer));
         }
         const size_t before = r->count;
         P7_TRY(layer_op(r, &m->layers[s->layer + k], &in));
         /* a = 1: the members' layers add into one gradient of x, made by the last member's */
         if (s->a && k < M - 1 && r->count > before) r->nodes[before].x_grad = 0;
+        last[k] = in.producer;
         y = in;
     }
     y.n *= (uint64_t)M;
     r->owner = m->layers[s->layer].name;
     take(r, ACTIVATIONS, act_bytes(&y));
-    bw_node concat = {.x_grad = y.needs_grad ? act_bytes(&y) / (uint64_t)M : 0, .x_grad_copies = (unsigned)M};
-    P7_TRY(push(r, &concat));
+    bw_node concat = {.x_grad = y.needs_grad ? act_bytes(&y) / (uint64_t)M : 0, .x_grad_copies = (unsigned)M,
+                      .own = size_class(act_bytes(&y))};
+    P7_TRY(push_on(r, concat, NULL, &y.producer));
+    for (int k = 0; k < M; k++) r->nodes[y.producer].x_owner[k] = last[k];
     *x = y;
     return P7_SUCCESS;
 }
@@ -286,17 +334,21 @@ static p7_status forward(replay *r, act *x)
         }
         case P7_STEP_FLATTEN: /* a view: no memory, but its own gradient in backward */
             P7_TRY(simple_op(r, x, 0, 0));
-            *x = (act){x->n, x->c * x->h * x->w, 1, 1, 0, x->needs_grad};
+            *x = (act){x->n, x->c * x->h * x->w, 1, 1, 0, x->needs_grad, x->producer};
             break;
         case P7_STEP_TILE_MEMBERS:
             if (m->members > 1) {
                 act y = *x;
                 y.n *= (uint64_t)m->members;
-                /* recorded only when the input needs a gradient; kept either way, by the next op */
+                /* recorded only when the input needs a gradient; kept either way, by the next op
+                 * (whose release frees it then) */
                 take(r, ACTIVATIONS, act_bytes(&y));
+                y.producer = -1;
                 if (x->needs_grad) {
-                    bw_node n = {.x_grad = act_bytes(x)};
-                    P7_TRY(push(r, &n));
+                    bw_node n = {.x_grad = act_bytes(x), .own = size_class(act_bytes(&y))};
+                    P7_TRY(push_on(r, n, x, &y.producer));
+                } else {
+                    r->untaped_tile = size_class(act_bytes(&y));
                 }
                 *x = y;
             }
@@ -313,14 +365,21 @@ static p7_status forward(replay *r, act *x)
         default: return p7_fail(P7_ERROR_STATE, "memory estimate: step %zu has unknown kind %d", i, (int)s->kind);
         }
     }
+    /* the caller holds the logits through backward, so their node's release keeps them */
+    if (x->producer >= 0) {
+        bw_node *logits = &r->nodes[x->producer];
+        const uint64_t held = size_class(act_bytes(x));
+        logits->own = logits->own >= held ? logits->own - held : 0;
+    }
     /* cross-entropy: the loss, the saved probabilities, the row scratch */
     r->owner = "the cross-entropy";
     take(r, ACTIVATIONS, sizeof(float));
     take(r, ACTIVATIONS, act_bytes(x));
     take(r, WORKSPACES, x->n * ACC_BYTES);
     give(r, WORKSPACES, x->n * ACC_BYTES);
-    bw_node n = {.x_grad = act_bytes(x)};
-    return push(r, &n);
+    /* the loss itself stays with the caller */
+    bw_node n = {.x_grad = act_bytes(x), .own = size_class(act_bytes(x))};
+    return push_on(r, n, x, NULL);
 }
 
 static int has_grad(const replay *r, const p7_tensor *p)
@@ -332,26 +391,34 @@ static int has_grad(const replay *r, const p7_tensor *p)
 
 static void backward(replay *r)
 {
-    take(r, ACTIVATION_GRADS, sizeof(float)); /* d loss / d loss */
+    take(r, ACTIVATION_GRADS, sizeof(float)); /* d loss / d loss, freed with the loss's node */
+    if (r->count) r->nodes[r->count - 1].pending += size_class(sizeof(float));
     for (size_t i = r->count; i-- > 0;) {
-        const bw_node *n = &r->nodes[i];
-        for (unsigned c = 0; c < (n->x_grad_copies ? n->x_grad_copies : 1); c++) take(r, ACTIVATION_GRADS, n->x_grad);
+        bw_node *n = &r->nodes[i];
+        for (unsigned c = 0; c < (n->x_grad_copies ? n->x_grad_copies : 1); c++) {
+            take(r, ACTIVATION_GRADS, n->x_grad);
+            const int owner = n->x_owner[c < MAX_COPIES ? c : 0];
+            if (n->x_grad && owner >= 0 && (size_t)owner < i) r->nodes[owner].pending += size_class(n->x_grad);
+        }
         for (int j = 0; j < 3; j++) {
             if (!n->params[j] || has_grad(r, n->params[j])) continue;
             take(r, GRADS, tensor_bytes(n->params[j]));
             r->with_grad[r->with_grad_count++] = n->params[j];
         }
-        take(r, WORKSPACES, n->scratch[0]);
-        take(r, WORKSPACES, n->scratch[1]);
+        take(r, WORKSPACES, n->scratch);
+        workspace(r, WS_CONV_COL, n->conv_col);
+        workspace(r, WS_CONV_T, n->conv_t);
         gemm(r, n->gemm[0]);
         gemm(r, n->gemm[1]);
-        give(r, WORKSPACES, n->scratch[0]);
-        give(r, WORKSPACES, n->scratch[1]);
+        give(r, WORKSPACES, n->scratch);
+        /* the node's release (autograd.c): its output gradient, output and saved tensors */
+        r->live[ACTIVATION_GRADS] -= n->pending;
+        r->live[ACTIVATIONS] -= n->own;
     }
 }
 
-/* One replay of a step, with the GEMM workspace already at `gemm_ws` bytes. */
-static p7_status run(replay *r, const p7_training_shape *shape, uint64_t gemm_ws)
+/* One replay of a step, with the device workspaces already at `ws` bytes. */
+static p7_status run(replay *r, const p7_training_shape *shape, const uint64_t ws[WS_COUNT])
 {
     const p7_model *m = r->model;
     const uint64_t B = (uint64_t)shape->batch, M = (uint64_t)m->members;
@@ -364,7 +431,7 @@ static p7_status run(replay *r, const p7_training_shape *shape, uint64_t gemm_ws
         take(r, PARAMS, tensor_bytes(m->layers[i].running_var));
     }
     act x = {B, (uint64_t)(shape->channels ? shape->channels : 3), (uint64_t)(shape->height ? shape->height : 32),
-             (uint64_t)(shape->width ? shape->width : 32), 1, 0};
+             (uint64_t)(shape->width ? shape->width : 32), 1, 0, -1};
     /* the pipeline's double buffer and the tiled labels hold whole batches, also when the
      * step runs in chunks of B */
     const uint64_t IB = shape->input_batch > 0 ? (uint64_t)shape->input_batch : B;
@@ -380,13 +447,20 @@ static p7_status run(replay *r, const p7_training_shape *shape, uint64_t gemm_ws
      * replacing it, and the epoch's loss sum with its update (measured: six) */
     if (IB > B)
         for (int i = 0; i < 6; i++) take(r, INPUTS, sizeof(float));
-    if (gemm_ws) {
-        take(r, WORKSPACES, gemm_ws);
-        r->gemm_ws = p7_memory_size_class((size_t)gemm_ws);
+    for (int i = 0; i < WS_COUNT; i++) {
+        take(r, WORKSPACES, ws[i]);
+        r->ws[i] = size_class(ws[i]);
     }
-    P7_TRY(forward(r, &x));
     r->with_grad = calloc(m->param_count ? m->param_count : 1, sizeof *r->with_grad);
     if (!r->with_grad) return p7_fail(P7_ERROR_OUT_OF_MEMORY, "memory estimate: out of host memory");
+    /* from the second chunk on, every parameter's gradient exists before the forward (the
+     * chunks add into them); the whole step's backward creates them as it goes */
+    if (IB > B)
+        for (size_t i = 0; i < m->param_count; i++) {
+            take(r, GRADS, tensor_bytes(m->params[i].tensor));
+            r->with_grad[r->with_grad_count++] = m->params[i].tensor;
+        }
+    P7_TRY(forward(r, &x));
     backward(r);
     return P7_SUCCESS;
 }
@@ -407,14 +481,14 @@ p7_status p7_model_estimate_training_memory(const p7_model *model, const p7_trai
     if (shape->optimizer_slots > MAX_STATE_SLOTS)
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_model_estimate_training_memory: %u optimizer slots; at most %d",
                        shape->optimizer_slots, MAX_STATE_SLOTS);
-    /* Twice: the first replay finds the GEMM workspace's largest request, which from the
-     * second step on is allocated before the step begins. */
-    uint64_t gemm_ws = 0;
+    /* Twice: the first replay finds the workspaces' largest requests, which from the
+     * second step on are allocated before the step begins. */
+    uint64_t ws[WS_COUNT] = {0};
     p7_status st = P7_SUCCESS;
     for (int pass = 0; pass < 2 && st == P7_SUCCESS; pass++) {
         replay r = {.model = model, .backend = p7_device_gemm_backend(model->device)};
-        st = run(&r, shape, gemm_ws);
-        gemm_ws = r.gemm_max;
+        st = run(&r, shape, ws);
+        memcpy(ws, r.ws_max, sizeof ws);
         if (st == P7_SUCCESS && pass == 1) {
             out->total = r.peak;
             out->parameters = r.at_peak[PARAMS];

@@ -170,12 +170,23 @@ p7_status p7_tape_backward(p7_tape *tape, p7_tensor *loss)
     P7_TRY(p7_grad_target(tape, loss, &seed, &acc));
     P7_TRY(p7_tensor_fill(seed, 1.0f)); /* d loss / d loss */
 
+    /* Each node is released as soon as its backward has run: every op recorded after it
+     * (the only ones that read its output or add to its output's gradient) has run its
+     * backward already, so its output, saved tensors and output gradient have no reader
+     * left. Releasing them here rather than at the end lets the allocator reuse that
+     * memory for the gradients still to come (VGG11-BN's step held every activation and
+     * every activation gradient at once). */
     p7_status st = P7_SUCCESS;
     for (size_t i = tape->count; i-- > 0 && st == P7_SUCCESS;) {
         p7_node *n = &tape->nodes[i];
-        if (!n->out->grad) continue; /* nothing downstream of this op reached the loss */
-        p7_profile_set_scope(tape->device, n->scope);
-        st = n->backward(tape, n, n->out->grad);
+        if (n->out->grad) { /* else nothing downstream of this op reached the loss */
+            p7_profile_set_scope(tape->device, n->scope);
+            st = n->backward(tape, n, n->out->grad);
+        }
+        if (st == P7_SUCCESS) {
+            release_node(n);
+            tape->count = i;
+        }
     }
     p7_profile_set_scope(tape->device, NULL);
     p7_tape_clear(tape);

@@ -232,6 +232,36 @@ static p7_status alloc_floats(p7_device *device, size_t count, p7_buffer **out)
     return p7_buffer_alloc(device, count * sizeof(float), out);
 }
 
+/* The column matrix and the [O, N*P] product T of every convolution on a device, forward
+ * and backward, live in two device workspaces that grow to the largest layer's need. As
+ * buffers of their own, each layer's sizes differed from every activation's, so once freed
+ * they sat in the allocator's cache unused by anything else: VGG11-BN's training step kept
+ * ~245 MiB of such blocks beside its 505 MiB in use. Only one convolution runs at a time
+ * on the in-order queue, and none keeps either past its call. */
+typedef struct conv_scratch_state {
+    p7_buffer *col, *t;
+} conv_scratch_state;
+
+static const char conv_scratch_key = 0;
+
+static void conv_scratch_destroy(p7_device *device, void *state)
+{
+    (void)device;
+    conv_scratch_state *s = state;
+    p7_buffer_release(s->col);
+    p7_buffer_release(s->t);
+}
+
+static p7_status conv_workspaces(p7_device *device, size_t col_floats, cl_mem *col, size_t t_floats, cl_mem *t)
+{
+    void *state;
+    P7_TRY(p7_device_state(device, &conv_scratch_key, sizeof(conv_scratch_state), conv_scratch_destroy, &state));
+    conv_scratch_state *s = state;
+    if (col_floats) P7_TRY(p7_device_workspace(device, &s->col, col_floats * sizeof(float), col));
+    if (t_floats) P7_TRY(p7_device_workspace(device, &s->t, t_floats * sizeof(float), t));
+    return P7_SUCCESS;
+}
+
 /* The packed "same" im2col with x[n, c] scaled by in_scale[n / (N / members), c] on the
  * way (conv2d_im2col_packed_same_scaled). */
 static p7_status im2col_packed_scaled(p7_device *device, const conv_dims *d, const p7_tensor *x,
@@ -255,14 +285,12 @@ static p7_status im2col_packed_scaled(p7_device *device, const conv_dims *d, con
  * [M, C] (NULL: none) x is first scaled per (member, input channel): inside the packed
  * "same" im2col where that runs, else by a channel_mul pass into a scratch tensor. */
 static p7_status forward_gemm(p7_device *device, const conv_dims *d, const p7_tensor *x, const p7_tensor *w,
-                              const p7_tensor *in_scale, int members, p7_buffer **t)
+                              const p7_tensor *in_scale, int members, cl_mem *t)
 {
     p7_conv2d_scratch plan;
     scratch_of(device, d, p7_device_gemm_backend(device), 0, 0, &plan);
     const int scale_in_im2col = in_scale && plan.forward_packed && same16(d);
-    p7_buffer *col = NULL;
     p7_tensor *scaled = NULL;
-    *t = NULL;
     p7_status st = P7_SUCCESS;
     if (in_scale && !scale_in_im2col) {
         st = p7_tensor_create(device, 4, p7_tensor_shape(x), &scaled);
@@ -270,10 +298,10 @@ static p7_status forward_gemm(p7_device *device, const conv_dims *d, const p7_te
         if (st != P7_SUCCESS) goto done;
         x = scaled;
     }
-    st = alloc_floats(device, plan.forward_col_floats, &col);
-    if (st == P7_SUCCESS) st = alloc_floats(device, plan.t_floats, t);
+    cl_mem colm, tm;
+    st = conv_workspaces(device, plan.forward_col_floats, &colm, plan.t_floats, &tm);
     if (st != P7_SUCCESS) goto done;
-    cl_mem colm = p7_buffer_mem(col), tm = p7_buffer_mem(*t);
+    *t = tm;
     p7_gemm_desc g = p7_gemm_desc_packed(0, 0, d->o, d->np, d->ckk, 1.0f, 0.0f);
     g.a_offset = p7_tensor_offset(w);
     if (plan.forward_packed) {
@@ -286,11 +314,6 @@ static p7_status forward_gemm(p7_device *device, const conv_dims *d, const p7_te
     }
 done:
     p7_tensor_release(scaled); /* in-order queue: the im2col reading it is enqueued */
-    p7_buffer_free(col);
-    if (st != P7_SUCCESS) {
-        p7_buffer_free(*t);
-        *t = NULL;
-    }
     return st;
 }
 
@@ -300,9 +323,8 @@ p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_ten
     conv_dims d;
     P7_TRY(conv_check("conv2d forward", x, w, b, y, stride, pad, &d));
     p7_device *device = p7_tensor_device(x);
-    p7_buffer *t = NULL;
-    P7_TRY(forward_gemm(device, &d, x, w, NULL, 1, &t));
-    cl_mem tm = p7_buffer_mem(t);
+    cl_mem tm;
+    P7_TRY(forward_gemm(device, &d, x, w, NULL, 1, &tm));
 
     cl_kernel k;
     p7_status st = conv_kernel(device, &d, "conv2d_unfold_output", &k);
@@ -315,7 +337,6 @@ p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_ten
                      P7_ARG(has_bias), P7_ARG(n), P7_ARG(o), P7_ARG(plane));
     if (st == P7_SUCCESS) st = launch_rows(device, k, d.n * d.o, "conv2d.unfold_output");
 done:
-    p7_buffer_free(t);
     return st;
 }
 
@@ -384,7 +405,8 @@ p7_status p7_conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int st
     }
 
     /* The folded vectors: [M, O] scales then [M, O] shifts, written on the device. */
-    p7_buffer *folded = NULL, *t = NULL;
+    p7_buffer *folded = NULL;
+    cl_mem tm = NULL;
     p7_status st = P7_SUCCESS;
     cl_mem sm = NULL, hm = NULL;
     cl_ulong so = 0, ho = 0;
@@ -406,9 +428,8 @@ p7_status p7_conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int st
         if (stage->shift) { hm = p7_tensor_mem(stage->shift); ho = p7_tensor_offset(stage->shift); }
     }
 
-    st = forward_gemm(device, &d, x, w, stage->in_scale, members, &t);
+    st = forward_gemm(device, &d, x, w, stage->in_scale, members, &tm);
     if (st != P7_SUCCESS) goto done;
-    cl_mem tm = p7_buffer_mem(t);
     if (!sm) sm = tm; /* unread placeholders: a kernel argument cannot be NULL on every platform */
     if (!hm) hm = tm;
     /* 2x2 / 2 (every VGG pooling) has a kernel of its own: fixed windows as vector loads */
@@ -446,7 +467,6 @@ p7_status p7_conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int st
     if (st == P7_SUCCESS)
         st = launch_rows(device, k, d.n * d.o, pool ? "conv2d.unfold_output_affine_pool" : "conv2d.unfold_output_affine");
 done:
-    p7_buffer_free(t);
     p7_buffer_free(folded);
     return st;
 }
@@ -492,11 +512,9 @@ p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_te
     p7_conv2d_scratch plan;
     scratch_of(device, &d, p7_device_gemm_backend(device), dx != NULL, dw != NULL, &plan);
     const int packed_t = plan.backward_packed_t;
-    p7_buffer *t = NULL, *col = NULL;
-    p7_status st = alloc_floats(device, plan.t_floats, &t);
-    if (st == P7_SUCCESS && (dx || dw)) st = alloc_floats(device, plan.backward_col_floats, &col);
+    cl_mem tm = NULL, col = NULL;
+    p7_status st = conv_workspaces(device, (dx || dw) ? plan.backward_col_floats : 0, &col, plan.t_floats, &tm);
     if (st != P7_SUCCESS) goto done;
-    cl_mem tm = p7_buffer_mem(t);
     cl_uint n = (cl_uint)d.n, o = (cl_uint)d.o, plane = (cl_uint)d.plane;
 
     cl_kernel k;
@@ -525,7 +543,7 @@ p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_te
     }
 
     if (dw) {
-        cl_mem colm = p7_buffer_mem(col);
+        cl_mem colm = col;
         /* dW[O, CKK] (+)= T[O, NP] * col[CKK, NP]^T */
         p7_gemm_desc g = p7_gemm_desc_packed(0, 1, d.o, d.ckk, d.np, 1.0f, dw_accumulate ? 1.0f : 0.0f);
         g.c_offset = p7_tensor_offset(dw);
@@ -542,7 +560,7 @@ p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_te
     if (dx) {
         /* dcol[CKK, NP] = W[O, CKK]^T * T[O, NP], into the col buffer (the dW GEMM that
          * read it is ahead in the queue). */
-        cl_mem colm = p7_buffer_mem(col);
+        cl_mem colm = col;
         p7_gemm_desc g = p7_gemm_desc_packed(1, 0, d.ckk, d.np, d.o, 1.0f, 0.0f);
         g.a_offset = p7_tensor_offset(w);
         st = p7_gemm(device, &g, p7_tensor_mem(w), tm, colm);
@@ -574,8 +592,6 @@ p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_te
         } else if (st == P7_SUCCESS) st = launch_rows(device, k, d.n * d.c * d.h, "conv2d.col2im");
     }
 done:
-    p7_buffer_free(t);
-    p7_buffer_free(col);
     return st;
 }
 

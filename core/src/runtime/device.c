@@ -341,9 +341,10 @@ p7_status p7_device_workspace(p7_device *device, p7_buffer **slot, size_t bytes,
         *out = p7_buffer_mem(*slot);
         return P7_SUCCESS;
     }
-    /* The old workspace may still be read by queued kernels; freeing returns it to the
-     * cache, and the in-order queue guarantees any reuse runs after those kernels. */
-    p7_buffer_free(*slot);
+    /* The old workspace may still be read by queued kernels, which OpenCL lets finish.
+     * It goes back to OpenCL, not to the cache: a workspace only grows, so nothing asks
+     * for its old size again, and a cached copy would only add to the process's memory. */
+    p7_buffer_release(*slot);
     *slot = NULL;
     P7_TRY(p7_buffer_alloc(device, bytes, slot));
     *out = p7_buffer_mem(*slot);

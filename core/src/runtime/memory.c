@@ -211,6 +211,16 @@ void p7_buffer_free(p7_buffer *buffer)
     free(buffer);
 }
 
+void p7_buffer_release(p7_buffer *buffer)
+{
+    if (!buffer) return;
+    p7_device *device = buffer->device;
+    device->mem.bytes_in_use -= buffer->size;
+    device->live_buffers--;
+    clReleaseMemObject(buffer->mem); /* OpenCL keeps it until queued commands using it are done */
+    free(buffer);
+}
+
 p7_status p7_buffer_upload(p7_buffer *buffer, const void *host, size_t bytes)
 {
     if (!buffer || !host) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_buffer_upload: NULL argument");

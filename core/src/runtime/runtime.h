@@ -220,6 +220,10 @@ struct p7_device {
 /* Allocator hooks used by device open/close. */
 void p7_memory_shutdown(p7_device *device);
 
+/* Give a block back to OpenCL instead of the cache: for blocks of a size nothing will
+ * ask for again (an outgrown workspace). NULL is a no-op. */
+void p7_buffer_release(p7_buffer *buffer);
+
 /* Host memory (host_memory.c): bytes this process may still take, the smaller of
  * MemAvailable and the address-space limit (RLIMIT_AS) less what it maps now;
  * UINT64_MAX when neither is known. `limit` (may be NULL) receives which one binds,
@@ -232,7 +236,7 @@ uint64_t p7_host_memory_headroom(char *limit, size_t size);
 
 /* A scratch buffer of at least `bytes`, owned by the device, reused across calls.
  * Only valid until the next call that asks for it; ops on the in-order queue can
- * rely on that. */
+ * rely on that. It only grows, to the largest request made of `slot`. */
 p7_status p7_device_workspace(p7_device *device, p7_buffer **slot, size_t bytes, cl_mem *out);
 
 /* Program-binary disk cache (program_cache.c). Returns 1 on a hit with *out built. */
