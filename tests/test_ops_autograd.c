@@ -99,6 +99,56 @@ static void test_shared_conv_sums_contributions(void **state)
     p7_tape_destroy(tape);
 }
 
+/* relu in place: the same values and gradients as p7_relu on a graph where the input is an
+ * intermediate (a = x * r, loss = sum(relu(a) * q)), checked against the host; a's storage
+ * holds relu(a) afterwards, and a parameter (a leaf that requires gradients) is refused. */
+static void test_relu_inplace(void **state)
+{
+    (void)state;
+    const int64_t s[2] = {4, 5};
+    enum { N = 20 };
+    float xv[N], rv[N], qv[N];
+    p7_test_fill_uniform(xv, N, 31, -1.0f, 1.0f);
+    p7_test_fill_uniform(rv, N, 32, 0.5f, 1.5f);
+    p7_test_fill_uniform(qv, N, 33, -1.0f, 1.0f);
+    for (int i = 0; i < N; i++)
+        if (fabsf(xv[i]) < 0.05f) xv[i] = 0.1f; /* keep away from relu's kink */
+    float grads[2][N], outs[2][N];
+    for (int inplace = 0; inplace < 2; inplace++) {
+        p7_tensor *x = tensor_from(2, s, xv, 1), *r = tensor_from(2, s, rv, 0), *q = tensor_from(2, s, qv, 0);
+        p7_tensor *a, *y, *yq, *loss;
+        p7_tape *tape;
+        P7_ASSERT_OK(p7_tape_create(device, &tape));
+        P7_ASSERT_OK(p7_mul(tape, x, r, &a));
+        P7_ASSERT_OK(inplace ? p7_relu_inplace(tape, a, &y) : p7_relu(tape, a, &y));
+        P7_ASSERT_OK(p7_mul(tape, y, q, &yq));
+        P7_ASSERT_OK(p7_sum(tape, yq, &loss));
+        P7_ASSERT_OK(p7_tensor_download(y, outs[inplace], N));
+        float av[N];
+        P7_ASSERT_OK(p7_tensor_download(a, av, N));
+        for (int i = 0; i < N; i++) {
+            const float want = fmaxf(xv[i] * rv[i], 0.0f);
+            assert_true(outs[inplace][i] == want);
+            assert_true(av[i] == (inplace ? want : xv[i] * rv[i])); /* overwritten only in place */
+        }
+        P7_ASSERT_OK(p7_tape_backward(tape, loss));
+        P7_ASSERT_OK(p7_tensor_download(p7_tensor_grad(x), grads[inplace], N));
+        for (int i = 0; i < N; i++) {
+            const double want = xv[i] * rv[i] > 0 ? (double)rv[i] * qv[i] : 0.0;
+            assert_true(fabs(grads[inplace][i] - want) <= 1e-6 * (1.0 + fabs(want)));
+        }
+        p7_tensor *all[] = {x, r, q, a, y, yq, loss};
+        for (int i = 0; i < 7; i++) p7_tensor_release(all[i]);
+        p7_tape_destroy(tape);
+    }
+    assert_memory_equal(grads[0], grads[1], sizeof grads[0]);
+    p7_tensor *w = tensor_from(2, s, xv, 1), *y = NULL;
+    assert_int_equal(p7_relu_inplace(NULL, w, &y), P7_ERROR_INVALID_ARGUMENT);
+    assert_non_null(strstr(p7_last_error(), "parameter"));
+    assert_null(y);
+    p7_tensor_release(w);
+}
+
 static void test_no_grad_and_errors(void **state)
 {
     (void)state;
@@ -281,6 +331,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_conv_sums_contributions),
         cmocka_unit_test(test_no_grad_and_errors),
+        cmocka_unit_test(test_relu_inplace),
         cmocka_unit_test(test_record_out_of_memory_leaves_tape_intact),
         cmocka_unit_test(test_be_conv_equals_separate_members),
         cmocka_unit_test(test_be_m1_equals_plain),

@@ -25,6 +25,12 @@ P7_API p7_status p7_conv2d(p7_tape *tape, p7_tensor *x, p7_tensor *w, p7_tensor 
 /* x [N,I], w [O,I], b [O] or NULL -> [N,O] = x w^T + b */
 P7_API p7_status p7_linear(p7_tape *tape, p7_tensor *x, p7_tensor *w, p7_tensor *b, p7_tensor **y);
 P7_API p7_status p7_relu(p7_tape *tape, p7_tensor *x, p7_tensor **y);
+/* relu in x's own memory: *y is a new tensor over x's storage, and x's values become
+ * relu(x). Gradients are as p7_relu's (x and *y keep separate gradients). Only for an x
+ * that nothing reads afterwards but this op: no other op takes it, and its producer's
+ * backward does not read its own output (true of every op but relu and the softmaxes).
+ * Saves one activation per use; the model program uses it after its layers. */
+P7_API p7_status p7_relu_inplace(p7_tape *tape, p7_tensor *x, p7_tensor **y);
 /* window k, stride s, no padding */
 P7_API p7_status p7_maxpool2d(p7_tape *tape, p7_tensor *x, int k, int s, p7_tensor **y);
 /* Same elements, new shape (one extent may be -1); p7_flatten keeps axis 0. */

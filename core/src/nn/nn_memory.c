@@ -310,6 +310,7 @@ static p7_status member_layers_op(replay *r, const step *s, act *x)
 static p7_status forward(replay *r, act *x)
 {
     const p7_model *m = r->model;
+    int fresh = 0; /* x came from a layer or member group: a ReLU overwrites it (nn_model.c) */
     for (size_t i = 0; i < m->step_count; i++) {
         const step *s = &m->steps[i];
         static const char *const step_names[] = {"", "a layer", "a relu", "a max-pool", "a flatten",
@@ -318,7 +319,7 @@ static p7_status forward(replay *r, act *x)
         switch (s->kind) {
         case P7_STEP_LAYER: P7_TRY(layer_op(r, &m->layers[s->layer], x)); break;
         case P7_STEP_MEMBER_LAYERS: P7_TRY(member_layers_op(r, s, x)); break;
-        case P7_STEP_RELU: P7_TRY(simple_op(r, x, act_bytes(x), 0)); break;
+        case P7_STEP_RELU: P7_TRY(simple_op(r, x, fresh ? 0 : act_bytes(x), 0)); break;
         case P7_STEP_MAXPOOL: {
             if (!x->spatial || x->h < (uint64_t)s->a || x->w < (uint64_t)s->a || s->a < 1 || s->b < 1)
                 return p7_fail(P7_ERROR_INVALID_SHAPE,
@@ -364,6 +365,7 @@ static p7_status forward(replay *r, act *x)
             break;
         default: return p7_fail(P7_ERROR_STATE, "memory estimate: step %zu has unknown kind %d", i, (int)s->kind);
         }
+        fresh = s->kind == P7_STEP_LAYER || s->kind == P7_STEP_MEMBER_LAYERS;
     }
     /* the caller holds the logits through backward, so their node's release keeps them */
     if (x->producer >= 0) {

@@ -313,6 +313,10 @@ p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int trainin
     const int fuse = m->fuse_eval && !training && !p7_tape_enabled(tape);
     m->fused_last = m->fused_steps_last = 0;
     p7_tensor *h = p7_tensor_retain(x);
+    /* h was made by the step before (a layer or a member group) and only this loop and
+     * that step's tape node hold it, and neither reads it again: a ReLU may overwrite it.
+     * (Never the caller's x, never a view or a pass-through.) */
+    int h_fresh = 0;
     for (size_t i = 0; i < m->step_count; i++) {
         const step *s = &m->steps[i];
         p7_tensor *next = NULL;
@@ -331,6 +335,7 @@ p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int trainin
         if (fused) {
             p7_tensor_release(h);
             h = next;
+            h_fresh = 0;
             i += fused - 1;
             m->fused_last++;
             m->fused_steps_last += fused;
@@ -338,7 +343,7 @@ p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int trainin
         }
         switch (s->kind) {
         case P7_STEP_LAYER: st = layer_forward(m, &m->layers[s->layer], tape, h, training, &next); break;
-        case P7_STEP_RELU: st = p7_relu(tape, h, &next); break;
+        case P7_STEP_RELU: st = h_fresh ? p7_relu_inplace(tape, h, &next) : p7_relu(tape, h, &next); break;
         case P7_STEP_MAXPOOL: st = p7_maxpool2d(tape, h, s->a, s->b, &next); break;
         case P7_STEP_FLATTEN: st = p7_flatten(tape, h, &next); break;
         case P7_STEP_TILE_MEMBERS:
@@ -359,6 +364,7 @@ p7_status p7_model_forward(p7_model *m, p7_tape *tape, p7_tensor *x, int trainin
         p7_tensor_release(h);
         if (st != P7_SUCCESS) { p7_profile_set_scope(x->device, NULL); return st; }
         h = next;
+        h_fresh = s->kind == P7_STEP_LAYER || s->kind == P7_STEP_MEMBER_LAYERS;
     }
     p7_profile_set_scope(x->device, NULL);
     *logits = h;

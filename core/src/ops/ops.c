@@ -141,6 +141,20 @@ p7_status p7_relu(p7_tape *tape, p7_tensor *x, p7_tensor **y)
     return finish(tape, &node, out, y, p7_relu_forward(x, out));
 }
 
+p7_status p7_relu_inplace(p7_tape *tape, p7_tensor *x, p7_tensor **y)
+{
+    P7_TRY(check_out(p7_op_name(P7_OP_RELU), y));
+    if (!x) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "relu in place: NULL input");
+    if (x->is_leaf && x->requires_grad)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "relu in place: x is a leaf that requires gradients (a parameter); "
+                                                  "overwriting it would change the parameter");
+    p7_tensor *out;
+    P7_TRY(p7_tensor_reshape(x, x->ndim, x->shape, &out)); /* a second tensor over x's storage */
+    /* backward reads only out (relu_backward), which holds relu(x): the mask is the same */
+    p7_node node = {.op = p7_op_name(P7_OP_RELU), .backward = relu_backward, .in = {x}};
+    return finish(tape, &node, out, y, p7_relu_forward(x, out));
+}
+
 /* ---- maxpool2d: y = max over each window; dx gathers dy at the argmax ---- */
 
 static p7_status maxpool2d_backward(p7_tape *tape, p7_node *n, p7_tensor *dy)
