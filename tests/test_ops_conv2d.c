@@ -225,6 +225,30 @@ static void test_small_cases(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(device, &cases[i]);
 }
 
+/* Batches whose col or T pass the device's cap (p7_device_options.conv_scratch_floats)
+ * run in chunks of images, dw and db adding up over the chunks: every check of run_case,
+ * on equal chunks with a smaller last one, 2x2 planes (chunks of a multiple of 4 images
+ * for the "same" kernels' runs of 16 pixels) and one image per chunk. */
+static void test_chunked_batches(void **state)
+{
+    (void)state;
+    static const struct {
+        conv_case cc;
+        size_t cap;
+    } cases[] = {
+        {{5, 3, 6, 7, 4, 3, 1, 1, 1, 5}, 4500},    /* 27 * 42 floats an image past 27 * 32 of slack: 3, 2 */
+        {{8, 2, 2, 2, 3, 3, 1, 1, 1, 0}, 720},     /* 2x2 planes: 2 a chunk, rounded up to 4 */
+        {{3, 5, 16, 16, 4, 3, 1, 1, 1, 7}, 30000}, /* chunks 2, 1 */
+        {{4, 3, 7, 7, 4, 3, 2, 0, 0, 3}, 200},     /* stride 2, no bias: one image a chunk */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const p7_device_options o = {.conv_scratch_floats = cases[i].cap};
+        p7_device *capped = p7_test_open_device(&o);
+        run_case(capped, &cases[i].cc);
+        p7_device_close(capped);
+    }
+}
+
 static void expect_shape_error(p7_status st)
 {
     assert_int_equal(st, P7_ERROR_INVALID_SHAPE);
@@ -411,6 +435,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_cases),
+        cmocka_unit_test(test_chunked_batches),
         cmocka_unit_test(test_shape_errors),
         cmocka_unit_test(test_vgg_layer),
         cmocka_unit_test(test_im2col_packed),

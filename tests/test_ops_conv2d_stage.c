@@ -322,6 +322,25 @@ static void test_pooling(void **state)
     run_case(&odd);
 }
 
+/* A single network's stage in chunks of images (a device with a small conv2d scratch cap):
+ * 5 images of 16x32 at 18 * 512 floats each past 18 * 32 of slack, in chunks of 2, 2 and 1. */
+static void test_chunked_batches(void **state)
+{
+    (void)state;
+    p7_device *whole = device;
+    const p7_device_options o = {.conv_scratch_floats = 20000};
+    device = p7_test_open_device(&o);
+    const stage_case pooled = {.n = 5, .c = 2, .h = 16, .w = 32, .o = 3, .k = 3, .s = 1, .p = 1, .members = 1,
+                               .shift = SHARED, .bn = 1, .bn_weight = SHARED, .bn_bias = SHARED, .relu = 1,
+                               .pool_k = 2, .pool_s = 2, .offset = 1};
+    run_case(&pooled);
+    const stage_case plain = {.n = 5, .c = 2, .h = 16, .w = 32, .o = 3, .k = 3, .s = 1, .p = 1, .members = 1,
+                              .scale = SHARED, .shift = SHARED, .offset = 2};
+    run_case(&plain);
+    p7_device_close(device);
+    device = whole;
+}
+
 static void test_shape_errors(void **state)
 {
     (void)state;
@@ -365,6 +384,7 @@ int main(void)
         cmocka_unit_test(test_without_batchnorm),
         cmocka_unit_test(test_batchnorm_variants),
         cmocka_unit_test(test_pooling),
+        cmocka_unit_test(test_chunked_batches),
         cmocka_unit_test(test_shape_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -10,9 +10,11 @@
  *
  * Why [O, N*P] rather than one GEMM row per output pixel: its rows are whole
  * NCHW planes, so reaching NCHW costs a copy of contiguous runs, not a transpose.
- * Scratch buffers come from the caching allocator and go back right after their last
- * kernel is enqueued: the queue is in order, so the next user of the block runs
- * after this op's kernels.
+ * col and T live in two device workspaces (conv_workspaces), and a batch whose col or T
+ * would pass the device's cap (p7_device_options.conv_scratch_floats, 16 MiB each by
+ * default) runs in chunks of images, each a call of its own on views of x, y, dy and dx:
+ * VGG11's second conv at batch 128 needs a 75 MiB col, which a training step would hold
+ * for nothing most of the time. A chunk's GEMM still has thousands of columns.
  */
 #include <stdio.h>
 
@@ -34,6 +36,9 @@ _Static_assert(P7_CONV_PANEL == P7_GEMM_P7_PANEL, "packed im2col must match the 
  * Each work-item already moves whole vectors; sizes 1-16 measured within noise. */
 #define P7_CONV_SAME_LOCAL 16
 #define P7_CONV_SAME_LOCAL_C 4
+
+/* Default cap on col and T per call, in floats (p7_device_options.conv_scratch_floats). */
+#define P7_CONV_SCRATCH_FLOATS ((size_t)4 << 20)
 
 /* The "same" kernels divide pixel indices in float, exact up to 2^22 (kernels/conv2d.cl). */
 #define P7_CONV_SAME_MAX_PLANE ((size_t)1 << 22)
@@ -170,6 +175,28 @@ static int same16(const conv_dims *d)
 
 static size_t packed_panels(size_t n) { return (n + P7_CONV_PANEL - 1) / P7_CONV_PANEL; }
 
+/* Images per call so that col ([C*K*K, images*P], or its packed panels) and T ([O,
+ * images*P]) each stay within the device's cap: all of them when they fit, else equal
+ * chunks (at least one image). On planes below 16 pixels the "same" kernels need runs
+ * of 16 pixels, so chunks there hold a multiple of 16 / P images. */
+static size_t chunk_images(const p7_device *device, const conv_dims *d)
+{
+    const size_t cap = device->conv_scratch_floats ? device->conv_scratch_floats : P7_CONV_SCRATCH_FLOATS;
+    const size_t rows = d->ckk > d->o ? d->ckk : d->o;
+    const size_t slack = rows * P7_CONV_PANEL; /* packed panels round a call's columns up */
+    const size_t per_image = rows * d->plane;
+    size_t per = cap > slack ? (cap - slack) / (per_image ? per_image : 1) : 0;
+    if (per < 1) per = 1;
+    if (per >= d->n) return d->n;
+    const size_t chunks = (d->n + per - 1) / per;
+    per = (d->n + chunks - 1) / chunks;
+    if (d->plane < 16 && 16 % d->plane == 0) {
+        const size_t m = 16 / d->plane;
+        per = (per + m - 1) / m * m;
+    }
+    return per < d->n ? per : d->n;
+}
+
 /* col^T packed as the dW GEMM's B panels (conv2d_im2col_packed_t), into bp from offset 0. */
 static p7_status im2col_packed_t(p7_device *device, const conv_dims *d, const p7_tensor *x, cl_mem bp)
 {
@@ -222,8 +249,9 @@ void p7_conv2d_scratch_of(size_t n, size_t c, size_t h, size_t w, size_t o, size
     d.oh = (h + 2 * (size_t)pad - k) / (size_t)stride + 1;
     d.ow = (w + 2 * (size_t)pad - k) / (size_t)stride + 1;
     d.plane = d.oh * d.ow;
-    d.np = n * d.plane;
     d.ckk = c * k * k;
+    d.n = chunk_images(device, &d); /* the largest chunk's needs */
+    d.np = d.n * d.plane;
     scratch_of(device, &d, backend, need_dx, need_dw, out);
 }
 
@@ -317,12 +345,52 @@ done:
     return st;
 }
 
+/* Images [start, start + count) of the NCHW tensor t as a view (NULL stays NULL). */
+static p7_status rows_of(const p7_tensor *t, size_t start, size_t count, p7_tensor **view)
+{
+    *view = NULL;
+    if (!t) return P7_SUCCESS;
+    const int64_t *s = p7_tensor_shape(t);
+    const int64_t shape[4] = {(int64_t)count, s[1], s[2], s[3]};
+    const size_t per_image = (size_t)(s[1] * s[2] * s[3]);
+    return p7_tensor_view((p7_tensor *)t, start * per_image, 4, shape, view);
+}
+
+static p7_status conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_tensor *b, int stride, int pad,
+                                p7_tensor *y, int whole);
+
+/* The forward in chunks of `per` images (chunk_images). */
+static p7_status forward_chunks(const p7_tensor *x, const p7_tensor *w, const p7_tensor *b, int stride, int pad,
+                                p7_tensor *y, size_t n, size_t per)
+{
+    p7_status st = P7_SUCCESS;
+    for (size_t start = 0; start < n && st == P7_SUCCESS; start += per) {
+        const size_t count = n - start < per ? n - start : per;
+        p7_tensor *xv, *yv = NULL;
+        st = rows_of(x, start, count, &xv);
+        if (st == P7_SUCCESS) st = rows_of(y, start, count, &yv);
+        if (st == P7_SUCCESS) st = conv2d_forward(xv, w, b, stride, pad, yv, 1);
+        p7_tensor_release(xv);
+        p7_tensor_release(yv);
+    }
+    return st;
+}
+
 p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_tensor *b, int stride, int pad,
                             p7_tensor *y)
+{
+    return conv2d_forward(x, w, b, stride, pad, y, 0);
+}
+
+/* whole: run the batch as one call (a chunk of a larger one) */
+static p7_status conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_tensor *b, int stride, int pad,
+                                p7_tensor *y, int whole)
 {
     conv_dims d;
     P7_TRY(conv_check("conv2d forward", x, w, b, y, stride, pad, &d));
     p7_device *device = p7_tensor_device(x);
+    const size_t per = whole ? d.n : chunk_images(device, &d);
+    if (per < d.n) return forward_chunks(x, w, b, stride, pad, y, d.n, per);
     cl_mem tm;
     P7_TRY(forward_gemm(device, &d, x, w, NULL, 1, &tm));
 
@@ -361,8 +429,20 @@ static p7_status stage_vector(const char *name, const p7_tensor *v, const conv_d
     return P7_SUCCESS;
 }
 
+static p7_status conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int stride, int pad,
+                                     const p7_conv_output_stage *stage, p7_tensor *y, int whole);
+
 p7_status p7_conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int stride, int pad,
                                   const p7_conv_output_stage *stage, p7_tensor *y)
+{
+    return conv2d_forward_stage(x, w, stride, pad, stage, y, 0);
+}
+
+/* A single network's stage runs in chunks of images like the plain forward; with members
+ * each chunk would need its members' rows of every per-member vector, so a BatchEnsemble
+ * stage runs whole. */
+static p7_status conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int stride, int pad,
+                                     const p7_conv_output_stage *stage, p7_tensor *y, int whole)
 {
     const char *op = "conv2d output stage";
     conv_dims d;
@@ -383,6 +463,20 @@ p7_status p7_conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int st
     if (members < 1 || d.n % (size_t)members != 0)
         return p7_fail(P7_ERROR_INVALID_SHAPE, "%s: %d members do not divide the %zu images", op, members, d.n);
     p7_device *device = p7_tensor_device(x);
+    const size_t per = whole || members > 1 ? d.n : chunk_images(device, &d);
+    if (per < d.n) {
+        p7_status st = P7_SUCCESS;
+        for (size_t start = 0; start < d.n && st == P7_SUCCESS; start += per) {
+            const size_t count = d.n - start < per ? d.n - start : per;
+            p7_tensor *xv, *yv = NULL;
+            st = rows_of(x, start, count, &xv);
+            if (st == P7_SUCCESS) st = rows_of(y, start, count, &yv);
+            if (st == P7_SUCCESS) st = conv2d_forward_stage(xv, w, stride, pad, stage, yv, 1);
+            p7_tensor_release(xv);
+            p7_tensor_release(yv);
+        }
+        return st;
+    }
     cl_uint s_stride, h_stride, unused;
     P7_TRY(stage_vector("scale", stage->scale, &d, members, device, &s_stride));
     P7_TRY(stage_vector("shift", stage->shift, &d, members, device, &h_stride));
@@ -492,9 +586,43 @@ static p7_status check_grad(const char *op, const char *name, const p7_tensor *g
     return P7_SUCCESS;
 }
 
+static p7_status conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_tensor *dy, int stride, int pad,
+                                p7_tensor *dx, int dx_accumulate, p7_tensor *dw, int dw_accumulate, p7_tensor *db,
+                                int db_accumulate, int whole);
+
+/* The backward in chunks of `per` images: dx by rows; dw and db add up over the chunks. */
+static p7_status backward_chunks(const p7_tensor *x, const p7_tensor *w, const p7_tensor *dy, int stride, int pad,
+                                 p7_tensor *dx, int dx_accumulate, p7_tensor *dw, int dw_accumulate, p7_tensor *db,
+                                 int db_accumulate, size_t n, size_t per)
+{
+    p7_status st = P7_SUCCESS;
+    for (size_t start = 0; start < n && st == P7_SUCCESS; start += per) {
+        const size_t count = n - start < per ? n - start : per;
+        const int later = start > 0;
+        p7_tensor *xv, *dyv = NULL, *dxv = NULL;
+        st = rows_of(x, start, count, &xv);
+        if (st == P7_SUCCESS) st = rows_of(dy, start, count, &dyv);
+        if (st == P7_SUCCESS) st = rows_of(dx, start, count, &dxv);
+        if (st == P7_SUCCESS)
+            st = conv2d_backward(xv, w, dyv, stride, pad, dxv, dx_accumulate, dw, later || dw_accumulate, db,
+                                 later || db_accumulate, 1);
+        p7_tensor_release(xv);
+        p7_tensor_release(dyv);
+        p7_tensor_release(dxv);
+    }
+    return st;
+}
+
 p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_tensor *dy, int stride, int pad,
                              p7_tensor *dx, int dx_accumulate, p7_tensor *dw, int dw_accumulate, p7_tensor *db,
                              int db_accumulate)
+{
+    return conv2d_backward(x, w, dy, stride, pad, dx, dx_accumulate, dw, dw_accumulate, db, db_accumulate, 0);
+}
+
+static p7_status conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_tensor *dy, int stride, int pad,
+                                p7_tensor *dx, int dx_accumulate, p7_tensor *dw, int dw_accumulate, p7_tensor *db,
+                                int db_accumulate, int whole)
 {
     const char *op = "conv2d backward";
     conv_dims d;
@@ -508,6 +636,10 @@ p7_status p7_conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p7_te
                        fmt(db, sb, sizeof sb), d.o, fmt(w, sw, sizeof sw));
     }
     if (!dx && !dw && !db) return P7_SUCCESS;
+    const size_t per = whole ? d.n : chunk_images(device, &d);
+    if (per < d.n)
+        return backward_chunks(x, w, dy, stride, pad, dx, dx_accumulate, dw, dw_accumulate, db, db_accumulate, d.n,
+                               per);
 
     p7_conv2d_scratch plan;
     scratch_of(device, &d, p7_device_gemm_backend(device), dx != NULL, dw != NULL, &plan);

@@ -192,6 +192,7 @@ p7_status p7_device_open(const char *spec, const p7_device_options *options, p7_
     device->poison_allocations = opts.poison_allocations != 0;
     device->reduce_in_float = opts.reduce_in_float != 0;
     device->batchnorm_walk = opts.batchnorm_walk;
+    device->conv_scratch_floats = opts.conv_scratch_floats;
     if (opts.batchnorm_walk < 0 || opts.batchnorm_walk > 2) {
         p7_device_close(device);
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_device_open: batchnorm_walk %d: expected 0, 1 or 2",

@@ -189,6 +189,7 @@ struct p7_device {
     int poison_allocations;      /* options.poison_allocations: tensors start as NaN */
     int reduce_in_float;         /* options.reduce_in_float */
     int batchnorm_walk;          /* options.batchnorm_walk */
+    size_t conv_scratch_floats;  /* options.conv_scratch_floats */
     /* limits, read once at open: ops consult them on every call */
     size_t max_work_group_size;
     int has_fp64;                /* cl_khr_fp64 */
