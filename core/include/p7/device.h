@@ -71,7 +71,7 @@ typedef struct p7_device_options {
                                 has fp64, the path devices without fp64 take (tests cover it) */
     int batchnorm_walk;      /* 0: by device kind (whole planes per work-item on CPUs,
                                 interleaved elements elsewhere), 1: planes, 2: interleaved */
-    size_t conv_scratch_floats; /* 0: the default, 4M floats (16 MiB). conv2d runs the batch in
+    size_t conv_scratch_floats; /* 0: the default, 8M floats (32 MiB). conv2d runs the batch in
                                 chunks of images whose column matrix and GEMM output fit in
                                 this many floats each (tests set it small to cover chunks) */
 } p7_device_options;
