@@ -174,7 +174,8 @@ p7_status p7_channel_reduce_backward(const p7_tensor *dy, const p7_tensor *x, in
     if (x) P7_TRY(same_count("channel backward (dv)", dy, x));
     p7_device *d = p7_tensor_device(dy);
     cl_kernel k;
-    P7_TRY(p7_kernel_get(d, EW_FILE, NULL, "elementwise_channel_reduce", &k));
+    P7_TRY(p7_kernel_get(d, EW_FILE, NULL,
+                         g.hw % 16 == 0 ? "elementwise_channel_reduce_v16" : "elementwise_channel_reduce", &k));
     cl_mem dym = p7_tensor_mem(dy), xm = x ? p7_tensor_mem(x) : dym, dvm = p7_tensor_mem(dv);
     cl_ulong dyo = p7_tensor_offset(dy), xo = x ? p7_tensor_offset(x) : 0, dvo = p7_tensor_offset(dv);
     cl_int has_x = x != NULL, acc = dv_accumulate != 0;
