@@ -54,6 +54,23 @@
     }
 #endif
 
+/* Work-item 0 stores channel c's mean and inverse std and updates the running estimates
+ * (PyTorch keeps the unbiased variance in its running estimate). */
+static void store_stats(const uint c, const acc_t mean, const acc_t var, const ulong count, const float momentum,
+                        const float eps, __global float *save_mean, const ulong smo, __global float *save_invstd,
+                        const ulong sio, __global float *running_mean, const ulong rmo, __global float *running_var,
+                        const ulong rvo, const int has_running)
+{
+    if (get_local_id(0) != 0) return;
+    save_mean[smo + c] = (float)mean;
+    save_invstd[sio + c] = (float)((acc_t)1 / sqrt(var + (acc_t)eps));
+    if (has_running) {
+        const acc_t unbiased = var * (acc_t)count / (acc_t)(count - 1);
+        running_mean[rmo + c] = (float)((1 - (acc_t)momentum) * running_mean[rmo + c] + (acc_t)momentum * mean);
+        running_var[rvo + c] = (float)((1 - (acc_t)momentum) * running_var[rvo + c] + (acc_t)momentum * unbiased);
+    }
+}
+
 /* Training statistics of channel c = group id. mean and the biased variance (two
  * passes: the second sums centred squares, which does not cancel catastrophically). */
 __kernel void batchnorm_stats(__global const float *x, const ulong xo, const uint channels, const uint hw,
@@ -76,17 +93,8 @@ __kernel void batchnorm_stats(__global const float *x, const ulong xo, const uin
     ACC_DECL(q);
     CHANNEL_WALK(rows, hw, channels, c, const acc_t d = (acc_t)x[xo + i_] - mean; ACC_ADD(q, d * d))
     const acc_t var = tree_sum(buf, q) / (acc_t)count;
-
-    if (get_local_id(0) == 0) {
-        save_mean[smo + c] = (float)mean;
-        save_invstd[sio + c] = (float)((acc_t)1 / sqrt(var + (acc_t)eps));
-        if (has_running) {
-            /* PyTorch keeps the unbiased variance in its running estimate */
-            const acc_t unbiased = var * (acc_t)count / (acc_t)(count - 1);
-            running_mean[rmo + c] = (float)((1 - (acc_t)momentum) * running_mean[rmo + c] + (acc_t)momentum * mean);
-            running_var[rvo + c] = (float)((1 - (acc_t)momentum) * running_var[rvo + c] + (acc_t)momentum * unbiased);
-        }
-    }
+    store_stats(c, mean, var, count, momentum, eps, save_mean, smo, save_invstd, sio, running_mean, rmo, running_var,
+                rvo, has_running);
 }
 
 #ifdef P7_BN_PLANES
@@ -144,16 +152,8 @@ __kernel void batchnorm_stats_v16(__global const float *x, const ulong xo, const
     const acc_t sq = tree_sum(buf, q);
     acc_t var = (sq - (acc_t)2 * delta * sl + (acc_t)count * delta * delta) / (acc_t)count;
     var = var > (acc_t)0 ? var : (acc_t)0;
-
-    if (get_local_id(0) == 0) {
-        save_mean[smo + c] = (float)mean;
-        save_invstd[sio + c] = (float)((acc_t)1 / sqrt(var + (acc_t)eps));
-        if (has_running) {
-            const acc_t unbiased = var * (acc_t)count / (acc_t)(count - 1);
-            running_mean[rmo + c] = (float)((1 - (acc_t)momentum) * running_mean[rmo + c] + (acc_t)momentum * mean);
-            running_var[rvo + c] = (float)((1 - (acc_t)momentum) * running_var[rvo + c] + (acc_t)momentum * unbiased);
-        }
-    }
+    store_stats(c, mean, var, count, momentum, eps, save_mean, smo, save_invstd, sio, running_mean, rmo, running_var,
+                rvo, has_running);
 }
 #endif
 

@@ -362,9 +362,12 @@ static p7_status rows_of(const p7_tensor *t, size_t start, size_t count, p7_tens
 static p7_status conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_tensor *b, int stride, int pad,
                                 p7_tensor *y, int whole);
 
-/* The forward in chunks of `per` images (chunk_images). */
-static p7_status forward_chunks(const p7_tensor *x, const p7_tensor *w, const p7_tensor *b, int stride, int pad,
-                                p7_tensor *y, size_t n, size_t per)
+/* One forward call on a chunk's views of x and y. */
+typedef p7_status (*forward_chunk_fn)(const p7_tensor *x, p7_tensor *y, const void *call);
+
+/* A forward in chunks of `per` images (chunk_images): x and y by rows. */
+static p7_status forward_chunks(const p7_tensor *x, p7_tensor *y, size_t n, size_t per, forward_chunk_fn run,
+                                const void *call)
 {
     p7_status st = P7_SUCCESS;
     for (size_t start = 0; start < n && st == P7_SUCCESS; start += per) {
@@ -372,11 +375,22 @@ static p7_status forward_chunks(const p7_tensor *x, const p7_tensor *w, const p7
         p7_tensor *xv, *yv = NULL;
         st = rows_of(x, start, count, &xv);
         if (st == P7_SUCCESS) st = rows_of(y, start, count, &yv);
-        if (st == P7_SUCCESS) st = conv2d_forward(xv, w, b, stride, pad, yv, 1);
+        if (st == P7_SUCCESS) st = run(xv, yv, call);
         p7_tensor_release(xv);
         p7_tensor_release(yv);
     }
     return st;
+}
+
+typedef struct plain_call {
+    const p7_tensor *w, *b;
+    int stride, pad;
+} plain_call;
+
+static p7_status plain_chunk(const p7_tensor *x, p7_tensor *y, const void *call)
+{
+    const plain_call *c = call;
+    return conv2d_forward(x, c->w, c->b, c->stride, c->pad, y, 1);
 }
 
 p7_status p7_conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7_tensor *b, int stride, int pad,
@@ -393,7 +407,10 @@ static p7_status conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7
     P7_TRY(conv_check("conv2d forward", x, w, b, y, stride, pad, &d));
     p7_device *device = p7_tensor_device(x);
     const size_t per = whole ? d.n : chunk_images(device, &d);
-    if (per < d.n) return forward_chunks(x, w, b, stride, pad, y, d.n, per);
+    if (per < d.n) {
+        const plain_call call = {w, b, stride, pad};
+        return forward_chunks(x, y, d.n, per, plain_chunk, &call);
+    }
     cl_mem tm;
     P7_TRY(forward_gemm(device, &d, x, w, NULL, 1, &tm));
 
@@ -435,6 +452,18 @@ static p7_status stage_vector(const char *name, const p7_tensor *v, const conv_d
 static p7_status conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int stride, int pad,
                                      const p7_conv_output_stage *stage, p7_tensor *y, int whole);
 
+typedef struct stage_call {
+    const p7_tensor *w;
+    int stride, pad;
+    const p7_conv_output_stage *stage;
+} stage_call;
+
+static p7_status stage_chunk(const p7_tensor *x, p7_tensor *y, const void *call)
+{
+    const stage_call *c = call;
+    return conv2d_forward_stage(x, c->w, c->stride, c->pad, c->stage, y, 1);
+}
+
 p7_status p7_conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, int stride, int pad,
                                   const p7_conv_output_stage *stage, p7_tensor *y)
 {
@@ -468,17 +497,8 @@ static p7_status conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, in
     p7_device *device = p7_tensor_device(x);
     const size_t per = whole || members > 1 ? d.n : chunk_images(device, &d);
     if (per < d.n) {
-        p7_status st = P7_SUCCESS;
-        for (size_t start = 0; start < d.n && st == P7_SUCCESS; start += per) {
-            const size_t count = d.n - start < per ? d.n - start : per;
-            p7_tensor *xv, *yv = NULL;
-            st = rows_of(x, start, count, &xv);
-            if (st == P7_SUCCESS) st = rows_of(y, start, count, &yv);
-            if (st == P7_SUCCESS) st = conv2d_forward_stage(xv, w, stride, pad, stage, yv, 1);
-            p7_tensor_release(xv);
-            p7_tensor_release(yv);
-        }
-        return st;
+        const stage_call call = {w, stride, pad, stage};
+        return forward_chunks(x, y, d.n, per, stage_chunk, &call);
     }
     cl_uint s_stride, h_stride, unused;
     P7_TRY(stage_vector("scale", stage->scale, &d, members, device, &s_stride));
