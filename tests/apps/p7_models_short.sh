@@ -80,5 +80,9 @@ grep -q '^PyTorch peer unavailable: ' "$work/none" || fail "no 'PyTorch peer una
 n=$(grep -c 'n/a (PyTorch peer unavailable) |$' "$work/none")
 [ "$n" -ge 10 ] || fail "without a peer, $n cells say the peer is unavailable (want 6 rows + 2 cost + 2 memory)"
 
+# 3. A bad --gap-ms is refused by name, before any device work.
+"$bench" --gap-ms -5 > "$work/gap.out" 2> "$work/gap.err" && fail "--gap-ms -5 exited 0"
+grep -q -- '--gap-ms must be 0-10000 (got -5)' "$work/gap.err" || fail "--gap-ms -5: $(cat "$work/gap.err")"
+
 [ "$failures" -eq 0 ] && echo "p7-models --short: every row printed, with and without the peer"
 exit $((failures > 0))
