@@ -243,7 +243,7 @@ static int p7_memory_child(const char *spec, const model_spec *m, int batch, int
     double before = rss_now();
     p7_workload w;
     if (workload_create(device, m, batch, 1, &w)) return -1;
-    p7_training_shape shape = {.batch = batch, .optimizer_slots = 3};
+    p7_training_shape shape = {.batch = batch, .optimizer_slots = p7_optimizer_slots_in_use(w.opt)};
     p7_memory_estimate est = {0};
     CHECK(p7_model_estimate_training_memory(w.model, &shape, &est));
     p7_memory_reset_peak(device);

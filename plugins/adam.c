@@ -99,10 +99,21 @@ static void adam_destroy(p7_opt_instance *s)
     free(s);
 }
 
+/* max_exp_avg_sq (slot 2) only where some group runs AMSGrad, as torch allocates it: a
+ * third parameter-sized buffer VGG11-BN's step would carry for nothing (35.5 MiB). */
+static uint32_t adam_slots_used(const double *hparams, uint32_t groups)
+{
+    uint32_t used = 0x3;
+    for (uint32_t g = 0; g < groups; g++)
+        if (hparams[(size_t)g * HP_COUNT + HP_AMSGRAD] != 0.0) used |= 0x4;
+    return used;
+}
+
 static p7_status adam_init_state(p7_opt_instance *s, const p7_opt_param *params, size_t count)
 {
     for (size_t i = 0; i < count; i++)
         for (unsigned k = 0; k < 3; k++) {
+            if (!params[i].state[k].mem) continue; /* a slot slots_used left out */
             p7_status st = s->host->fill(s->host, params[i].state[k], params[i].count, 0.0f);
             if (st != P7_SUCCESS) return st;
         }
@@ -134,10 +145,13 @@ static p7_status adam_step(p7_opt_instance *s, const p7_opt_param *params, size_
         cl_int decoupled = hp[HP_DECOUPLED] != 0.0, amsgrad = hp[HP_AMSGRAD] != 0.0, maximize = hp[HP_MAXIMIZE] != 0.0;
         cl_ulong po = v->param.offset, go = v->grad.offset, mo = v->state[0].offset, vo = v->state[1].offset,
                  xo = v->state[2].offset, n = v->count;
+        /* without AMSGrad there is no slot 2: the kernel never reads vmax then, but an
+         * argument may not be NULL on every platform */
+        cl_mem vmax = v->state[2].mem ? v->state[2].mem : v->state[1].mem;
         const p7_opt_arg args[] = {
             P7_OPT_ARG(v->param.mem), P7_OPT_ARG(po), P7_OPT_ARG(v->grad.mem), P7_OPT_ARG(go),
             P7_OPT_ARG(v->state[0].mem), P7_OPT_ARG(mo), P7_OPT_ARG(v->state[1].mem), P7_OPT_ARG(vo),
-            P7_OPT_ARG(v->state[2].mem), P7_OPT_ARG(xo), P7_OPT_ARG(n), P7_OPT_ARG(beta1), P7_OPT_ARG(omb1),
+            P7_OPT_ARG(vmax), P7_OPT_ARG(xo), P7_OPT_ARG(n), P7_OPT_ARG(beta1), P7_OPT_ARG(omb1),
             P7_OPT_ARG(beta2), P7_OPT_ARG(omb2), P7_OPT_ARG(eps), P7_OPT_ARG(wd), P7_OPT_ARG(decoupled),
             P7_OPT_ARG(decay_factor), P7_OPT_ARG(amsgrad), P7_OPT_ARG(maximize), P7_OPT_ARG(step_size),
             P7_OPT_ARG(sqrt_bc2),
@@ -204,6 +218,7 @@ static const p7_opt_plugin adam_plugin = {
     .step = adam_step,
     .save = adam_save,
     .load = adam_load,
+    .slots_used = adam_slots_used,
 };
 
 P7_OPT_EXPORT const p7_opt_plugin *p7_optimizer_plugin_entry(uint32_t host_abi_major, uint32_t host_abi_minor)

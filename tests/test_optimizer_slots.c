@@ -88,6 +88,7 @@ static void run_rmsprop(const char *hparams, double momentum, int centered, int 
 {
     p7_tensor *p = param();
     p7_optimizer *opt = make("rmsprop", hparams, p);
+    assert_int_equal(p7_optimizer_slots_in_use(opt), 1 + want_momentum_slot + want_grad_avg);
     assert_non_null(p7_optimizer_state(opt, 0, 0));
     assert_int_equal(p7_optimizer_state(opt, 0, 1) != NULL, want_momentum_slot);
     assert_int_equal(p7_optimizer_state(opt, 0, 2) != NULL, want_grad_avg);
@@ -115,6 +116,31 @@ static void test_only_the_slots_in_use(void **s)
     run_rmsprop("alpha=0.9,momentum=0.5", 0.5, 0, 1, 0);
     run_rmsprop("alpha=0.9,centered=1", 0, 1, 0, 1);
     run_rmsprop("alpha=0.9,momentum=0.5,centered=yes", 0.5, 1, 1, 1);
+}
+
+/* The bundled Adam keeps max_exp_avg_sq (slot 2) only with AMSGrad, as torch does; turning
+ * AMSGrad on later is refused by name. (Its steps against PyTorch, with and without
+ * AMSGrad: test_optimizer_golden.) */
+static void test_adam_amsgrad_slot(void **s)
+{
+    (void)s;
+    p7_tensor *p = param();
+    p7_optimizer_options o = {.hparams = "lr=0.01"};
+    p7_optimizer *plain, *ams;
+    P7_ASSERT_OK(p7_optimizer_create(device, p7_test_plugin("adam"), &p, 1, &o, &plain));
+    assert_int_equal(p7_optimizer_slots_in_use(plain), 2);
+    assert_null(p7_optimizer_state(plain, 0, 2));
+    EXPECT_FAIL(p7_optimizer_set(plain, "amsgrad", 1.0), P7_ERROR_PLUGIN, "max_exp_avg_sq");
+    P7_ASSERT_OK(p7_tensor_set_grad(p, G[0], N));
+    P7_ASSERT_OK(p7_optimizer_step(plain));
+    o.hparams = "lr=0.01,amsgrad=1";
+    P7_ASSERT_OK(p7_optimizer_create(device, p7_test_plugin("adam"), &p, 1, &o, &ams));
+    assert_int_equal(p7_optimizer_slots_in_use(ams), 3);
+    assert_non_null(p7_optimizer_state(ams, 0, 2));
+    assert_int_equal(p7_optimizer_slots_in_use(NULL), 0);
+    p7_optimizer_destroy(plain);
+    p7_optimizer_destroy(ams);
+    p7_tensor_release(p);
 }
 
 /* Turning momentum on after create would need the buffer that was not allocated: refused,
@@ -225,6 +251,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_only_the_slots_in_use),
+        cmocka_unit_test(test_adam_amsgrad_slot),
         cmocka_unit_test(test_change_needing_a_slot_is_refused),
         cmocka_unit_test(test_checkpoints),
         cmocka_unit_test(test_abi_1_0_plugin_loads_and_trains),

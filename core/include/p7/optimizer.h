@@ -137,6 +137,10 @@ P7_API p7_status p7_optimizer_state_by_name(const p7_optimizer *opt, size_t para
                                             p7_tensor **out);
 /* The number of parameters the optimizer was created over. */
 P7_API size_t p7_optimizer_param_count(const p7_optimizer *opt);
+/* State slots allocated per parameter: the plugin's slot_count, less those its slots_used
+ * leaves out for these hyperparameters (Adam without AMSGrad: 2 of 3). What a training
+ * step's memory estimate counts (p7_training_shape.optimizer_slots). 0 for NULL. */
+P7_API unsigned p7_optimizer_slots_in_use(const p7_optimizer *opt);
 
 /* ---- prediction with a weight-perturbing optimizer ----
  * samples == 0: softmax of the model at the current (mean) weights ("IVON@mean").

@@ -438,6 +438,14 @@ p7_status p7_optimizer_state_by_name(const p7_optimizer *o, size_t param, const 
 
 size_t p7_optimizer_param_count(const p7_optimizer *o) { return o ? o->count : 0; }
 
+unsigned p7_optimizer_slots_in_use(const p7_optimizer *o)
+{
+    if (!o) return 0;
+    unsigned n = 0;
+    for (uint32_t s = 0; s < o->vt->slot_count; s++) n += (o->slots_in_use >> s) & 1u;
+    return n;
+}
+
 /* ---- hyperparameters ---- */
 
 static p7_status set_one(p7_optimizer *o, int group, int index, double value)

@@ -154,7 +154,7 @@ p7_status p7_trainer_create(p7_device *device, p7_model *model, p7_optimizer *op
         /* Refuse a step that cannot fit before training: otherwise PoCL would map buffers
          * until it aborts, or a GPU would fail mid-epoch. Four loaders hold four graphs. */
         p7_training_shape shape = {.batch = config->batch * t->loaders,
-                                   .optimizer_slots = p7_optimizer_table(opt)->slot_count};
+                                   .optimizer_slots = p7_optimizer_slots_in_use(opt)};
         int fits = 0;
         t->chunk = config->chunk > 0 && config->chunk < config->batch ? config->chunk : config->batch;
         if (t->chunk < config->batch) {
