@@ -199,7 +199,10 @@ P7_PACK_GATHER(b, NR)
 
 /* One MR x NR tile per work-item over depth [k_begin, k_begin + k_len) of the packed
  * panels; the host splits a deep K into blocks (beta = 1 after the first) so that
- * one B panel block stays in L2 while the A panels stream past it. Tile column q
+ * one B panel block stays in L2 while the A panels stream past it. Where C is small
+ * (few tiles, so one launch per block would be mostly launch cost) the blocks run in
+ * one launch as parts along dimension 2, each into its own C, and gemm_p7_split_sum
+ * adds them. Tile column q
  * reads columns (q % (b_width / NR)) * NR .. + NR - 1 of B panel q / (b_width / NR).
  * Work-groups run in order of dimension 0 first. With n_fastest == 0, dimension 0 is
  * the A panel: consecutive work-groups share one B panel block. With a shallow K the
@@ -210,18 +213,24 @@ void gemm_p7_tile(const uint m, const uint n, const uint k_total, const uint k_b
                   const uint k_len, const int n_fastest, __global const float *restrict ap,
                   const ulong ap_offset, __global const float *restrict bp,
                   const ulong bp_offset, const uint b_width, __global float *restrict c,
-                  const ulong c_offset, const ulong ldc, const float alpha, const float beta)
+                  const ulong c_offset, const ulong ldc, const float alpha, const float beta,
+                  const ulong split_stride)
 {
     const uint p = (uint)get_global_id(n_fastest ? 1 : 0);
     const uint q = (uint)get_global_id(n_fastest ? 0 : 1);
+    /* Split K (dimension 2): part s covers [k_begin + s k_len, ...) and writes its own
+     * C, split_stride floats after part s - 1's; the last part may be shorter. */
+    const uint s = (uint)get_global_id(2);
+    const uint kb = k_begin + s * k_len;
+    const uint kn = min(k_len, k_total - kb);
     const uint tiles_per_panel = b_width / NR;
     const uint b_panel = q / tiles_per_panel, b_column = (q % tiles_per_panel) * NR;
-    const __global float *a = ap + ap_offset + ((size_t)p * k_total + k_begin) * MR;
-    const __global float *b = bp + bp_offset + ((size_t)b_panel * k_total + k_begin) * b_width + b_column;
+    const __global float *a = ap + ap_offset + ((size_t)p * k_total + kb) * MR;
+    const __global float *b = bp + bp_offset + ((size_t)b_panel * k_total + kb) * b_width + b_column;
 
     P7_FOR_ROWS(P7_ROW_DECLARE)
 
-    for (uint k = 0; k < k_len; ++k) {
+    for (uint k = 0; k < kn; ++k) {
         const __global float *ak = a + (size_t)k * MR;
         const __global float *bk = b + (size_t)k * b_width;
         P7_FOR_VECS(P7_B_LOAD, 0)
@@ -231,6 +240,24 @@ void gemm_p7_tile(const uint m, const uint n, const uint k_total, const uint k_b
     const uint i0 = p * MR, j0 = q * NR;
     const uint rows = min((uint)MR, m - i0);
     const uint cols = min((uint)NR, n - j0);
-    __global float *cp = c + c_offset + (size_t)i0 * ldc + j0;
+    __global float *cp = c + c_offset + (size_t)s * split_stride + (size_t)i0 * ldc + j0;
     P7_FOR_ROWS(P7_ROW_STORE)
+}
+
+/* C = alpha * (sum over the parts of a split K, in part order) + beta * C: one work-item
+ * per element of C [m, n]; part s of element (i, j) is at parts[s * m * n + i * n + j].
+ * The fixed order keeps the result the same run to run. */
+__kernel void gemm_p7_split_sum(__global const float *restrict parts, const ulong parts_offset,
+                                const uint splits, const uint m, const uint n,
+                                __global float *restrict c, const ulong c_offset, const ulong ldc,
+                                const float alpha, const float beta)
+{
+    const uint j = (uint)get_global_id(0), i = (uint)get_global_id(1);
+    if (j >= n || i >= m) return;
+    const size_t plane = (size_t)m * n;
+    const __global float *src = parts + parts_offset + (size_t)i * n + j;
+    float acc = 0.0f;
+    for (uint s = 0; s < splits; ++s) acc += src[(size_t)s * plane];
+    __global float *dst = c + c_offset + (size_t)i * ldc + j;
+    *dst = beta == 0.0f ? alpha * acc : alpha * acc + beta * *dst;
 }

@@ -24,6 +24,8 @@ static const gemm_shape vgg11_shapes[] = {
     {"L4 bwdD", 1, 0, 2304, 8192, 256},   {"L6 bwdD", 1, 0, 4608, 2048, 512},
     {"L2 bwdW", 0, 1, 128, 576, 32768},   {"L4 bwdW", 0, 1, 256, 2304, 8192},
     {"L6 bwdW", 0, 1, 512, 4608, 2048},
+    /* conv1's weight gradient: C 64 x 27 over K = 131,072, the split-K path's case */
+    {"L1 bwdW", 0, 1, 64, 27, 131072},
 };
 
 typedef struct fixture { p7_device *device; } fixture;

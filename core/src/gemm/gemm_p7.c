@@ -29,6 +29,26 @@ enum { P7_GEMM_COPY_LX = 16, P7_GEMM_COPY_LY = 4, P7_GEMM_GATHER_LX = 4 };
 
 static size_t round_up(size_t x, size_t to) { return (x + to - 1) / to * to; }
 
+/* Split K: where C is small and K deep (conv1's weight gradient: C 64 x 27, K = 131,072
+ * at batch 128), launching the K blocks one after the other costs a launch per block
+ * for a handful of tiles each (172 launches of ~0.09 ms, mostly overhead). Then all
+ * blocks run in one launch, each into its own copy of C in the workspace, and one pass
+ * adds them. That moves no more memory than the blocks' read-modify-write of C; the
+ * cap keeps the copies (and the workspace) under 4 MiB. */
+enum { P7_GEMM_SPLIT_MAX_FLOATS = 1 << 20 };
+
+static size_t k_blocks(const p7_gemm_p7_params *p, size_t k) { return (k + (size_t)p->kc - 1) / (size_t)p->kc; }
+
+/* The parts of a split K (1: no split) for `p`, or an upper bound over every tuning when
+ * p is NULL. */
+static size_t split_parts(const p7_gemm_p7_params *p, size_t m, size_t n, size_t k)
+{
+    const size_t blocks = p ? k_blocks(p, k) : (k + P7_GEMM_KC_MIN - 1) / P7_GEMM_KC_MIN;
+    if (blocks < 2 || m == 0 || n == 0 || m * n > P7_GEMM_SPLIT_MAX_FLOATS / 2) return 1;
+    if (blocks <= P7_GEMM_SPLIT_MAX_FLOATS / (m * n)) return blocks;
+    return p ? 1 : P7_GEMM_SPLIT_MAX_FLOATS / (m * n);
+}
+
 /* The widest vector (16, 8, 4 or 2 floats) that divides a panel width: the copy
  * packer's vector (-DP7_GEMM_A_VW / _B_VW). Widths are even (params_problem). */
 static int copy_vector_width(int width)
@@ -100,32 +120,77 @@ static p7_status workspace(p7_device *device, size_t bytes, cl_mem *ws)
  * boundary so its panels keep the vector alignment the kernel's loads like. */
 static size_t b_panels_offset(size_t m_rows, size_t k) { return round_up(m_rows * k, 64); }
 
+/* Where a split K's parts start: after the packed panels, on a 64-float boundary. */
+static size_t parts_offset(size_t a_rows, size_t b_cols, size_t k, int b_packed)
+{
+    return b_packed ? round_up(a_rows * k, 64) : round_up(b_panels_offset(a_rows, k) + b_cols * k, 64);
+}
+
 size_t p7_gemm_p7_workspace_bytes(const p7_gemm_p7_params *p, size_t m, size_t n, size_t k, int b_packed)
 {
     /* Without a tile: A panels round M up by less than MR_MAX rows; B panels of an NR
      * that divides 32 round N up no further than 32-wide ones. */
     const size_t a_rows = p ? (m + (size_t)p->mr - 1) / (size_t)p->mr * (size_t)p->mr : m + P7_GEMM_MR_MAX - 1;
     const size_t b_cols = p ? round_up(n, (size_t)p->nr) : round_up(n, P7_GEMM_NR_MAX);
-    if (b_packed) return a_rows * k * sizeof(float);
-    return (b_panels_offset(a_rows, k) + b_cols * k) * sizeof(float);
+    const size_t parts = split_parts(p, m, n, k);
+    if (parts < 2) {
+        if (b_packed) return a_rows * k * sizeof(float);
+        return (b_panels_offset(a_rows, k) + b_cols * k) * sizeof(float);
+    }
+    return (parts_offset(a_rows, b_cols, k, b_packed) + parts * m * n) * sizeof(float);
 }
 
 /* The micro-kernel over K blocks, on A panels at ap/ap_off and B panels b_width wide
  * at bp/bp_off. */
+/* A split K's parts added into C (alpha, beta as the GEMM's). */
+static p7_status sum_parts(p7_device *device, const char *options, const p7_gemm_desc *d, cl_mem c, cl_mem ws,
+                           size_t parts_off, size_t parts)
+{
+    cl_kernel sum;
+    P7_TRY(p7_kernel_get(device, &p7_kernels_gemm_p7, options, "gemm_p7_split_sum", &sum));
+    cl_ulong off = parts_off, c_off = d->c_offset, ldc = d->ldc;
+    cl_uint splits = (cl_uint)parts, m32 = (cl_uint)d->m, n32 = (cl_uint)d->n;
+    float alpha = d->alpha, beta = d->beta;
+    P7_TRY(P7_SET_ARGS(sum, "gemm_p7.split_sum", P7_ARG(ws), P7_ARG(off), P7_ARG(splits), P7_ARG(m32),
+                       P7_ARG(n32), P7_ARG(c), P7_ARG(c_off), P7_ARG(ldc), P7_ARG(alpha), P7_ARG(beta)));
+    const size_t local[2] = {16, 4};
+    const size_t global[2] = {round_up(d->n, local[0]), round_up(d->m, local[1])};
+    return p7_launch(device, sum, 2, global, local, "gemm_p7.split_sum");
+}
+
+/* The micro-kernel over K blocks, on A panels at ap/ap_off and B panels b_width wide
+ * at bp/bp_off; a split K (parts > 1) writes its parts at parts_off in the workspace ws
+ * and adds them into C. */
 static p7_status run_tiles(p7_device *device, const p7_gemm_p7_params *p, const char *options, const p7_gemm_desc *d,
                            cl_mem ap, size_t ap_offset, cl_mem bp, size_t bp_offset, int b_width, cl_mem c,
-                           size_t m_panels, size_t n_tiles)
+                           size_t m_panels, size_t n_tiles, cl_mem ws, size_t parts_off)
 {
     cl_kernel tile;
     P7_TRY(p7_kernel_get(device, &p7_kernels_gemm_p7, options, "gemm_p7_tile", &tile));
-    const size_t blocks = (d->k + (size_t)p->kc - 1) / (size_t)p->kc;
+    const size_t blocks = k_blocks(p, d->k);
     const size_t kc = (d->k + blocks - 1) / blocks; /* equal blocks, none tiny */
+    const size_t parts = split_parts(p, d->m, d->n, d->k);
     cl_uint m32 = (cl_uint)d->m, n32 = (cl_uint)d->n, k32 = (cl_uint)d->k, bw = (cl_uint)b_width;
     cl_int n_fastest = d->k < P7_GEMM_SHALLOW_K;
-    cl_ulong ap_off = ap_offset, bp_off = bp_offset, c_off = d->c_offset, ldc = d->ldc;
+    cl_ulong ap_off = ap_offset, bp_off = bp_offset, c_off = d->c_offset, ldc = d->ldc, split_stride = 0;
     float alpha = d->alpha;
-    size_t global[2] = {n_fastest ? n_tiles : m_panels, n_fastest ? m_panels : n_tiles};
-    const size_t local[2] = {1, 1};
+    size_t global[3] = {n_fastest ? n_tiles : m_panels, n_fastest ? m_panels : n_tiles, 1};
+    const size_t local[3] = {1, 1, 1};
+    if (parts > 1) {
+        /* every block at once, each into its own m x n part: alpha and beta at the sum */
+        cl_uint k_begin = 0, k_len = (cl_uint)kc;
+        float one = 1.0f, zero = 0.0f;
+        cl_ulong part_ld = d->n;
+        split_stride = (cl_ulong)d->m * d->n;
+        cl_ulong first = parts_off;
+        global[2] = (d->k + kc - 1) / kc;
+        P7_TRY(P7_SET_ARGS(tile, "gemm_p7.tile", P7_ARG(m32), P7_ARG(n32), P7_ARG(k32), P7_ARG(k_begin),
+                           P7_ARG(k_len), P7_ARG(n_fastest), P7_ARG(ap), P7_ARG(ap_off), P7_ARG(bp),
+                           P7_ARG(bp_off), P7_ARG(bw), P7_ARG(ws), P7_ARG(first), P7_ARG(part_ld), P7_ARG(one),
+                           P7_ARG(zero), P7_ARG(split_stride)));
+        P7_TRY(p7_launch(device, tile, 3, global, local, "gemm_p7.tile"));
+        return sum_parts(device, options, d, c, ws, parts_off, global[2]);
+    }
     for (size_t k0 = 0; k0 < d->k; k0 += kc) {
         cl_uint k_begin = (cl_uint)k0;
         cl_uint k_len = (cl_uint)(d->k - k0 < kc ? d->k - k0 : kc);
@@ -134,7 +199,7 @@ static p7_status run_tiles(p7_device *device, const p7_gemm_p7_params *p, const 
         P7_TRY(P7_SET_ARGS(tile, "gemm_p7.tile", P7_ARG(m32), P7_ARG(n32), P7_ARG(k32), P7_ARG(k_begin),
                            P7_ARG(k_len), P7_ARG(n_fastest), P7_ARG(ap), P7_ARG(ap_off), P7_ARG(bp),
                            P7_ARG(bp_off), P7_ARG(bw), P7_ARG(c), P7_ARG(c_off), P7_ARG(ldc), P7_ARG(alpha),
-                           P7_ARG(beta)));
+                           P7_ARG(beta), P7_ARG(split_stride)));
         P7_TRY(p7_launch(device, tile, 2, global, local, "gemm_p7.tile"));
     }
     return P7_SUCCESS;
@@ -179,7 +244,8 @@ p7_status p7_gemm_p7_run_with(p7_device *device, const p7_gemm_p7_params *p, con
     P7_TRY(pack(device, options, d, !d->trans_b, 'b', p->nr, (cl_uint)d->n, b, d->b_offset, d->ldb, n_panels, ws,
                 b_offset, "gemm_p7.pack_b"));
 
-    return run_tiles(device, p, options, d, ws, 0, ws, b_offset, p->nr, c, m_panels, n_panels);
+    return run_tiles(device, p, options, d, ws, 0, ws, b_offset, p->nr, c, m_panels, n_panels, ws,
+                     parts_offset(m_panels * mr, n_panels * nr, d->k, 0));
 }
 
 p7_status p7_gemm_p7_run(p7_device *device, const p7_gemm_desc *d, cl_mem a, cl_mem b, cl_mem c)
@@ -206,7 +272,8 @@ p7_status p7_gemm_p7_run_packed_b_with(p7_device *device, const p7_gemm_p7_param
     P7_TRY(workspace(device, p7_gemm_p7_workspace_bytes(p, d->m, d->n, d->k, 1), &ws));
     P7_TRY(pack(device, options, d, d->trans_a, 'a', p->mr, (cl_uint)d->m, a, d->a_offset, d->lda, m_panels, ws, 0,
                 "gemm_p7.pack_a"));
-    return run_tiles(device, p, options, d, ws, 0, bp, bp_offset, P7_GEMM_B_PANEL, c, m_panels, n_tiles);
+    return run_tiles(device, p, options, d, ws, 0, bp, bp_offset, P7_GEMM_B_PANEL, c, m_panels, n_tiles, ws,
+                     parts_offset(m_panels * mr, 0, d->k, 1));
 }
 
 p7_status p7_gemm_p7_run_packed_b(p7_device *device, const p7_gemm_desc *d, cl_mem a, cl_mem bp, size_t bp_offset,
