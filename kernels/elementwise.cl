@@ -1,21 +1,38 @@
 /* Elementwise ops and the BatchEnsemble broadcast plumbing.
  * Offsets are element offsets of tensor views; `acc` selects out = v (0) or out += v (1). */
 
+/* ReLU takes 16 floats per work-item, the ragged end one at a time: PoCL does not
+ * vectorise a kernel whose work-items may return early, and one float per work-item ran
+ * at a third of the memory's speed (relu.backward 1.16 ms on VGG11-BN's conv1 output). */
+#define RELU_VEC 16
+
 __kernel void elementwise_relu_forward(__global const float *x, const ulong xo, __global float *y, const ulong yo,
                               const ulong n)
 {
-    const size_t i = get_global_id(0);
-    if (i < n) y[yo + i] = fmax(x[xo + i], 0.0f);
+    const size_t i = get_global_id(0) * RELU_VEC;
+    if (i + RELU_VEC <= n) {
+        vstore16(fmax(vload16(0, x + xo + i), (float16)(0.0f)), 0, y + yo + i);
+    } else {
+        for (size_t j = i; j < n; ++j) y[yo + j] = fmax(x[xo + j], 0.0f);
+    }
 }
 
 /* ReLU's gradient passes where the output is positive (y > 0 <=> x > 0). */
 __kernel void elementwise_relu_backward(__global const float *y, const ulong yo, __global const float *dy, const ulong dyo,
                                __global float *dx, const ulong dxo, const ulong n, const int acc)
 {
-    const size_t i = get_global_id(0);
-    if (i >= n) return;
-    const float g = y[yo + i] > 0.0f ? dy[dyo + i] : 0.0f;
-    dx[dxo + i] = acc ? dx[dxo + i] + g : g;
+    const size_t i = get_global_id(0) * RELU_VEC;
+    if (i + RELU_VEC <= n) {
+        const int16 pass = isgreater(vload16(0, y + yo + i), (float16)(0.0f));
+        float16 g = select((float16)(0.0f), vload16(0, dy + dyo + i), pass);
+        if (acc) g += vload16(0, dx + dxo + i);
+        vstore16(g, 0, dx + dxo + i);
+    } else {
+        for (size_t j = i; j < n; ++j) {
+            const float g = y[yo + j] > 0.0f ? dy[dyo + j] : 0.0f;
+            dx[dxo + j] = acc ? dx[dxo + j] + g : g;
+        }
+    }
 }
 
 /* op 0: a + b, op 1: a * b */

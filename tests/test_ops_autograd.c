@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "ops/autograd_internal.h"
+#include "ops/op_kernels.h"
 #include "p7_test_support.h"
 
 P7_TEST_FILE_DEVICE
@@ -326,12 +327,46 @@ static void test_be_m1_equals_plain(void **state)
     p7_model_destroy(plain);
 }
 
+/* The ReLU kernels take 16 floats per work-item and the ragged end one at a time: on
+ * views at offsets that are not multiples of 16, with 5 whole vectors and 3 left over, in
+ * both gradient modes (= and +=), against the host; floats outside the views stay. */
+static void test_relu_kernels_on_views(void **state)
+{
+    (void)state;
+    enum { POOL = 400, N = 83 };
+    float init[POOL], out[POOL];
+    p7_test_fill_uniform(init, POOL, 41, -1.0f, 1.0f);
+    const int64_t all[1] = {POOL}, n[1] = {N};
+    for (int acc = 0; acc < 2; acc++) {
+        p7_tensor *pool = tensor_from(1, all, init, 0), *x, *y, *dy, *dx;
+        P7_ASSERT_OK(p7_tensor_view(pool, 3, 1, n, &x));
+        P7_ASSERT_OK(p7_tensor_view(pool, 101, 1, n, &y));
+        P7_ASSERT_OK(p7_tensor_view(pool, 197, 1, n, &dy));
+        P7_ASSERT_OK(p7_tensor_view(pool, 290, 1, n, &dx));
+        P7_ASSERT_OK(p7_relu_forward(x, y));
+        P7_ASSERT_OK(p7_relu_backward(y, dy, dx, acc));
+        P7_ASSERT_OK(p7_tensor_download(pool, out, POOL));
+        float want[POOL];
+        memcpy(want, init, sizeof want);
+        for (int i = 0; i < N; i++) want[101 + i] = fmaxf(init[3 + i], 0.0f);
+        for (int i = 0; i < N; i++) {
+            const float g = want[101 + i] > 0.0f ? init[197 + i] : 0.0f;
+            want[290 + i] = acc ? init[290 + i] + g : g;
+        }
+        for (int i = 0; i < POOL; i++)
+            if (out[i] != want[i]) fail_msg("acc %d: pool[%d] = %.9g, expected %.9g", acc, i, out[i], want[i]);
+        p7_tensor *ts[] = {pool, x, y, dy, dx};
+        for (int i = 0; i < 5; i++) p7_tensor_release(ts[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_conv_sums_contributions),
         cmocka_unit_test(test_no_grad_and_errors),
         cmocka_unit_test(test_relu_inplace),
+        cmocka_unit_test(test_relu_kernels_on_views),
         cmocka_unit_test(test_record_out_of_memory_leaves_tape_intact),
         cmocka_unit_test(test_be_conv_equals_separate_members),
         cmocka_unit_test(test_be_m1_equals_plain),

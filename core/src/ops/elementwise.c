@@ -31,6 +31,9 @@ static int planes_exact(size_t hw) { return hw < PLANES_GROUP_WIDTH || hw % PLAN
 /* The planes form pays off once a plane holds a vector's worth of floats. */
 enum { CHANNEL_PLANES_MIN_HW = 16 };
 
+/* Floats per work-item of the ReLU kernels (RELU_VEC in kernels/elementwise.cl). */
+enum { RELU_VEC = 16 };
+
 static p7_status same_count(const char *op, const p7_tensor *a, const p7_tensor *b)
 {
     if (!a || !b) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "%s: NULL tensor", op);
@@ -54,7 +57,7 @@ p7_status p7_relu_forward(const p7_tensor *x, p7_tensor *y)
     cl_mem xm = p7_tensor_mem(x), ym = p7_tensor_mem(y);
     cl_ulong xo = p7_tensor_offset(x), yo = p7_tensor_offset(y), n = p7_tensor_numel(x);
     P7_TRY(P7_SET_ARGS(k, "relu", P7_ARG(xm), P7_ARG(xo), P7_ARG(ym), P7_ARG(yo), P7_ARG(n)));
-    return launch_1d(d, k, n, "relu.forward");
+    return launch_1d(d, k, (n + RELU_VEC - 1) / RELU_VEC, "relu.forward");
 }
 
 p7_status p7_relu_backward(const p7_tensor *y, const p7_tensor *dy, p7_tensor *dx, int dx_accumulate)
@@ -70,7 +73,7 @@ p7_status p7_relu_backward(const p7_tensor *y, const p7_tensor *dy, p7_tensor *d
     cl_int acc = dx_accumulate != 0;
     P7_TRY(P7_SET_ARGS(k, "relu backward", P7_ARG(ym), P7_ARG(yo), P7_ARG(dym), P7_ARG(dyo), P7_ARG(dxm),
                        P7_ARG(dxo), P7_ARG(n), P7_ARG(acc)));
-    return launch_1d(d, k, n, "relu.backward");
+    return launch_1d(d, k, (n + RELU_VEC - 1) / RELU_VEC, "relu.backward");
 }
 
 static p7_status binary(const char *op, const p7_tensor *a, const p7_tensor *b, p7_tensor *y, cl_int code)
