@@ -24,9 +24,42 @@ static const p7_opt_hparam adam_hparams[HP_COUNT] = {
 static const char *const adam_slots[] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
 
 /* FP_CONTRACT OFF: torch rounds each operation separately. The host passes the scalars
- * torch computes in double (1-beta, lr/bc1, sqrt(bc2), 1-lr*wd) already rounded to float. */
+ * torch computes in double (1-beta, lr/bc1, sqrt(bc2), 1-lr*wd) already rounded to float.
+ * Eight floats per work-item, the ragged end one at a time: PoCL does not vectorise a
+ * kernel whose work-items may return early, and one float per work-item left the step at
+ * ~16 ms for VGG11-BN's 9.2M parameters. Vector arithmetic rounds lane by lane, so both
+ * paths give the same bits. */
+#define ADAM_VEC 8
+#define ADAM_STR2(x) #x
+#define ADAM_STR(x) ADAM_STR2(x)
 static const char adam_source[] =
     "#pragma OPENCL FP_CONTRACT OFF\n"
+    "#define ADAM_VEC " ADAM_STR(ADAM_VEC) "\n"
+    /* one update of T-typed values; LD(ptr) / ST(value, ptr) read and write at j */
+    "#define ADAM_UPDATE(T, LD, ST)                                                    \\\n"
+    "    {                                                                             \\\n"
+    "        T theta = LD(p + po);                                                     \\\n"
+    "        T gr = maximize ? -LD(g + go) : LD(g + go);                               \\\n"
+    "        if (wd != 0.0f) {                                                         \\\n"
+    "            if (decoupled) theta = theta * decay_factor; /* AdamW: before the moments */ \\\n"
+    "            else gr = gr + wd * theta;                   /* Adam: L2 in the gradient */  \\\n"
+    "        }                                                                         \\\n"
+    "        const T mm = beta1 * LD(m + mo) + one_minus_beta1 * gr;                   \\\n"
+    "        const T vv = beta2 * LD(v + vo) + one_minus_beta2 * (gr * gr);            \\\n"
+    "        ST(mm, m + mo);                                                           \\\n"
+    "        ST(vv, v + vo);                                                           \\\n"
+    "        T vd = vv;                                                                \\\n"
+    "        if (amsgrad) {                                                            \\\n"
+    "            vd = fmax(LD(vmax + xo), vv); /* max of the raw v, as torch's code does */ \\\n"
+    "            ST(vd, vmax + xo);                                                    \\\n"
+    "        }                                                                         \\\n"
+    "        const T den = sqrt(vd) / sqrt_bc2 + eps; /* eps after the bias correction */ \\\n"
+    "        ST(theta - step_size * (mm / den), p + po);                               \\\n"
+    "    }\n"
+    "#define LD_VEC(q) vload8(0, (q) + i)\n"
+    "#define ST_VEC(x, q) vstore8((x), 0, (q) + i)\n"
+    "#define LD_ONE(q) (q)[j]\n"
+    "#define ST_ONE(x, q) ((q)[j] = (x))\n"
     "__kernel void adam_step(__global float *p, const ulong po, __global const float *g, const ulong go,\n"
     "                        __global float *m, const ulong mo, __global float *v, const ulong vo,\n"
     "                        __global float *vmax, const ulong xo, const ulong n,\n"
@@ -35,25 +68,12 @@ static const char adam_source[] =
     "                        const int decoupled, const float decay_factor, const int amsgrad,\n"
     "                        const int maximize, const float step_size, const float sqrt_bc2)\n"
     "{\n"
-    "    const ulong i = get_global_id(0);\n"
-    "    if (i >= n) return;\n"
-    "    float theta = p[po + i];\n"
-    "    float gr = maximize ? -g[go + i] : g[go + i];\n"
-    "    if (wd != 0.0f) {\n"
-    "        if (decoupled) theta = theta * decay_factor;   /* AdamW: before the moments */\n"
-    "        else gr = gr + wd * theta;                      /* Adam: L2 in the gradient */\n"
+    "    const ulong i = get_global_id(0) * ADAM_VEC;\n"
+    "    if (i + ADAM_VEC <= n) {\n"
+    "        ADAM_UPDATE(float8, LD_VEC, ST_VEC)\n"
+    "    } else {\n"
+    "        for (ulong j = i; j < n; ++j) ADAM_UPDATE(float, LD_ONE, ST_ONE)\n"
     "    }\n"
-    "    const float mm = beta1 * m[mo + i] + one_minus_beta1 * gr;\n"
-    "    const float vv = beta2 * v[vo + i] + one_minus_beta2 * (gr * gr);\n"
-    "    m[mo + i] = mm;\n"
-    "    v[vo + i] = vv;\n"
-    "    float vd = vv;\n"
-    "    if (amsgrad) {\n"
-    "        vd = fmax(vmax[xo + i], vv);   /* max of the raw v, as torch's code does */\n"
-    "        vmax[xo + i] = vd;\n"
-    "    }\n"
-    "    const float den = sqrt(vd) / sqrt_bc2 + eps;   /* eps after the bias correction */\n"
-    "    p[po + i] = theta - step_size * (mm / den);\n"
     "}\n";
 
 struct p7_opt_instance {
@@ -156,7 +176,8 @@ static p7_status adam_step(p7_opt_instance *s, const p7_opt_param *params, size_
             P7_OPT_ARG(decay_factor), P7_OPT_ARG(amsgrad), P7_OPT_ARG(maximize), P7_OPT_ARG(step_size),
             P7_OPT_ARG(sqrt_bc2),
         };
-        p7_status st = h->launch(h, s->step, "adam.step", (size_t)v->count, sizeof args / sizeof args[0], args);
+        const size_t items = ((size_t)v->count + ADAM_VEC - 1) / ADAM_VEC;
+        p7_status st = h->launch(h, s->step, "adam.step", items, sizeof args / sizeof args[0], args);
         if (st != P7_SUCCESS) return st;
     }
     return P7_SUCCESS;

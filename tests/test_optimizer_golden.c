@@ -162,7 +162,11 @@ static p7_optimizer *make(const char *name, const char *hparams, p7_tensor *p)
     return opt;
 }
 
-/* SGD / Adam: three steps with fixed gradients, theta compared after each. */
+/* SGD / Adam: three steps with fixed gradients, theta compared after each. Then again
+ * on a [5, 6] parameter whose rows each repeat the case: 30 floats are whole vectors of
+ * the kernels' 8- or 16-float paths plus a ragged end, and every row must match. */
+enum { TILED_ROWS = 5 };
+
 static void run_first_order(const char *name, const char *hparams, const float grads[3][6], const double want[3][6],
                             const char *label)
 {
@@ -172,6 +176,35 @@ static void run_first_order(const char *name, const char *hparams, const float g
         set_grad(p, grads[t]);
         P7_ASSERT_OK(p7_optimizer_step(opt));
         expect_close(label, t + 1, p, want[t]);
+    }
+    p7_optimizer_destroy(opt);
+    p7_tensor_release(p);
+
+    float theta[TILED_ROWS * 6], g[TILED_ROWS * 6], got[TILED_ROWS * 6];
+    for (int i = 0; i < TILED_ROWS * 6; i++) theta[i] = THETA0[i % 6];
+    const int64_t shape[2] = {TILED_ROWS, 6};
+    P7_ASSERT_OK(p7_tensor_create(device, 2, shape, &p));
+    P7_ASSERT_OK(p7_tensor_upload(p, theta, TILED_ROWS * 6));
+    P7_ASSERT_OK(p7_tensor_set_requires_grad(p, 1));
+    opt = make(name, hparams, p);
+    for (int t = 0; t < 3; t++) {
+        for (int i = 0; i < TILED_ROWS * 6; i++) g[i] = grads[t][i % 6];
+        set_grad(p, g);
+        P7_ASSERT_OK(p7_optimizer_step(opt));
+        P7_ASSERT_OK(p7_tensor_download(p, got, TILED_ROWS * 6));
+        for (int i = 0; i < TILED_ROWS * 6; i++)
+            if (!(fabs((double)got[i] - want[t][i % 6]) <= TOL)) {
+                print_error("%s [%d, 6] t%d [%d]: got %.10g, want %.10g\n", label, TILED_ROWS, t + 1, i,
+                            (double)got[i], want[t][i % 6]);
+                fail();
+            }
+        /* the last row runs the ragged end's scalar path, the others the vector path */
+        for (int r = 0; r + 1 < TILED_ROWS; r++)
+            if (memcmp(got + r * 6, got + (TILED_ROWS - 1) * 6, 6 * sizeof(float)) != 0) {
+                print_error("%s [%d, 6] t%d: row %d differs in its bits from the last row\n", label, TILED_ROWS,
+                            t + 1, r);
+                fail();
+            }
     }
     p7_optimizer_destroy(opt);
     p7_tensor_release(p);
