@@ -147,6 +147,19 @@ static void test_device_rng_matches_host(void **state)
     var /= (double)(n - 1);
     assert_true(fabs(mean - 1.0) < 0.05);
     assert_true(fabs(sqrt(var) - 0.5) < 0.05);
+    /* element i is the same float whatever the count: the kernel's vector body and its
+     * ragged end (16 floats a work-item) must do the same arithmetic */
+    const size_t counts[] = {37, 16, 5};
+    for (size_t c = 0; c < sizeof counts / sizeof *counts; c++) {
+        const int64_t sc[1] = {(int64_t)counts[c]};
+        p7_tensor *u;
+        float head[37];
+        P7_ASSERT_OK(p7_tensor_create(device, 1, sc, &u));
+        P7_ASSERT_OK(p7_tensor_fill_normal(u, 5, 11, 1.0f, 0.5f));
+        P7_ASSERT_OK(p7_tensor_download(u, head, counts[c]));
+        assert_memory_equal(head, dev, counts[c] * sizeof(float));
+        p7_tensor_release(u);
+    }
     free(dev);
     p7_tensor_release(t);
 }

@@ -147,16 +147,8 @@ static p7_status host_copy(const p7_opt_host *h, p7_opt_buf dst, p7_opt_buf src,
 
 static p7_status host_randn(const p7_opt_host *h, p7_opt_buf dst, uint64_t count, uint64_t seed, uint64_t stream)
 {
-    if (count == 0) return P7_SUCCESS;
-    p7_optimizer *o = opt_of(h);
-    cl_kernel k;
-    P7_TRY(p7_kernel_get(o->device, &p7_kernels_rng_philox, NULL, "rng_philox_fill_normal", &k));
-    cl_ulong offset = dst.offset, n = count, s = seed, st = stream;
-    float mean = 0.0f, std = 1.0f;
-    P7_TRY(P7_SET_ARGS(k, "optimizer randn", P7_ARG(dst.mem), P7_ARG(offset), P7_ARG(n), P7_ARG(s), P7_ARG(st),
-                       P7_ARG(mean), P7_ARG(std)));
-    size_t global = (size_t)((count + 1) / 2);
-    return p7_launch(o->device, k, 1, &global, NULL, "optimizer randn");
+    return p7_fill_normal_mem(opt_of(h)->device, dst.mem, dst.offset, count, seed, stream, 0.0f, 1.0f,
+                              "optimizer randn");
 }
 
 /* ---- views ---- */

@@ -27,4 +27,9 @@ struct p7_tensor {
     unsigned uses;       /* times used as an op input since the tape was last cleared */
 };
 
+/* count Normal(mean, std) floats at `offset` of `mem`, from Philox (seed, stream) as
+ * p7_tensor_fill_normal draws them; `label` names the launch in profiles. */
+p7_status p7_fill_normal_mem(p7_device *device, cl_mem mem, uint64_t offset, uint64_t count, uint64_t seed,
+                             uint64_t stream, float mean, float std, const char *label);
+
 #endif
