@@ -21,26 +21,41 @@ static const p7_opt_hparam sgd_hparams[HP_COUNT] = {
 static const char *const sgd_slots[] = {"momentum_buffer"};
 
 /* FP_CONTRACT OFF: torch rounds each multiply and add separately; fused multiply-adds
- * would move results by an ulp here and there. */
+ * would move results by an ulp here and there. Eight floats per work-item and the ragged
+ * end one at a time, as libadam's kernel: PoCL does not vectorise a kernel whose
+ * work-items may return early. Vector arithmetic rounds lane by lane: the same bits. */
+#define SGD_VEC 8
 static const char sgd_source[] =
     "#pragma OPENCL FP_CONTRACT OFF\n"
+    /* one update of T-typed values; LD(ptr) / ST(value, ptr) read and write at the index */
+    "#define SGD_UPDATE(T, LD, ST)                                                     \\\n"
+    "    {                                                                             \\\n"
+    "        const T theta = LD(p + po);                                               \\\n"
+    "        T d = maximize ? -LD(g + go) : LD(g + go);                                \\\n"
+    "        if (wd != 0.0f) d = d + wd * theta;                                       \\\n"
+    "        if (momentum != 0.0f) {                                                   \\\n"
+    "            /* torch: the first buffer is a copy of d, without the dampening factor */ \\\n"
+    "            const T b = first ? d : momentum * LD(buf + bo) + one_minus_dampening * d; \\\n"
+    "            ST(b, buf + bo);                                                      \\\n"
+    "            d = nesterov ? d + momentum * b : b;                                  \\\n"
+    "        }                                                                         \\\n"
+    "        ST(theta - lr * d, p + po);                                               \\\n"
+    "    }\n"
+    "#define LD_VEC(q) vload8(0, (q) + i)\n"
+    "#define ST_VEC(x, q) vstore8((x), 0, (q) + i)\n"
+    "#define LD_ONE(q) (q)[j]\n"
+    "#define ST_ONE(x, q) ((q)[j] = (x))\n"
     "__kernel void sgd_step(__global float *p, const ulong po, __global const float *g, const ulong go,\n"
     "                       __global float *buf, const ulong bo, const ulong n, const float lr,\n"
     "                       const float momentum, const float one_minus_dampening, const float wd,\n"
     "                       const int nesterov, const int maximize, const int first)\n"
     "{\n"
-    "    const ulong i = get_global_id(0);\n"
-    "    if (i >= n) return;\n"
-    "    const float theta = p[po + i];\n"
-    "    float d = maximize ? -g[go + i] : g[go + i];\n"
-    "    if (wd != 0.0f) d = d + wd * theta;\n"
-    "    if (momentum != 0.0f) {\n"
-    "        /* torch: the first buffer is a copy of d, without the dampening factor */\n"
-    "        const float b = first ? d : momentum * buf[bo + i] + one_minus_dampening * d;\n"
-    "        buf[bo + i] = b;\n"
-    "        d = nesterov ? d + momentum * b : b;\n"
+    "    const ulong i = get_global_id(0) * 8;\n"
+    "    if (i + 8 <= n) {\n"
+    "        SGD_UPDATE(float8, LD_VEC, ST_VEC)\n"
+    "    } else {\n"
+    "        for (ulong j = i; j < n; ++j) SGD_UPDATE(float, LD_ONE, ST_ONE)\n"
     "    }\n"
-    "    p[po + i] = theta - lr * d;\n"
     "}\n";
 
 struct p7_opt_instance {
@@ -138,7 +153,8 @@ static p7_status sgd_step(p7_opt_instance *s, const p7_opt_param *params, size_t
             P7_OPT_ARG(momentum), P7_OPT_ARG(omd), P7_OPT_ARG(wd), P7_OPT_ARG(nesterov),
             P7_OPT_ARG(maximize), P7_OPT_ARG(first),
         };
-        p7_status st = h->launch(h, s->step, "sgd.step", (size_t)v->count, sizeof args / sizeof args[0], args);
+        const size_t items = ((size_t)v->count + SGD_VEC - 1) / SGD_VEC; /* 8 floats each, as the kernel */
+        p7_status st = h->launch(h, s->step, "sgd.step", items, sizeof args / sizeof args[0], args);
         if (st != P7_SUCCESS) return st;
         if (momentum != 0.0f) s->has_buffer[i] = 1;
     }

@@ -392,6 +392,78 @@ static void test_ivon_i3_defaults(void **s)
     p7_tensor_release(p);
 }
 
+/* I1 and I2 again on a [5, 6] parameter whose rows each repeat the case (noise and
+ * gradients tiled row by row): 30 floats are whole vectors of IVON's kernels plus a
+ * ragged end, every row must match the reference, and bit for bit the last row, which
+ * takes the ragged end's scalar path. */
+static void expect_rows(const char *what, int t, const p7_tensor *x, const double *want)
+{
+    float got[TILED_ROWS * 6];
+    P7_ASSERT_OK(p7_tensor_download(x, got, TILED_ROWS * 6));
+    for (int i = 0; i < TILED_ROWS * 6; i++)
+        if (!(fabs((double)got[i] - want[i % 6]) <= TOL)) {
+            print_error("%s [%d, 6] t%d [%d]: got %.10g, want %.10g\n", what, TILED_ROWS, t, i, (double)got[i],
+                        want[i % 6]);
+            fail();
+        }
+    for (int r = 0; r + 1 < TILED_ROWS; r++)
+        if (memcmp(got + r * 6, got + (TILED_ROWS - 1) * 6, 6 * sizeof(float)) != 0) {
+            print_error("%s [%d, 6] t%d: row %d differs in its bits from the last row\n", what, TILED_ROWS, t, r);
+            fail();
+        }
+}
+
+static void run_ivon_tiled(const char *hparams, int samples, const float *const e[3][2], const float sign[3][2],
+                           grad_fn fn, const double theta[3][6], const double h[3][6], const char *label)
+{
+    enum { N = TILED_ROWS * 6 };
+    float v[N];
+    for (int i = 0; i < N; i++) v[i] = THETA0[i % 6];
+    const int64_t shape[2] = {TILED_ROWS, 6}, flat = N;
+    p7_tensor *p;
+    P7_ASSERT_OK(p7_tensor_create(device, 2, shape, &p));
+    P7_ASSERT_OK(p7_tensor_upload(p, v, N));
+    P7_ASSERT_OK(p7_tensor_set_requires_grad(p, 1));
+    p7_optimizer *opt = make("ivon", hparams, p);
+    for (int t = 0; t < 3; t++) {
+        for (int k = 0; k < samples; k++) {
+            float sampled[N], g[N];
+            for (int i = 0; i < N; i++) v[i] = sign[t][k] * e[t][k][i % 6];
+            p7_tensor *eps;
+            P7_ASSERT_OK(p7_tensor_create(device, 1, &flat, &eps));
+            P7_ASSERT_OK(p7_tensor_upload(eps, v, N));
+            P7_ASSERT_OK(p7_optimizer_sample_noise(opt, &eps));
+            P7_ASSERT_OK(p7_tensor_download(p, sampled, N));
+            for (int r = 0; r < TILED_ROWS; r++) fn(sampled + r * 6, t, g + r * 6);
+            set_grad(p, g);
+            P7_ASSERT_OK(p7_optimizer_restore(opt, 1));
+            p7_tensor_release(eps);
+        }
+        P7_ASSERT_OK(p7_optimizer_step(opt));
+        char what[32];
+        snprintf(what, sizeof what, "%s theta", label);
+        expect_rows(what, t + 1, p, theta[t]);
+        snprintf(what, sizeof what, "%s h", label);
+        expect_rows(what, t + 1, slot(opt, "hess"), h[t]);
+    }
+    p7_optimizer_destroy(opt);
+    p7_tensor_release(p);
+}
+
+static void test_ivon_vector_path(void **s)
+{
+    (void)s;
+    const float *const e1[3][2] = {{E[0], NULL}, {E[1], NULL}, {E[2], NULL}};
+    const float one[3][2] = {{1, 1}, {1, 1}, {1, 1}};
+    run_ivon_tiled("lr=0.1,ess=100,hess_init=0.5,beta1=0.9,beta2=0.9,weight_decay=0.01", 1, e1, one, fixed_grad,
+                   X_I1_theta, X_I1_h, "I1");
+    const float *const e2[3][2] = {{E[0], E[1]}, {E[2], E[0]}, {E[1], E[2]}};
+    const float sign[3][2] = {{1, 1}, {1, -1}, {-1, -1}};
+    run_ivon_tiled(
+        "lr=0.05,ess=50,hess_init=1,beta1=0.9,beta2=0.99,weight_decay=1e-3,clip_radius=0.2,rescale_lr=0,debias=0", 2,
+        e2, sign, quadratic_grad, X_I2_theta, X_I2_h, "I2");
+}
+
 /* Two identical samples (same noise, same gradient) give the one-sample result. */
 static void test_ivon_two_identical_samples(void **s)
 {
@@ -545,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_ivon_i1),
         cmocka_unit_test(test_ivon_i2),
         cmocka_unit_test(test_ivon_i3_defaults),
+        cmocka_unit_test(test_ivon_vector_path),
         cmocka_unit_test(test_ivon_two_identical_samples),
         cmocka_unit_test(test_ivon_positivity),
         cmocka_unit_test(test_ivon_eval_sample_restores_bits),
