@@ -140,8 +140,6 @@ size_t p7_gemm_p7_workspace_bytes(const p7_gemm_p7_params *p, size_t m, size_t n
     return (parts_offset(a_rows, b_cols, k, b_packed) + parts * m * n) * sizeof(float);
 }
 
-/* The micro-kernel over K blocks, on A panels at ap/ap_off and B panels b_width wide
- * at bp/bp_off. */
 /* A split K's parts added into C (alpha, beta as the GEMM's). */
 static p7_status sum_parts(p7_device *device, const char *options, const p7_gemm_desc *d, cl_mem c, cl_mem ws,
                            size_t parts_off, size_t parts)
