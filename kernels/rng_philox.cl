@@ -48,15 +48,15 @@ __kernel void rng_philox_fill_random_words(__global float *x, const ulong offset
     }
 }
 
-/* Philox4x32-10 on eight counters at once: lane j of x, y, z, w is word 0..3 of one
+/* Philox4x32-10 on sixteen counters at once: lane j of x, y, z, w is word 0..3 of one
  * block, as p7_philox4x32_10 would give it. */
-inline void p7_philox8(uint8 *x, uint8 *y, uint8 *z, uint8 *w, uint2 k)
+inline void p7_philox16(uint16 *x, uint16 *y, uint16 *z, uint16 *w, uint2 k)
 {
     for (int round = 0; round < 10; round++) {
         if (round > 0) k += (uint2)(0x9E3779B9u, 0xBB67AE85u);
-        const uint8 lo0 = (uint8)(0xD2511F53u) * *x, hi0 = mul_hi((uint8)(0xD2511F53u), *x);
-        const uint8 lo1 = (uint8)(0xCD9E8D57u) * *z, hi1 = mul_hi((uint8)(0xCD9E8D57u), *z);
-        const uint8 nx = hi1 ^ *y ^ k.x, nz = hi0 ^ *w ^ k.y;
+        const uint16 lo0 = (uint16)(0xD2511F53u) * *x, hi0 = mul_hi((uint16)(0xD2511F53u), *x);
+        const uint16 lo1 = (uint16)(0xCD9E8D57u) * *z, hi1 = mul_hi((uint16)(0xCD9E8D57u), *z);
+        const uint16 nx = hi1 ^ *y ^ k.x, nz = hi0 ^ *w ^ k.y;
         *x = nx;
         *y = lo1;
         *z = nz;
@@ -64,37 +64,41 @@ inline void p7_philox8(uint8 *x, uint8 *y, uint8 *z, uint8 *w, uint2 k)
     }
 }
 
-/* Box-Muller's cosine branch on eight (u1, u2) pairs of words: u1 in (0, 1], u2 in [0, 1). */
-inline float8 p7_box_muller8(const uint8 w1, const uint8 w2, const float mean, const float std)
+/* Box-Muller's cosine branch on sixteen (u1, u2) pairs of words: u1 in (0, 1], u2 in [0, 1). */
+inline float16 p7_box_muller16(const uint16 w1, const uint16 w2, const float mean, const float std)
 {
-    const float8 u1 = convert_float8((w1 >> 8) + 1u) * (1.0f / 16777216.0f);
-    const float8 u2 = convert_float8(w2 >> 8) * (1.0f / 16777216.0f);
+    const float16 u1 = convert_float16((w1 >> 8) + 1u) * (1.0f / 16777216.0f);
+    const float16 u2 = convert_float16(w2 >> 8) * (1.0f / 16777216.0f);
     return mean + std * sqrt(-2.0f * log(u1)) * cos(6.2831853071795864769f * u2);
 }
 
 /* Normal(mean, std) by Box-Muller from words 2i (u1 in (0, 1]) and 2i+1 (u2), the
  * cosine branch only, so element i depends on its own two words and nothing else.
- * One work-item per 8 blocks, 16 elements, all computed as vectors (a ragged end too,
+ * One work-item per 16 blocks, 32 elements, all computed as vectors (a ragged end too,
  * then stored one by one), so every element takes the same arithmetic: one block per
  * work-item with an early return kept PoCL from vectorising log and cos, and IVON's
- * noise for VGG11-BN's 9.2M weights took 260 ms a step. */
+ * noise for VGG11-BN's 9.2M weights took 260 ms a step (31 ms with 8 blocks per
+ * work-item, 16 ms with 16: AVX-512's 16 lanes). */
 __kernel void rng_philox_fill_normal(__global float *x, const ulong offset, const ulong count, const ulong seed,
                              const ulong stream, const float mean, const float std)
 {
-    const ulong first = get_global_id(0) * 8; /* first block */
-    const ulong8 blocks = first + (ulong8)(0, 1, 2, 3, 4, 5, 6, 7);
-    uint8 w0 = convert_uint8(blocks), w1 = convert_uint8(blocks >> 32);
-    uint8 w2 = (uint8)((uint)stream), w3 = (uint8)((uint)(stream >> 32));
-    p7_philox8(&w0, &w1, &w2, &w3, (uint2)((uint)seed, (uint)(seed >> 32)));
+    const ulong first = get_global_id(0) * 16; /* first block */
+    const ulong16 blocks = first + (ulong16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    uint16 w0 = convert_uint16(blocks), w1 = convert_uint16(blocks >> 32);
+    uint16 w2 = (uint16)((uint)stream), w3 = (uint16)((uint)(stream >> 32));
+    p7_philox16(&w0, &w1, &w2, &w3, (uint2)((uint)seed, (uint)(seed >> 32)));
     /* block b holds element 2b (words 0, 1) and element 2b + 1 (words 2, 3) */
-    const float8 even = p7_box_muller8(w0, w1, mean, std), odd = p7_box_muller8(w2, w3, mean, std);
-    const float16 z = shuffle2(even, odd, (uint16)(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15));
+    const float16 even = p7_box_muller16(w0, w1, mean, std), odd = p7_box_muller16(w2, w3, mean, std);
+    const float16 lo = shuffle2(even, odd, (uint16)(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23));
+    const float16 hi = shuffle2(even, odd, (uint16)(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31));
     const ulong i0 = first * 2;
-    if (i0 + 16 <= count) {
-        vstore16(z, 0, x + offset + i0);
+    if (i0 + 32 <= count) {
+        vstore16(lo, 0, x + offset + i0);
+        vstore16(hi, 1, x + offset + i0);
     } else if (i0 < count) {
-        float v[16];
-        vstore16(z, 0, v);
-        for (uint j = 0; j < 16 && i0 + j < count; j++) x[offset + i0 + j] = v[j];
+        float v[32];
+        vstore16(lo, 0, v);
+        vstore16(hi, 1, v);
+        for (uint j = 0; j < 32 && i0 + j < count; j++) x[offset + i0 + j] = v[j];
     }
 }

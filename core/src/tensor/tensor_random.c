@@ -31,7 +31,7 @@ p7_status p7_tensor_fill_sign(p7_tensor *t, uint64_t seed, uint64_t stream, floa
 }
 
 /* Elements per work-item of rng_philox_fill_normal (kernels/rng_philox.cl). */
-enum { NORMALS_PER_ITEM = 16 };
+enum { NORMALS_PER_ITEM = 32 };
 
 p7_status p7_fill_normal_mem(p7_device *device, cl_mem mem, uint64_t offset, uint64_t count, uint64_t seed,
                              uint64_t stream, float mean, float std, const char *label)
