@@ -301,6 +301,7 @@ typedef struct options {
     const char *spec, *python, *script;
     int reps, short_mode, profile, peer, threads, memory;
     int gap_ms; /* idle time before each timed rep, so neither side's leftovers (spinning threads) overlap the other's */
+    int warm_steps; /* untimed steps of the same side between the gap and its timed step */
     double peak_gflops; /* > 0: replaces the cpuinfo estimate */
     unsigned model_mask;
 } options;
@@ -320,13 +321,43 @@ static void print_ips(double ips)
 /* GNU OpenMP keeps PyTorch's threads spinning for a while after each parallel region; a p7
  * rep started at once shares the 2 cores with them (VGG11-BN inference measured 0.143-0.162 s
  * against 0.104-0.107 s alone). A short idle gap before every timed rep, on both sides, keeps
- * each side's tail out of the other's measurement without changing either side's settings. */
+ * each side's tail out of the other's measurement without changing either side's settings.
+ * The gap has a cost of its own: the first ~50 ms of work after it run slowly (on the KVM
+ * Zen 5 of docs/performance.md, p7's VGG11-BN inference step took 0.129 s after a 200 ms gap
+ * and 0.112 s without one, and its conv2 and conv3 GEMMs 1.4-1.8x longer). A training loop or
+ * an evaluation runs its steps back to back, so after the gap each side first runs
+ * --warm-steps untimed steps of its own (default 1), and only then the timed one. */
 static void settle(int ms)
 {
     if (ms <= 0) return;
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
+
+/* Adds `n` collected rows into the running sums `acc` (by label), largest total first. */
+static int by_ms_desc(const void *a, const void *b)
+{
+    const double x = ((const p7_profile_row *)a)->total_ms, y = ((const p7_profile_row *)b)->total_ms;
+    return (x < y) - (x > y);
+}
+
+static void profile_merge(p7_profile_row *acc, size_t *nacc, size_t cap, const p7_profile_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < *nacc && strcmp(acc[j].label, rows[i].label) != 0) j++;
+        if (j == *nacc) {
+            if (*nacc == cap) continue; /* the smallest labels beyond cap are dropped */
+            acc[(*nacc)++] = rows[i];
+            continue;
+        }
+        acc[j].launches += rows[i].launches;
+        acc[j].total_ms += rows[i].total_ms;
+    }
+    qsort(acc, *nacc, sizeof *acc, by_ms_desc);
+}
+
+enum { PROFILE_ROWS = 512 };
 
 static int time_model(p7_device *device, peer *py, const options *o, const model_spec *m, int mode,
                       const bench_cpu_peak *peak, p7_workload *w, row *out)
@@ -345,16 +376,33 @@ static int time_model(p7_device *device, peer *py, const options *o, const model
     }
     size_t nrows = 0;
     if (o->profile) CHECK(p7_profile_collect(device, NULL, 0, &nrows)); /* forget the warm-up */
+    static p7_profile_row prof[PROFILE_ROWS], rep_rows[PROFILE_ROWS];
+    size_t nprof = 0;
     double *t = calloc((size_t)reps * 3, sizeof *t);
     if (!t) return -1;
     double p7_wall = 0;
     for (int r = 0; r < reps; r++) {
         settle(o->gap_ms);
+        if (o->warm_steps > 0 && workload_time(device, w, o->warm_steps, &s)) { free(t); return -1; }
+        size_t got = 0;
+        if (o->profile && p7_profile_collect(device, NULL, 0, &got) != P7_SUCCESS) { /* not the warm steps */
+            free(t);
+            return -1;
+        }
         if (workload_time(device, w, steps_per_rep, &t[r])) { free(t); return -1; }
+        if (o->profile) {
+            if (p7_profile_collect(device, rep_rows, PROFILE_ROWS, &got) != P7_SUCCESS) {
+                fprintf(stderr, "p7-models: p7_profile_collect: %s\n", p7_last_error());
+                free(t);
+                return -1;
+            }
+            profile_merge(prof, &nprof, PROFILE_ROWS, rep_rows, got < PROFILE_ROWS ? got : PROFILE_ROWS);
+        }
         p7_wall += t[r] * steps_per_rep;
         for (int l = 0; l < 2; l++) {
             if (!have[l]) continue;
-            snprintf(cmd, sizeof cmd, "run %s %s %s %d %d", m->name, modes[mode], layouts[l], batch, steps_per_rep);
+            snprintf(cmd, sizeof cmd, "run %s %s %s %d %d %d", m->name, modes[mode], layouts[l], batch, steps_per_rep,
+                     o->warm_steps);
             settle(o->gap_ms);
             if (peer_ask(py, cmd, answer, sizeof answer) == 0) t[(size_t)(l + 1) * reps + r] = atof(answer);
             else have[l] = 0;
@@ -372,12 +420,10 @@ static int time_model(p7_device *device, peer *py, const options *o, const model
     if (peer_ok(py)) peer_ask(py, "forget", answer, sizeof answer);
 
     if (o->profile) {
-        static p7_profile_row prof[512];
-        CHECK(p7_profile_collect(device, prof, 512, &nrows));
         printf("\n### p7 profile: %s, %s, batch %d%s\n", m->title, training ? "training" : "inference", batch,
                m->members > 1 ? " per member" : "");
         const p7_network_config cfg = model_config(m);
-        bench_profile_input in = {.rows = prof, .count = nrows < 512 ? nrows : 512, .steps = reps * steps_per_rep,
+        bench_profile_input in = {.rows = prof, .count = nprof, .steps = reps * steps_per_rep,
                                   .wall_s = p7_wall, .gemm_flops_per_step = bench_network_flops(&cfg, batch, training),
                                   .peak = peak};
         bench_profile_print(stdout, &in);
@@ -404,14 +450,15 @@ static void usage(void)
     fprintf(stderr,
             "usage: p7-models [--device SPEC] [--reps N] [--short] [--profile] [--models simple,vgg11,be-vgg11]\n"
             "                 [--no-peer] [--python PATH] [--peer-script PATH] [--threads T] [--no-memory]\n"
-            "                 [--peak-gflops G] [--cpuinfo FILE] [--gap-ms MS]\n"
+            "                 [--peak-gflops G] [--cpuinfo FILE] [--gap-ms MS] [--warm-steps N]\n"
             "--gap-ms MS: idle time before every timed rep of either side (default 200; 0 = none)\n"
+            "--warm-steps N: untimed steps each side runs after the gap, before its timed one (default 1)\n"
             "--cpuinfo FILE: print the FMA peak estimated from FILE (a /proc/cpuinfo copy) and exit\n");
 }
 
 int main(int argc, char **argv)
 {
-    options o = {.python = "/usr/bin/python3", .reps = 5, .peer = 1, .threads = 2, .memory = 1, .gap_ms = 200,
+    options o = {.python = "/usr/bin/python3", .reps = 5, .peer = 1, .threads = 2, .memory = 1, .gap_ms = 200, .warm_steps = 1,
                  .model_mask = (1u << MODEL_COUNT) - 1};
     int reps_set = 0;
     for (int i = 1; i < argc; i++) {
@@ -419,6 +466,7 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--device") && v) o.spec = argv[++i];
         else if (!strcmp(a, "--reps") && v) { o.reps = atoi(argv[++i]); reps_set = 1; }
         else if (!strcmp(a, "--gap-ms") && v) o.gap_ms = atoi(argv[++i]);
+        else if (!strcmp(a, "--warm-steps") && v) o.warm_steps = atoi(argv[++i]);
         else if (!strcmp(a, "--short")) o.short_mode = 1;
         else if (!strcmp(a, "--profile")) o.profile = 1;
         else if (!strcmp(a, "--no-peer")) o.peer = 0;
@@ -457,6 +505,10 @@ int main(int argc, char **argv)
     if (o.short_mode) o.gap_ms = 0;
     if (o.gap_ms < 0 || o.gap_ms > 10000) {
         fprintf(stderr, "p7-models: --gap-ms must be 0-10000 (got %d)\n", o.gap_ms);
+        return 2;
+    }
+    if (o.warm_steps < 0 || o.warm_steps > 100) {
+        fprintf(stderr, "p7-models: --warm-steps must be 0-100 (got %d)\n", o.warm_steps);
         return 2;
     }
     if (o.reps < 1 || o.threads < 1) {

@@ -5,7 +5,9 @@ on request, so the driver can alternate p7 and PyTorch steps within one run.
 
 Serve mode (the default) reads commands on stdin, one per line, and answers one line each:
   prepare MODEL MODE LAYOUT BATCH   build, warm up (2 steps)          -> "ok"
-  run MODEL MODE LAYOUT BATCH STEPS time STEPS steps (after prepare)  -> "<seconds per step>"
+  run MODEL MODE LAYOUT BATCH STEPS [WARM]
+                                    WARM untimed steps (default 0), then
+                                    time STEPS steps (after prepare)  -> "<seconds per step>"
   forget                            drop every prepared model         -> "ok"
   quit
 MODEL simple | vgg11 | be-vgg11 (BatchEnsemble, --members M; BATCH is per member);
@@ -187,10 +189,12 @@ def serve(args):
                 w.time_steps(2)
                 prepared[key] = w
                 answer = "ok"
-            elif words[0] == "run" and len(words) == 6:
+            elif words[0] == "run" and len(words) in (6, 7):
                 key = tuple(words[1:5])
                 if key not in prepared:
                     raise ValueError(f"run before prepare: {' '.join(key)}")
+                for _ in range(int(words[6]) if len(words) == 7 else 0):
+                    prepared[key].step()
                 answer = f"{prepared[key].time_steps(int(words[5])):.6f}"
             else:
                 raise ValueError(f"unknown command {line.strip()!r}")
