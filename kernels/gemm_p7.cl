@@ -202,7 +202,9 @@ P7_PACK_GATHER(b, NR)
  * one B panel block stays in L2 while the A panels stream past it. Where C is small
  * (few tiles, so one launch per block would be mostly launch cost) the blocks run in
  * one launch as parts along dimension 2, each into its own C, and gemm_p7_split_sum
- * adds them. Tile column q
+ * adds them. Dimension 2 also runs a batch of independent products (Winograd's 16):
+ * part s starts part_k deeper in K (split K) or part_a, part_b and part_c floats further
+ * on in the panels and C (a batch). Tile column q
  * reads columns (q % (b_width / NR)) * NR .. + NR - 1 of B panel q / (b_width / NR).
  * Work-groups run in order of dimension 0 first. With n_fastest == 0, dimension 0 is
  * the A panel: consecutive work-groups share one B panel block. With a shallow K the
@@ -214,19 +216,19 @@ void gemm_p7_tile(const uint m, const uint n, const uint k_total, const uint k_b
                   const ulong ap_offset, __global const float *restrict bp,
                   const ulong bp_offset, const uint b_width, __global float *restrict c,
                   const ulong c_offset, const ulong ldc, const float alpha, const float beta,
-                  const ulong split_stride)
+                  const uint part_k, const ulong part_a, const ulong part_b, const ulong part_c)
 {
     const uint p = (uint)get_global_id(n_fastest ? 1 : 0);
     const uint q = (uint)get_global_id(n_fastest ? 0 : 1);
-    /* Split K (dimension 2): part s covers [k_begin + s k_len, ...) and writes its own
-     * C, split_stride floats after part s - 1's; the last part may be shorter. */
+    /* Part s (dimension 2) covers [k_begin + s part_k, ...) of K (a split K's last part
+     * may be shorter) and writes its own C, part_c floats after part s - 1's. */
     const uint s = (uint)get_global_id(2);
-    const uint kb = k_begin + s * k_len;
+    const uint kb = k_begin + s * part_k;
     const uint kn = min(k_len, k_total - kb);
     const uint tiles_per_panel = b_width / NR;
     const uint b_panel = q / tiles_per_panel, b_column = (q % tiles_per_panel) * NR;
-    const __global float *a = ap + ap_offset + ((size_t)p * k_total + kb) * MR;
-    const __global float *b = bp + bp_offset + ((size_t)b_panel * k_total + kb) * b_width + b_column;
+    const __global float *a = ap + ap_offset + s * part_a + ((size_t)p * k_total + kb) * MR;
+    const __global float *b = bp + bp_offset + s * part_b + ((size_t)b_panel * k_total + kb) * b_width + b_column;
 
     P7_FOR_ROWS(P7_ROW_DECLARE)
 
@@ -240,7 +242,7 @@ void gemm_p7_tile(const uint m, const uint n, const uint k_total, const uint k_b
     const uint i0 = p * MR, j0 = q * NR;
     const uint rows = min((uint)MR, m - i0);
     const uint cols = min((uint)NR, n - j0);
-    __global float *cp = c + c_offset + (size_t)s * split_stride + (size_t)i0 * ldc + j0;
+    __global float *cp = c + c_offset + s * part_c + (size_t)i0 * ldc + j0;
     P7_FOR_ROWS(P7_ROW_STORE)
 }
 

@@ -118,6 +118,81 @@ static void check_packed_b(p7_device *device, const p7_gemm_p7_params *p, size_t
     free(ref);
 }
 
+/* Winograd's path: `batch` products with A in MR-row panels (rows past m hold NaN, which
+ * must never reach C) and B in 32-wide panels, at offsets and strides with gaps between
+ * the products, beta != 0; each product against its own float64 reference. */
+static void check_packed_batched(p7_device *device, const p7_gemm_p7_params *p, size_t m, size_t n, size_t k)
+{
+    enum { BATCH = 3 };
+    const size_t mr = (size_t)p->mr, panel = P7_GEMM_P7_PANEL, ldc = n + 2;
+    const size_t a_floats = p7_gemm_packed_a_floats(m, k, p->mr), b_floats = p7_gemm_packed_b_floats(n, k);
+    const size_t a_off = 3, a_stride = a_floats + 5, b_off = 1, b_stride = b_floats + 7;
+    const size_t c_off = 2, c_stride = m * ldc + 4;
+    const size_t na = a_off + BATCH * a_stride, nb = b_off + BATCH * b_stride, nc = c_off + BATCH * c_stride;
+    float *a = malloc(m * k * sizeof *a), *b = malloc(k * n * sizeof *b), *c = malloc(nc * sizeof *c);
+    float *ap = malloc(na * sizeof *ap), *bp = malloc(nb * sizeof *bp), *out = malloc(nc * sizeof *out);
+    double *ref = malloc(m * n * sizeof *ref);
+    const float alpha = 0.5f, beta = -0.25f;
+    p7_test_fill_nan(ap, na);
+    p7_test_fill_nan(bp, nb);
+    p7_test_fill_uniform(c, nc, 29 + m, -1.0f, 1.0f);
+    for (size_t s = 0; s < BATCH; s++) {
+        p7_test_fill_uniform(a, m * k, 31 + s, -1.0f, 1.0f);
+        p7_test_fill_uniform(b, k * n, 37 + s, -1.0f, 1.0f);
+        float *as = ap + a_off + s * a_stride, *bs = bp + b_off + s * b_stride;
+        for (size_t i = 0; i < m; i++)
+            for (size_t kk = 0; kk < k; kk++) as[((i / mr) * k + kk) * mr + i % mr] = a[i * k + kk];
+        for (size_t q = 0; q < (n + panel - 1) / panel; q++)
+            for (size_t kk = 0; kk < k; kk++)
+                for (size_t j = 0; j < panel; j++) {
+                    const size_t col = q * panel + j;
+                    bs[(q * k + kk) * panel + j] = col < n ? b[kk * n + col] : 0.0f;
+                }
+    }
+    p7_tensor *tA = p7_test_upload(device, ap, na), *tB = p7_test_upload(device, bp, nb);
+    p7_tensor *tC = p7_test_upload(device, c, nc);
+    p7_gemm_desc d = p7_gemm_desc_packed(0, 0, m, n, k, alpha, beta);
+    d.ldc = ldc;
+    d.c_offset = c_off;
+    P7_ASSERT_OK(p7_gemm_p7_run_packed_batched_with(device, p, &d, BATCH, p7_tensor_mem(tA), a_off, a_stride,
+                                                    p7_tensor_mem(tB), b_off, b_stride, p7_tensor_mem(tC),
+                                                    c_stride));
+    P7_ASSERT_OK(p7_tensor_download(tC, out, nc));
+    char name[48];
+    for (size_t s = 0; s < BATCH; s++) {
+        p7_test_fill_uniform(a, m * k, 31 + s, -1.0f, 1.0f);
+        p7_test_fill_uniform(b, k * n, 37 + s, -1.0f, 1.0f);
+        const float *cs = c + c_off + s * c_stride, *os = out + c_off + s * c_stride;
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j++) ref[i * n + j] = cs[i * ldc + j];
+        p7_test_gemm_reference(0, 0, m, n, k, alpha, a, k, b, n, beta, ref, n);
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j++) {
+                const double err = fabs((double)os[i * ldc + j] - ref[i * n + j]);
+                if (!(err <= 1e-4 * (sqrt((double)k) + fabs(ref[i * n + j]))))
+                    fail_msg("tile %s, batched product %zu: m=%zu n=%zu k=%zu kc=%d: C[%zu][%zu] = %g, expected %g",
+                             p7_gemm_p7_params_format(p, name, sizeof name), s, m, n, k, p->kc, i, j,
+                             os[i * ldc + j], ref[i * n + j]);
+            }
+        /* the gaps between the products' rows and between the products stay as they were */
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = n; j < ldc; j++)
+                assert_memory_equal(&os[i * ldc + j], &cs[i * ldc + j], sizeof(float));
+        for (size_t g = m * ldc; g < c_stride; g++) assert_memory_equal(&os[g], &cs[g], sizeof(float));
+    }
+    for (size_t g = 0; g < c_off; g++) assert_memory_equal(&out[g], &c[g], sizeof(float));
+    p7_tensor_release(tA);
+    p7_tensor_release(tB);
+    p7_tensor_release(tC);
+    free(a);
+    free(b);
+    free(c);
+    free(ap);
+    free(bp);
+    free(out);
+    free(ref);
+}
+
 static void test_every_candidate_tile(void **state)
 {
     (void)state;
@@ -146,10 +221,47 @@ static void test_every_candidate_tile(void **state)
         blocked.kc = 32;
         check_packed_b(device, &blocked, 37, 97, 300);
         check_packed_b(device, &p, 13, 40, 9);
+        check_packed_batched(device, &blocked, 37, 97, 70); /* three K blocks of 32, 24, ... */
+        check_packed_batched(device, &p, 13, 40, 9);
         char name[48];
-        print_message("  tile %-16s %d cases and 2 packed-B cases match the float64 reference\n",
+        print_message("  tile %-16s %d cases, 2 packed-B and 2 batched cases match the float64 reference\n",
                       p7_gemm_p7_params_format(&p, name, sizeof name), cases);
     }
+    p7_device_close(device);
+}
+
+/* p7_gemm_packed_batched refuses products that would overlap and operands past their
+ * buffers, naming what is wrong, before anything runs. */
+static void test_batched_arguments(void **state)
+{
+    (void)state;
+    p7_device *device = p7_test_open_device(NULL);
+    int mr = 0;
+    P7_ASSERT_OK(p7_gemm_packed_a_rows(device, &mr));
+    const size_t m = 16, n = 32, k = 8;
+    const size_t a_floats = p7_gemm_packed_a_floats(m, k, mr), b_floats = p7_gemm_packed_b_floats(n, k);
+    p7_tensor *ta, *tb, *tc;
+    const int64_t as[1] = {(int64_t)(2 * a_floats)}, bs[1] = {(int64_t)(2 * b_floats)}, cs[1] = {(int64_t)(2 * m * n)};
+    P7_ASSERT_OK(p7_tensor_create(device, 1, as, &ta));
+    P7_ASSERT_OK(p7_tensor_create(device, 1, bs, &tb));
+    P7_ASSERT_OK(p7_tensor_create(device, 1, cs, &tc));
+    p7_gemm_desc d = p7_gemm_desc_packed(0, 0, m, n, k, 1.0f, 0.0f);
+    cl_mem a = p7_tensor_mem(ta), b = p7_tensor_mem(tb), c = p7_tensor_mem(tc);
+    P7_ASSERT_OK(p7_gemm_packed_batched(device, &d, 2, a, 0, a_floats, b, 0, b_floats, c, m * n));
+    assert_int_equal(p7_gemm_packed_batched(device, &d, 2, a, 0, a_floats - 1, b, 0, b_floats, c, m * n),
+                     P7_ERROR_INVALID_SHAPE);
+    assert_non_null(strstr(p7_last_error(), "overlap"));
+    assert_int_equal(p7_gemm_packed_batched(device, &d, 3, a, 0, a_floats, b, 0, b_floats, c, m * n),
+                     P7_ERROR_INVALID_SHAPE);
+    assert_non_null(strstr(p7_last_error(), "A (packed)"));
+    assert_int_equal(p7_gemm_packed_batched(device, &d, 2, a, 0, a_floats, b, 0, b_floats, c, m * n + 1),
+                     P7_ERROR_INVALID_SHAPE);
+    assert_non_null(strstr(p7_last_error(), "matrix C"));
+    assert_int_equal(p7_gemm_packed_batched(device, &d, 0, a, 0, a_floats, b, 0, b_floats, c, m * n),
+                     P7_ERROR_INVALID_SHAPE);
+    p7_tensor_release(ta);
+    p7_tensor_release(tb);
+    p7_tensor_release(tc);
     p7_device_close(device);
 }
 
@@ -428,6 +540,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_params_are_checked),
+        cmocka_unit_test(test_batched_arguments),
         cmocka_unit_test(test_store_round_trip),
         cmocka_unit_test(test_store_refuses_bad_files),
         cmocka_unit_test(test_store_concurrent_writers),

@@ -114,3 +114,50 @@ size_t p7_gemm_workspace_bytes(p7_device *device, p7_gemm_backend backend, size_
     p7_clear_error();
     return p7_gemm_p7_workspace_bytes(NULL, m, n, k, b_packed);
 }
+
+p7_status p7_gemm_packed_a_rows(p7_device *device, int *mr)
+{
+    if (!device || !mr) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_gemm_packed_a_rows: NULL argument");
+    if (!p7_gemm_takes_packed_b(device, P7_GEMM_AUTO))
+        return p7_fail(P7_ERROR_UNSUPPORTED, "p7_gemm_packed_a_rows: the %s backend takes no packed operands",
+                       p7_gemm_backend_name(device->gemm_backend));
+    p7_gemm_p7_params p;
+    P7_TRY(p7_gemm_p7_device_params(device, &p));
+    *mr = p.mr;
+    return P7_SUCCESS;
+}
+
+size_t p7_gemm_packed_a_floats(size_t m, size_t k, int mr)
+{
+    const size_t r = mr > 0 ? (size_t)mr : 1;
+    return (m + r - 1) / r * r * k;
+}
+
+p7_status p7_gemm_packed_batched(p7_device *device, const p7_gemm_desc *desc, size_t batch, cl_mem ap,
+                                 size_t ap_offset, size_t a_stride, cl_mem bp, size_t bp_offset, size_t b_stride,
+                                 cl_mem c, size_t c_stride)
+{
+    if (!device || !desc)
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_gemm_packed_batched: NULL device or descriptor");
+    int mr = 0;
+    P7_TRY(p7_gemm_packed_a_rows(device, &mr));
+    if (desc->m == 0 || desc->n == 0 || desc->k == 0 || batch == 0)
+        return p7_fail(P7_ERROR_INVALID_SHAPE,
+                       "p7_gemm_packed_batched: m=%zu n=%zu k=%zu batch=%zu; every size must be >= 1", desc->m,
+                       desc->n, desc->k, batch);
+    const size_t a_floats = p7_gemm_packed_a_floats(desc->m, desc->k, mr);
+    const size_t b_floats = p7_gemm_packed_b_floats(desc->n, desc->k);
+    if (batch > 1 && (a_stride < a_floats || b_stride < b_floats || c_stride < (desc->m - 1) * desc->ldc + desc->n))
+        return p7_fail(P7_ERROR_INVALID_SHAPE,
+                       "p7_gemm_packed_batched (m=%zu n=%zu k=%zu): strides A %zu, B %zu, C %zu overlap the "
+                       "products (at least %zu, %zu, %zu)",
+                       desc->m, desc->n, desc->k, a_stride, b_stride, c_stride, a_floats, b_floats,
+                       (desc->m - 1) * desc->ldc + desc->n);
+    /* the last product of each operand, seen as one row of its floats; the first lies below */
+    const size_t last = batch - 1;
+    P7_TRY(check_operand("A (packed)", ap, 1, a_floats, a_floats, ap_offset + last * a_stride, desc));
+    P7_TRY(check_operand("B (packed)", bp, 1, b_floats, b_floats, bp_offset + last * b_stride, desc));
+    P7_TRY(check_operand("C", c, desc->m, desc->n, desc->ldc, desc->c_offset + last * c_stride, desc));
+    return p7_gemm_p7_run_packed_batched(device, desc, batch, ap, ap_offset, a_stride, bp, bp_offset, b_stride, c,
+                                         c_stride);
+}

@@ -170,7 +170,9 @@ static p7_status run_tiles(p7_device *device, const p7_gemm_p7_params *p, const 
     const size_t parts = split_parts(p, d->m, d->n, d->k);
     cl_uint m32 = (cl_uint)d->m, n32 = (cl_uint)d->n, k32 = (cl_uint)d->k, bw = (cl_uint)b_width;
     cl_int n_fastest = d->k < P7_GEMM_SHALLOW_K;
-    cl_ulong ap_off = ap_offset, bp_off = bp_offset, c_off = d->c_offset, ldc = d->ldc, split_stride = 0;
+    cl_ulong ap_off = ap_offset, bp_off = bp_offset, c_off = d->c_offset, ldc = d->ldc, part_c = 0;
+    cl_ulong part_a = 0, part_b = 0;
+    cl_uint part_k = 0;
     float alpha = d->alpha;
     size_t global[3] = {n_fastest ? n_tiles : m_panels, n_fastest ? m_panels : n_tiles, 1};
     const size_t local[3] = {1, 1, 1};
@@ -179,13 +181,14 @@ static p7_status run_tiles(p7_device *device, const p7_gemm_p7_params *p, const 
         cl_uint k_begin = 0, k_len = (cl_uint)kc;
         float one = 1.0f, zero = 0.0f;
         cl_ulong part_ld = d->n;
-        split_stride = (cl_ulong)d->m * d->n;
+        part_c = (cl_ulong)d->m * d->n;
+        part_k = k_len;
         cl_ulong first = parts_off;
         global[2] = (d->k + kc - 1) / kc;
         P7_TRY(P7_SET_ARGS(tile, "gemm_p7.tile", P7_ARG(m32), P7_ARG(n32), P7_ARG(k32), P7_ARG(k_begin),
                            P7_ARG(k_len), P7_ARG(n_fastest), P7_ARG(ap), P7_ARG(ap_off), P7_ARG(bp),
                            P7_ARG(bp_off), P7_ARG(bw), P7_ARG(ws), P7_ARG(first), P7_ARG(part_ld), P7_ARG(one),
-                           P7_ARG(zero), P7_ARG(split_stride)));
+                           P7_ARG(zero), P7_ARG(part_k), P7_ARG(part_a), P7_ARG(part_b), P7_ARG(part_c)));
         P7_TRY(p7_launch(device, tile, 3, global, local, "gemm_p7.tile"));
         return sum_parts(device, options, d, c, ws, parts_off, global[2]);
     }
@@ -197,8 +200,41 @@ static p7_status run_tiles(p7_device *device, const p7_gemm_p7_params *p, const 
         P7_TRY(P7_SET_ARGS(tile, "gemm_p7.tile", P7_ARG(m32), P7_ARG(n32), P7_ARG(k32), P7_ARG(k_begin),
                            P7_ARG(k_len), P7_ARG(n_fastest), P7_ARG(ap), P7_ARG(ap_off), P7_ARG(bp),
                            P7_ARG(bp_off), P7_ARG(bw), P7_ARG(c), P7_ARG(c_off), P7_ARG(ldc), P7_ARG(alpha),
-                           P7_ARG(beta), P7_ARG(split_stride)));
+                           P7_ARG(beta), P7_ARG(part_k), P7_ARG(part_a), P7_ARG(part_b), P7_ARG(part_c)));
         P7_TRY(p7_launch(device, tile, 2, global, local, "gemm_p7.tile"));
+    }
+    return P7_SUCCESS;
+}
+
+/* `batch` products, both operands packed, in one launch per K block: part s of the
+ * tile kernel's dimension 2 is product s (no split K; a deep K runs block after block). */
+static p7_status run_batched_tiles(p7_device *device, const p7_gemm_p7_params *p, const char *options,
+                                   const p7_gemm_desc *d, size_t batch, cl_mem ap, size_t ap_offset,
+                                   size_t a_stride, cl_mem bp, size_t bp_offset, size_t b_stride, cl_mem c,
+                                   size_t c_stride)
+{
+    cl_kernel tile;
+    P7_TRY(p7_kernel_get(device, &p7_kernels_gemm_p7, options, "gemm_p7_tile", &tile));
+    const size_t m_panels = (d->m + (size_t)p->mr - 1) / (size_t)p->mr;
+    const size_t n_tiles = (d->n + (size_t)p->nr - 1) / (size_t)p->nr;
+    const size_t blocks = k_blocks(p, d->k);
+    const size_t kc = (d->k + blocks - 1) / blocks;
+    cl_uint m32 = (cl_uint)d->m, n32 = (cl_uint)d->n, k32 = (cl_uint)d->k, bw = P7_GEMM_B_PANEL, part_k = 0;
+    cl_int n_fastest = d->k < P7_GEMM_SHALLOW_K;
+    cl_ulong ap_off = ap_offset, bp_off = bp_offset, c_off = d->c_offset, ldc = d->ldc;
+    cl_ulong part_a = a_stride, part_b = b_stride, part_c = c_stride;
+    float alpha = d->alpha;
+    const size_t global[3] = {n_fastest ? n_tiles : m_panels, n_fastest ? m_panels : n_tiles, batch};
+    const size_t local[3] = {1, 1, 1};
+    for (size_t k0 = 0; k0 < d->k; k0 += kc) {
+        cl_uint k_begin = (cl_uint)k0;
+        cl_uint k_len = (cl_uint)(d->k - k0 < kc ? d->k - k0 : kc);
+        float beta = k0 == 0 ? d->beta : 1.0f;
+        P7_TRY(P7_SET_ARGS(tile, "gemm_p7.tile", P7_ARG(m32), P7_ARG(n32), P7_ARG(k32), P7_ARG(k_begin),
+                           P7_ARG(k_len), P7_ARG(n_fastest), P7_ARG(ap), P7_ARG(ap_off), P7_ARG(bp),
+                           P7_ARG(bp_off), P7_ARG(bw), P7_ARG(c), P7_ARG(c_off), P7_ARG(ldc), P7_ARG(alpha),
+                           P7_ARG(beta), P7_ARG(part_k), P7_ARG(part_a), P7_ARG(part_b), P7_ARG(part_c)));
+        P7_TRY(p7_launch(device, tile, 3, global, local, "gemm_p7.tile"));
     }
     return P7_SUCCESS;
 }
@@ -280,4 +316,27 @@ p7_status p7_gemm_p7_run_packed_b(p7_device *device, const p7_gemm_desc *d, cl_m
     p7_gemm_p7_params p;
     P7_TRY(p7_gemm_p7_device_params(device, &p));
     return p7_gemm_p7_run_packed_b_with(device, &p, d, a, bp, bp_offset, c);
+}
+
+p7_status p7_gemm_p7_run_packed_batched_with(p7_device *device, const p7_gemm_p7_params *p, const p7_gemm_desc *d,
+                                             size_t batch, cl_mem ap, size_t ap_offset, size_t a_stride, cl_mem bp,
+                                             size_t bp_offset, size_t b_stride, cl_mem c, size_t c_stride)
+{
+    const char *problem = p7_gemm_p7_params_problem(p);
+    if (problem) return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_gemm (p7 backend): %s", problem);
+    P7_TRY(check_sizes(d));
+    char options[160];
+    build_options(p, options, sizeof options);
+    return run_batched_tiles(device, p, options, d, batch, ap, ap_offset, a_stride, bp, bp_offset, b_stride, c,
+                             c_stride);
+}
+
+p7_status p7_gemm_p7_run_packed_batched(p7_device *device, const p7_gemm_desc *d, size_t batch, cl_mem ap,
+                                        size_t ap_offset, size_t a_stride, cl_mem bp, size_t bp_offset,
+                                        size_t b_stride, cl_mem c, size_t c_stride)
+{
+    p7_gemm_p7_params p;
+    P7_TRY(p7_gemm_p7_device_params(device, &p));
+    return p7_gemm_p7_run_packed_batched_with(device, &p, d, batch, ap, ap_offset, a_stride, bp, bp_offset, b_stride,
+                                              c, c_stride);
 }

@@ -26,6 +26,22 @@ size_t p7_gemm_packed_b_floats(size_t n, size_t k);
 p7_status p7_gemm_packed_b(p7_device *device, const p7_gemm_desc *desc, cl_mem a, cl_mem bp, size_t bp_offset,
                            cl_mem c);
 
+/* Rows of the device's packed A panels (p7's tile MR): A packed is
+ * ap[(p*K + k)*MR + r] = A[p*MR + r][k], zero (or anything: those rows are never stored)
+ * past row M. Fails with P7_ERROR_UNSUPPORTED where the backend takes no packed operands. */
+p7_status p7_gemm_packed_a_rows(p7_device *device, int *mr);
+
+/* Floats of a packed A of m x k in panels of mr rows. */
+size_t p7_gemm_packed_a_floats(size_t m, size_t k, int mr);
+
+/* `batch` products C_s = alpha * A_s * B_s + beta * C_s in one launch per K block (desc's
+ * trans flags, lda, ldb and A/B offsets are ignored): A_s packed at ap_offset + s*a_stride,
+ * B_s packed at bp_offset + s*b_stride, C_s at desc->c_offset + s*c_stride (ldc). Winograd's
+ * 16 products per convolution go through here. */
+p7_status p7_gemm_packed_batched(p7_device *device, const p7_gemm_desc *desc, size_t batch, cl_mem ap,
+                                 size_t ap_offset, size_t a_stride, cl_mem bp, size_t bp_offset, size_t b_stride,
+                                 cl_mem c, size_t c_stride);
+
 /* Bytes of device workspace one GEMM of m x n x k takes on `backend` (0 when the backend
  * keeps its own, as CLBlast does); b_packed for p7_gemm_packed_b. The p7 backend's depends
  * on the device's tile (resolved here if it is not yet); with device NULL, the most any

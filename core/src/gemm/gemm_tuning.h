@@ -40,6 +40,16 @@ p7_status p7_gemm_p7_device_params(p7_device *device, p7_gemm_p7_params *out);
 p7_status p7_gemm_p7_run_with(p7_device *device, const p7_gemm_p7_params *params, const p7_gemm_desc *desc,
                               cl_mem a, cl_mem b, cl_mem c);
 
+/* `batch` products with A and B both packed (gemm_packed.h's p7_gemm_packed_batched),
+ * with the device's params or with `params` (A's panels then have params->mr rows). */
+p7_status p7_gemm_p7_run_packed_batched(p7_device *device, const p7_gemm_desc *desc, size_t batch, cl_mem ap,
+                                        size_t ap_offset, size_t a_stride, cl_mem bp, size_t bp_offset,
+                                        size_t b_stride, cl_mem c, size_t c_stride);
+p7_status p7_gemm_p7_run_packed_batched_with(p7_device *device, const p7_gemm_p7_params *params,
+                                             const p7_gemm_desc *desc, size_t batch, cl_mem ap, size_t ap_offset,
+                                             size_t a_stride, cl_mem bp, size_t bp_offset, size_t b_stride,
+                                             cl_mem c, size_t c_stride);
+
 /* The same with B packed in conv2d's 32-wide panels (gemm_packed.h's layout). */
 p7_status p7_gemm_p7_run_packed_b_with(p7_device *device, const p7_gemm_p7_params *params, const p7_gemm_desc *desc,
                                        cl_mem a, cl_mem bp, size_t bp_offset, cl_mem c);
