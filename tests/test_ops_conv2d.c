@@ -249,6 +249,45 @@ static void test_chunked_batches(void **state)
     }
 }
 
+/* 3x3, stride-1, padding-1 convolutions of at least 16 channels each way on even planes
+ * run as Winograd F(2x2, 3x3) (forward and input gradient); every check of run_case on
+ * such shapes, with Winograd (the default) and with it turned off (im2col), and in
+ * chunks of images. */
+static void test_winograd(void **state)
+{
+    p7_device *device = *state;
+    static const conv_case cases[] = {
+        {2, 16, 4, 6, 16, 3, 1, 1, 1, 3}, /* non-square plane, bias, offset */
+        {3, 16, 2, 2, 17, 3, 1, 1, 0, 0}, /* VGG's 2x2 planes, no bias */
+        {1, 17, 8, 4, 16, 3, 1, 1, 1, 1},
+        {2, 16, 6, 8, 16, 3, 1, 1, 1, 2},  /* planes 8 wide: the row kernels (4 tiles a row) */
+        {1, 16, 4, 16, 18, 3, 1, 1, 1, 0}, /* 16 wide: 8 tiles a row */
+        {3, 16, 2, 16, 16, 3, 1, 1, 0, 1}, /* 24 tiles: the last panel's zero columns */
+        {3, 16, 2, 8, 16, 3, 1, 1, 1, 3},  /* 12 tiles */
+        {3, 16, 4, 4, 18, 3, 1, 1, 1, 1},  /* 4x4 planes (VGG's conv5, conv6): 12 tiles, 18 rows of U */
+        {8, 24, 4, 4, 16, 3, 1, 1, 0, 0},  /* 4x4: 32 tiles, one whole panel */
+        {33, 16, 2, 2, 20, 3, 1, 1, 1, 2}, /* 2x2 planes: a panel and one image of the next */
+    };
+    const p7_device_options off = {.conv_winograd = -1};
+    p7_device *im2col = p7_test_open_device(&off);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_case(device, &cases[i]);
+        run_case(im2col, &cases[i]);
+    }
+    p7_device_close(im2col);
+    /* 16 * 9 floats a pixel, 16 pixels an image, past 16 * 16 * 32 of slack: chunks 2, 2, 1 */
+    const p7_device_options capped_options = {.conv_scratch_floats = 12800};
+    p7_device *capped = p7_test_open_device(&capped_options);
+    const conv_case chunked = {5, 16, 4, 4, 16, 3, 1, 1, 1, 2};
+    run_case(capped, &chunked);
+    p7_device_close(capped);
+    const p7_device_options bad = {.conv_winograd = 2};
+    p7_device *refused = NULL;
+    assert_int_equal(p7_device_open(getenv("P7_DEVICE"), &bad, &refused), P7_ERROR_INVALID_ARGUMENT);
+    assert_non_null(strstr(p7_last_error(), "conv_winograd 2"));
+    assert_null(refused);
+}
+
 static void expect_shape_error(p7_status st)
 {
     assert_int_equal(st, P7_ERROR_INVALID_SHAPE);
@@ -436,6 +475,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_cases),
         cmocka_unit_test(test_chunked_batches),
+        cmocka_unit_test(test_winograd),
         cmocka_unit_test(test_shape_errors),
         cmocka_unit_test(test_vgg_layer),
         cmocka_unit_test(test_im2col_packed),

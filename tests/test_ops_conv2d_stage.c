@@ -341,6 +341,29 @@ static void test_chunked_batches(void **state)
     device = whole;
 }
 
+/* Shapes the plain forward runs as Winograd (3x3 "same", 16 channels each way), whose
+ * im2col column matrix is larger than Winograd's transformed input: the stage still takes
+ * im2col and must size its workspace for it. On a fresh device, so no earlier test has
+ * grown the workspace already. */
+static void test_winograd_shapes(void **state)
+{
+    (void)state;
+    p7_device *shared = device;
+    device = p7_test_open_device(NULL);
+    const stage_case single = {.n = 4, .c = 16, .h = 8, .w = 8, .o = 16, .k = 3, .s = 1, .p = 1, .members = 1,
+                               .shift = SHARED, .bn = 1, .bn_weight = SHARED, .bn_bias = SHARED, .relu = 1,
+                               .offset = 1};
+    run_case(&single);
+    p7_device_close(device);
+    device = p7_test_open_device(NULL);
+    const stage_case be = {.n = 4, .c = 16, .h = 4, .w = 4, .o = 16, .k = 3, .s = 1, .p = 1, .members = 2,
+                           .in_scale = MEMBER, .scale = MEMBER, .shift = MEMBER, .bn = 1, .bn_weight = MEMBER,
+                           .bn_bias = MEMBER, .relu = 1, .pool_k = 2, .pool_s = 2};
+    run_case(&be);
+    p7_device_close(device);
+    device = shared;
+}
+
 static void test_shape_errors(void **state)
 {
     (void)state;
@@ -385,6 +408,7 @@ int main(void)
         cmocka_unit_test(test_batchnorm_variants),
         cmocka_unit_test(test_pooling),
         cmocka_unit_test(test_chunked_batches),
+        cmocka_unit_test(test_winograd_shapes),
         cmocka_unit_test(test_shape_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

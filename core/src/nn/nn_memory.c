@@ -33,7 +33,7 @@ enum { PARAMS, GRADS, OPT_STATE, INPUTS, ACTIVATIONS, ACTIVATION_GRADS, WORKSPAC
 
 /* The device workspaces a step grows (p7_device_workspace): p7 GEMM's packed operands,
  * conv2d's column matrix and its T = W * col. */
-enum { WS_GEMM, WS_CONV_COL, WS_CONV_T, WS_COUNT };
+enum { WS_GEMM, WS_CONV_COL, WS_CONV_T, WS_CONV_U, WS_COUNT };
 
 /* Cross-entropy and reductions accumulate in at most 8 bytes per row (fp64). */
 #define ACC_BYTES 8
@@ -51,7 +51,7 @@ typedef struct bw_node {
     uint64_t pending;             /* during the replay: size-classed gradient bytes its release frees */
     const p7_tensor *params[3];   /* parameters whose gradient this node writes (NULL: none) */
     uint64_t scratch;             /* bytes, allocated after the gradients, freed at the end */
-    uint64_t conv_t, conv_col;    /* conv2d workspace requests (bytes) */
+    uint64_t conv_t, conv_col, conv_u; /* conv2d workspace requests (bytes) */
     uint64_t gemm[2];             /* GEMM workspace requests while the scratch lives */
 } bw_node;
 
@@ -62,7 +62,7 @@ typedef struct replay {
     uint64_t largest;             /* largest single request */
     const char *owner;            /* the layer or step allocating now */
     char largest_owner[64];       /* ... and the one that made the largest request */
-    uint64_t ws[3], ws_max[3];    /* device workspaces (WS_*): size class now; the largest request */
+    uint64_t ws[WS_COUNT], ws_max[WS_COUNT]; /* device workspaces (WS_*): size class now; the largest request */
     bw_node *nodes;
     size_t count, capacity;
     const p7_tensor **with_grad;  /* parameters whose gradient exists */
@@ -167,9 +167,11 @@ static p7_status conv_op(replay *r, const layer *l, act *x, const p7_tensor *bia
     take(r, ACTIVATIONS, act_bytes(y));
     workspace(r, WS_CONV_COL, s.forward_col_floats * sizeof(float));
     workspace(r, WS_CONV_T, s.t_floats * sizeof(float));
+    workspace(r, WS_CONV_U, s.u_floats * sizeof(float));
     gemm(r, s.forward_gemm_bytes);
     bw_node n = {.x_grad = x->needs_grad ? act_bytes(x) : 0, .params = {l->weight, bias},
                  .conv_t = s.t_floats * sizeof(float), .conv_col = s.backward_col_floats * sizeof(float),
+                 .conv_u = s.u_floats * sizeof(float),
                  .gemm = {s.backward_dw_gemm_bytes, s.backward_dx_gemm_bytes},
                  .own = size_class(act_bytes(y))};
     return push_on(r, n, x, &y->producer);
@@ -410,6 +412,7 @@ static void backward(replay *r)
         take(r, WORKSPACES, n->scratch);
         workspace(r, WS_CONV_COL, n->conv_col);
         workspace(r, WS_CONV_T, n->conv_t);
+        workspace(r, WS_CONV_U, n->conv_u);
         gemm(r, n->gemm[0]);
         gemm(r, n->gemm[1]);
         give(r, WORKSPACES, n->scratch);

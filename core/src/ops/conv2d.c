@@ -26,8 +26,16 @@
 #include "p7/gemm.h"
 
 _Static_assert(P7_CONV_PANEL == P7_GEMM_P7_PANEL, "packed im2col must match the GEMM's B panel width");
+_Static_assert(P7_CONV_PANEL == 32, "kernels/conv2d_winograd.cl writes panels of WINO_PANEL = 32");
 
 #define CONV_FILE (&p7_kernels_conv2d)
+#define WINOGRAD_FILE (&p7_kernels_conv2d_winograd)
+/* Columns of U per work-item of conv2d_winograd_weights (WINO_COLS there). */
+#define WINO_WEIGHT_COLS 4
+
+/* Winograd's GEMMs have K = the input channels (C forward, O for the input gradient);
+ * below this the 16 thin GEMMs lose to one im2col GEMM (VGG's first conv has C = 3). */
+#define P7_WINOGRAD_MIN_CHANNELS 16
 
 /* Input rows up to this width use the per-pixel col2im (see p7_conv2d_backward). */
 #define P7_CONV_FLAT_COL2IM_MAX_W 4
@@ -178,6 +186,23 @@ static int same16(const conv_dims *d)
 
 static size_t packed_panels(size_t n) { return (n + P7_CONV_PANEL - 1) / P7_CONV_PANEL; }
 
+/* Winograd F(2x2, 3x3) (kernels/conv2d_winograd.cl) serves the forward and the input
+ * gradient of 3x3, stride-1, padding-1 convolutions on even planes, where the GEMM takes
+ * packed B operands (p7's GEMM: CPU devices): 16 GEMMs of 1/36 of the multiplies each
+ * instead of one, 2.25x fewer in all. The weight gradient stays im2col + GEMM. */
+static int winograd_ok(const p7_device *device, const conv_dims *d)
+{
+    return device->conv_winograd > 0 && d->k == 3 && d->stride == 1 && d->pad == 1 && d->h % 2 == 0 &&
+           d->w % 2 == 0 && d->c >= P7_WINOGRAD_MIN_CHANNELS && d->o >= P7_WINOGRAD_MIN_CHANNELS &&
+           p7_gemm_takes_packed_b(device, p7_device_gemm_backend((p7_device *)device));
+}
+
+/* Floats of the 16 packed V_k for `tiles` tiles of `channels` channels. */
+static size_t winograd_v_floats(size_t tiles, size_t channels)
+{
+    return 16 * packed_panels(tiles) * P7_CONV_PANEL * channels;
+}
+
 /* Images per call so that col ([C*K*K, images*P], or its packed panels) and T ([O,
  * images*P]) each stay within the device's cap: all of them when they fit, else equal
  * chunks (at least one image). On planes below 16 pixels the "same" kernels need runs
@@ -185,8 +210,14 @@ static size_t packed_panels(size_t n) { return (n + P7_CONV_PANEL - 1) / P7_CONV
 static size_t chunk_images(const p7_device *device, const conv_dims *d)
 {
     const size_t cap = device->conv_scratch_floats ? device->conv_scratch_floats : P7_CONV_SCRATCH_FLOATS;
-    const size_t rows = d->ckk > d->o ? d->ckk : d->o;
-    const size_t slack = rows * P7_CONV_PANEL; /* packed panels round a call's columns up */
+    size_t rows = d->ckk > d->o ? d->ckk : d->o;
+    size_t slack = rows * P7_CONV_PANEL; /* packed panels round a call's columns up */
+    if (winograd_ok(device, d)) {
+        /* V (16 C floats a tile) and M (16 O) per image of plane / 4 tiles */
+        const size_t wide = d->c > d->o ? d->c : d->o;
+        if (4 * wide > rows) rows = 4 * wide;
+        slack = 16 * wide * P7_CONV_PANEL;
+    }
     const size_t per_image = rows * d->plane;
     size_t per = cap > slack ? (cap - slack) / (per_image ? per_image : 1) : 0;
     if (per < 1) per = 1;
@@ -242,6 +273,33 @@ static void scratch_of(p7_device *device, const conv_dims *d, p7_gemm_backend ba
     s->backward_dw_gemm_bytes =
         need_dw ? p7_gemm_workspace_bytes(device, backend, d->o, d->ckk, d->np, s->backward_packed_t) : 0;
     s->backward_dx_gemm_bytes = need_dx ? p7_gemm_workspace_bytes(device, backend, d->ckk, d->np, d->o, 0) : 0;
+    s->winograd = device && backend == p7_device_gemm_backend(device) && winograd_ok(device, d);
+    s->u_floats = 0;
+    if (s->winograd) {
+        /* the forward's V in col and M in T; the input gradient's V (of dy) in col and M in T
+         * once dW has used them; U in a workspace of its own */
+        const size_t tiles = d->np / 4;
+        s->forward_col_floats = winograd_v_floats(tiles, d->c);
+        size_t t = 16 * d->o * tiles;
+        if (need_dx && 16 * d->c * tiles > t) t = 16 * d->c * tiles;
+        if (t > s->t_floats) s->t_floats = t;
+        size_t col = need_dw ? s->backward_col_floats : 0;
+        if (s->backward_packed_t && need_dw) col = packed_panels(d->ckk) * P7_CONV_PANEL * d->np;
+        else if (need_dw) col = d->ckk * d->np;
+        if (need_dx && winograd_v_floats(tiles, d->o) > col) col = winograd_v_floats(tiles, d->o);
+        s->backward_col_floats = col;
+        int mr = 0;
+        if (p7_gemm_packed_a_rows(device, &mr) != P7_SUCCESS) {
+            p7_clear_error();
+            mr = 16; /* more than any tile's rows: an upper bound */
+        }
+        s->u_floats = 16 * p7_gemm_packed_a_floats(d->o, d->c, mr);
+        if (need_dx && 16 * p7_gemm_packed_a_floats(d->c, d->o, mr) > s->u_floats)
+            s->u_floats = 16 * p7_gemm_packed_a_floats(d->c, d->o, mr);
+        /* both operands come packed: the 16 products take no GEMM workspace */
+        s->forward_gemm_bytes = 0;
+        s->backward_dx_gemm_bytes = 0;
+    }
 }
 
 void p7_conv2d_scratch_of(size_t n, size_t c, size_t h, size_t w, size_t o, size_t k, int stride, int pad,
@@ -270,7 +328,8 @@ static p7_status alloc_floats(p7_device *device, size_t count, p7_buffer **out)
  * ~245 MiB of such blocks beside its 505 MiB in use. Only one convolution runs at a time
  * on the in-order queue, and none keeps either past its call. */
 typedef struct conv_scratch_state {
-    p7_buffer *col, *t;
+    p7_buffer *col, *t, *u; /* u: Winograd's transformed weights */
+    int u_ready;            /* u already holds this call's weights (a later chunk of one call) */
 } conv_scratch_state;
 
 static const char conv_scratch_key = 0;
@@ -281,6 +340,22 @@ static void conv_scratch_destroy(p7_device *device, void *state)
     conv_scratch_state *s = state;
     p7_buffer_release(s->col);
     p7_buffer_release(s->t);
+    p7_buffer_release(s->u);
+}
+
+static p7_status scratch_state(p7_device *device, conv_scratch_state **out)
+{
+    void *state;
+    P7_TRY(p7_device_state(device, &conv_scratch_key, sizeof(conv_scratch_state), conv_scratch_destroy, &state));
+    *out = state;
+    return P7_SUCCESS;
+}
+
+/* The chunks of one call share their weights: after the first chunk, Winograd's U stays. */
+static void winograd_keep_weights(p7_device *device, int keep)
+{
+    conv_scratch_state *s;
+    if (scratch_state(device, &s) == P7_SUCCESS) s->u_ready = keep;
 }
 
 static p7_status conv_workspaces(p7_device *device, size_t col_floats, cl_mem *col, size_t t_floats, cl_mem *t)
@@ -291,6 +366,94 @@ static p7_status conv_workspaces(p7_device *device, size_t col_floats, cl_mem *c
     if (col_floats) P7_TRY(p7_device_workspace(device, &s->col, col_floats * sizeof(float), col));
     if (t_floats) P7_TRY(p7_device_workspace(device, &s->t, t_floats * sizeof(float), t));
     return P7_SUCCESS;
+}
+
+
+/* Winograd F(2x2, 3x3) (kernels/conv2d_winograd.cl): y (=, or += with acc) the 3x3,
+ * padding-1 correlation of `in` [n, in_c, h, w] with w [O, C, 3, 3] (flip 0: in_c = C,
+ * out_c = O) or with w turned 180 degrees and its channel axes swapped (flip 1: the input
+ * gradient, in = dy with in_c = O, out_c = C), plus b (NULL: none). */
+static p7_status winograd_conv(p7_device *device, size_t n, size_t in_c, size_t out_c, size_t h, size_t w_,
+                               const p7_tensor *in, const p7_tensor *w, int flip, const p7_tensor *b, p7_tensor *y,
+                               int acc)
+{
+    const size_t tiles = n * (h / 2) * (w_ / 2);
+    const size_t v_stride = packed_panels(tiles) * P7_CONV_PANEL * in_c, m_stride = out_c * tiles;
+    int mr = 0;
+    P7_TRY(p7_gemm_packed_a_rows(device, &mr));
+    const size_t u_stride = p7_gemm_packed_a_floats(out_c, in_c, mr);
+    cl_mem um, vm, mm;
+    conv_scratch_state *state;
+    P7_TRY(scratch_state(device, &state));
+    P7_TRY(p7_device_workspace(device, &state->u, 16 * u_stride * sizeof(float), &um));
+    P7_TRY(conv_workspaces(device, 16 * v_stride, &vm, 16 * m_stride, &mm));
+    cl_kernel k;
+    /* U_k from the weights, as packed A panels: w is [O, C] = [out_c, in_c] forward,
+     * [in_c, out_c] flipped. A later chunk of the same call finds them there. */
+    if (!state->u_ready) {
+        char options[32];
+        snprintf(options, sizeof options, "-DWINO_MR=%d", mr);
+        P7_TRY(p7_kernel_get(device, WINOGRAD_FILE, options, "conv2d_winograd_weights", &k));
+        cl_mem wm = p7_tensor_mem(w);
+        cl_ulong wo = p7_tensor_offset(w), us = u_stride;
+        cl_uint wc = (cl_uint)(flip ? out_c : in_c), wout = (cl_uint)(flip ? in_c : out_c);
+        cl_int fl = flip != 0;
+        P7_TRY(P7_SET_ARGS(k, "conv2d.winograd_weights", P7_ARG(wm), P7_ARG(wo), P7_ARG(um), P7_ARG(us),
+                           P7_ARG(wc), P7_ARG(wout), P7_ARG(fl)));
+        const size_t panels = (out_c + (size_t)mr - 1) / (size_t)mr;
+        size_t wl[2] = {1, 1}, wg[2] = {(in_c + WINO_WEIGHT_COLS - 1) / WINO_WEIGHT_COLS, panels};
+        P7_TRY(p7_launch(device, k, 2, wg, wl, "conv2d.winograd_weights"));
+    }
+    /* V_k from the input: planes 16 or 8 wide move whole rows of tiles as vectors, 4x4 and
+     * 2x2 planes whole planes; other shapes take the general kernel */
+    const int rows16 = w_ == 16, rows8 = w_ == 8, plane4 = h == 4 && w_ == 4, plane2 = h == 2 && w_ == 2;
+    const int by_rows = rows16 || rows8;
+    cl_mem xm = p7_tensor_mem(in);
+    cl_ulong xo = p7_tensor_offset(in), vs = v_stride;
+    cl_uint nu = (cl_uint)n, cu = (cl_uint)in_c, hu = (cl_uint)h, wu = (cl_uint)w_;
+    const size_t tile_rows = n * (h / 2);
+    size_t il[2] = {1, 16};
+    size_t ig[2] = {by_rows ? tile_rows : plane4 ? n : packed_panels(tiles), round_up(in_c, 16)};
+    if (plane4 || plane2) {
+        P7_TRY(p7_kernel_get(device, WINOGRAD_FILE, NULL,
+                             plane4 ? "conv2d_winograd_input_p4" : "conv2d_winograd_input_p2", &k));
+        P7_TRY(P7_SET_ARGS(k, "conv2d.winograd_input", P7_ARG(xm), P7_ARG(xo), P7_ARG(vm), P7_ARG(vs), P7_ARG(nu),
+                           P7_ARG(cu)));
+    } else {
+        P7_TRY(p7_kernel_get(device, WINOGRAD_FILE, NULL,
+                             rows16 ? "conv2d_winograd_input_w16"
+                             : rows8 ? "conv2d_winograd_input_w8"
+                                     : "conv2d_winograd_input",
+                             &k));
+        P7_TRY(P7_SET_ARGS(k, "conv2d.winograd_input", P7_ARG(xm), P7_ARG(xo), P7_ARG(vm), P7_ARG(vs), P7_ARG(nu),
+                           P7_ARG(cu), P7_ARG(hu), P7_ARG(wu)));
+    }
+    P7_TRY(p7_launch(device, k, 2, ig, il, "conv2d.winograd_input"));
+    /* M_k = U_k V_k, all 16 in one launch */
+    p7_gemm_desc g = p7_gemm_desc_packed(0, 0, out_c, tiles, in_c, 1.0f, 0.0f);
+    P7_TRY(p7_gemm_packed_batched(device, &g, 16, um, 0, u_stride, vm, 0, v_stride, mm, m_stride));
+    /* y from M */
+    cl_mem ym = p7_tensor_mem(y), bm = b ? p7_tensor_mem(b) : mm;
+    cl_ulong ms = m_stride, yo = p7_tensor_offset(y), bo = b ? p7_tensor_offset(b) : 0;
+    cl_int has_b = b != NULL, ac = acc != 0;
+    cl_uint ou = (cl_uint)out_c;
+    if (plane4 || plane2) {
+        P7_TRY(p7_kernel_get(device, WINOGRAD_FILE, NULL,
+                             plane4 ? "conv2d_winograd_output_p4" : "conv2d_winograd_output_p2", &k));
+        P7_TRY(P7_SET_ARGS(k, "conv2d.winograd_output", P7_ARG(mm), P7_ARG(ms), P7_ARG(ym), P7_ARG(yo), P7_ARG(bm),
+                           P7_ARG(bo), P7_ARG(has_b), P7_ARG(ac), P7_ARG(nu), P7_ARG(ou)));
+    } else {
+        P7_TRY(p7_kernel_get(device, WINOGRAD_FILE, NULL,
+                             rows16 ? "conv2d_winograd_output_w16"
+                             : rows8 ? "conv2d_winograd_output_w8"
+                                     : "conv2d_winograd_output",
+                             &k));
+        P7_TRY(P7_SET_ARGS(k, "conv2d.winograd_output", P7_ARG(mm), P7_ARG(ms), P7_ARG(ym), P7_ARG(yo), P7_ARG(bm),
+                           P7_ARG(bo), P7_ARG(has_b), P7_ARG(ac), P7_ARG(nu), P7_ARG(ou), P7_ARG(hu), P7_ARG(wu)));
+    }
+    size_t ol[2] = {1, 16};
+    size_t og[2] = {by_rows ? tile_rows : plane4 ? n : packed_panels(tiles), round_up(out_c, 16)};
+    return p7_launch(device, k, 2, og, ol, "conv2d.winograd_output");
 }
 
 /* The packed "same" im2col with x[n, c] scaled by in_scale[n / (N / members), c] on the
@@ -329,8 +492,10 @@ static p7_status forward_gemm(p7_device *device, const conv_dims *d, const p7_te
         if (st != P7_SUCCESS) goto done;
         x = scaled;
     }
+    /* im2col's sizes: plan's are Winograd's where the plain forward takes that path */
+    const size_t col_floats = plan.forward_packed ? packed_panels(d->np) * P7_CONV_PANEL * d->ckk : d->ckk * d->np;
     cl_mem colm, tm;
-    st = conv_workspaces(device, plan.forward_col_floats, &colm, plan.t_floats, &tm);
+    st = conv_workspaces(device, col_floats, &colm, d->o * d->np, &tm);
     if (st != P7_SUCCESS) goto done;
     *t = tm;
     p7_gemm_desc g = p7_gemm_desc_packed(0, 0, d->o, d->np, d->ckk, 1.0f, 0.0f);
@@ -376,9 +541,11 @@ static p7_status forward_chunks(const p7_tensor *x, p7_tensor *y, size_t n, size
         st = rows_of(x, start, count, &xv);
         if (st == P7_SUCCESS) st = rows_of(y, start, count, &yv);
         if (st == P7_SUCCESS) st = run(xv, yv, call);
+        winograd_keep_weights(p7_tensor_device(x), 1);
         p7_tensor_release(xv);
         p7_tensor_release(yv);
     }
+    winograd_keep_weights(p7_tensor_device(x), 0);
     return st;
 }
 
@@ -411,6 +578,7 @@ static p7_status conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7
         const plain_call call = {w, b, stride, pad};
         return forward_chunks(x, y, d.n, per, plain_chunk, &call);
     }
+    if (winograd_ok(device, &d)) return winograd_conv(device, d.n, d.c, d.o, d.h, d.w, x, w, 0, b, y, 0);
     cl_mem tm;
     P7_TRY(forward_gemm(device, &d, x, w, NULL, 1, &tm));
 
@@ -629,10 +797,12 @@ static p7_status backward_chunks(const p7_tensor *x, const p7_tensor *w, const p
         if (st == P7_SUCCESS)
             st = conv2d_backward(xv, w, dyv, stride, pad, dxv, dx_accumulate, dw, later || dw_accumulate, db,
                                  later || db_accumulate, 1);
+        if (dx) winograd_keep_weights(p7_tensor_device(x), 1);
         p7_tensor_release(xv);
         p7_tensor_release(dyv);
         p7_tensor_release(dxv);
     }
+    winograd_keep_weights(p7_tensor_device(x), 0);
     return st;
 }
 
@@ -712,6 +882,12 @@ static p7_status conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p
         if (st != P7_SUCCESS) goto done;
     }
 
+    if (dx && winograd_ok(device, &d)) {
+        /* dx = dy correlated with the flipped kernels, in the col and T workspaces the dW
+         * GEMM read (it is ahead in the queue) */
+        st = winograd_conv(device, d.n, d.o, d.c, d.h, d.w, dy, w, 1, NULL, dx, dx_accumulate);
+        goto done;
+    }
     if (dx) {
         /* dcol[CKK, NP] = W[O, CKK]^T * T[O, NP], into the col buffer (the dW GEMM that
          * read it is ahead in the queue). */

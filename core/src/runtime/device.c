@@ -193,6 +193,16 @@ p7_status p7_device_open(const char *spec, const p7_device_options *options, p7_
     device->reduce_in_float = opts.reduce_in_float != 0;
     device->batchnorm_walk = opts.batchnorm_walk;
     device->conv_scratch_floats = opts.conv_scratch_floats;
+    device->conv_winograd = opts.conv_winograd;
+    if (device->conv_winograd == 0) {
+        const char *wino = getenv("P7_WINOGRAD");
+        device->conv_winograd = wino && !strcmp(wino, "0") ? -1 : 1;
+    }
+    if (opts.conv_winograd < -1 || opts.conv_winograd > 1) {
+        p7_device_close(device);
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_device_open: conv_winograd %d: expected -1 (off), 0 (auto) or 1 (on)",
+                       opts.conv_winograd);
+    }
     if (opts.batchnorm_walk < 0 || opts.batchnorm_walk > 2) {
         p7_device_close(device);
         return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_device_open: batchnorm_walk %d: expected 0, 1 or 2",
