@@ -6,8 +6,10 @@
  *   U_k [O, C]  = (G g G^T)_k       the weights, transformed (conv2d_winograd_weights)
  *   V_k [C, P]  = (B^T d B)_k       every tile p of every image (conv2d_winograd_input),
  *                                   written as p7 GEMM's packed B panels
- *   M_k [O, P]  = U_k V_k           p7_gemm_packed_b, 16 calls
- *   y           = A^T M A (+ bias)  (conv2d_winograd_output)
+ *   M_k [O, P]  = U_k V_k           p7_gemm_packed_batched, one launch
+ *   y           = A^T M A (+ bias)  (conv2d_winograd_output), the plane of image n and
+ *                                   channel o at n * n_stride + o * o_stride: NCHW, or
+ *                                   the [O, images * H * W] the evaluation stage reads
  *
  * with B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
  * A^T = [1 1 1 0; 0 1 -1 -1]. The gradient of the input is the same convolution of dy with
@@ -175,9 +177,9 @@ __kernel void conv2d_winograd_input_p2(__global const float *restrict x, const u
 /* conv2d_winograd_output for 4x4 planes: one work-item per (image, o) reads its 4 tiles'
  * products as a float4 per M_k and writes the plane as one float16 (+= with acc). */
 __kernel void conv2d_winograd_output_p4(__global const float *restrict m, const ulong m_stride,
-                                        __global float *restrict y, const ulong y_off,
-                                        __global const float *restrict b, const ulong b_off, const int has_bias,
-                                        const int acc, const uint n_img, const uint outputs)
+                                        __global float *restrict y, const ulong y_off, const ulong n_stride,
+                                        const ulong o_stride, __global const float *restrict b, const ulong b_off,
+                                        const int has_bias, const int acc, const uint n_img, const uint outputs)
 {
     const uint n = get_global_id(0), o = get_global_id(1);
     if (n >= n_img || o >= outputs) return;
@@ -198,16 +200,16 @@ __kernel void conv2d_winograd_output_p4(__global const float *restrict m, const 
     /* tile t = 2 ty + tx holds rows 2ty, 2ty + 1 and columns 2tx, 2tx + 1 */
     float16 plane = (float16)(e[0][0], e[0][1], e[1][0], e[1][1], e[0][2], e[0][3], e[1][2], e[1][3],
                               e[2][0], e[2][1], e[3][0], e[3][1], e[2][2], e[2][3], e[3][2], e[3][3]);
-    __global float *dst = y + y_off + ((ulong)n * outputs + o) * 16;
+    __global float *dst = y + y_off + (ulong)n * n_stride + (ulong)o * o_stride;
     if (acc) plane += vload16(0, dst);
     vstore16(plane, 0, dst);
 }
 
 /* conv2d_winograd_output for 2x2 planes: one work-item per (panel of 32 images, o). */
 __kernel void conv2d_winograd_output_p2(__global const float *restrict m, const ulong m_stride,
-                                        __global float *restrict y, const ulong y_off,
-                                        __global const float *restrict b, const ulong b_off, const int has_bias,
-                                        const int acc, const uint n_img, const uint outputs)
+                                        __global float *restrict y, const ulong y_off, const ulong n_stride,
+                                        const ulong o_stride, __global const float *restrict b, const ulong b_off,
+                                        const int has_bias, const int acc, const uint n_img, const uint outputs)
 {
     const uint q = get_global_id(0), o = get_global_id(1);
     if (o >= outputs) return;
@@ -219,7 +221,7 @@ __kernel void conv2d_winograd_output_p2(__global const float *restrict m, const 
         for (int k = 0; k < 16; ++k) v[k] = m[(ulong)k * m_stride + (ulong)o * n_img + n];
         wino_output_tile(v, bias, e);
         float4 plane = (float4)(e[0], e[1], e[2], e[3]);
-        __global float *dst = y + y_off + ((ulong)n * outputs + o) * 4;
+        __global float *dst = y + y_off + (ulong)n * n_stride + (ulong)o * o_stride;
         if (acc) plane += vload4(0, dst);
         vstore4(plane, 0, dst);
     }
@@ -272,11 +274,12 @@ __kernel void conv2d_winograd_input(__global const float *restrict x, const ulon
     }
 }
 
-/* y[n, o, 2ty + i, 2tx + j] (=, or += with acc) (A^T M A)[i, j] + bias[o] from
+/* y[n, o][2ty + i, 2tx + j] (=, or += with acc) (A^T M A)[i, j] + bias[o] from
  * M_k [outputs, P] (row-major, m_stride floats apart). One work-item per (run of 32
  * tiles, o), stepping through the run's tiles in order. */
 __kernel void conv2d_winograd_output(__global const float *restrict m, const ulong m_stride,
-                                     __global float *restrict y, const ulong y_off, __global const float *restrict b,
+                                     __global float *restrict y, const ulong y_off, const ulong n_stride,
+                                     const ulong o_stride, __global const float *restrict b,
                                      const ulong b_off, const int has_bias, const int acc, const uint n_img,
                                      const uint outputs, const uint out_h, const uint out_w)
 {
@@ -289,14 +292,13 @@ __kernel void conv2d_winograd_output(__global const float *restrict m, const ulo
     uint ty = t / tw, tx = t - ty * tw;
     const float bias = has_bias ? b[b_off + o] : 0.0f;
     const __global float *src = m + (ulong)o * np;
-    const ulong plane_size = (ulong)out_h * out_w;
     for (uint p = p0; p < end; ++p) {
         float v[16];
 #pragma unroll
         for (int k = 0; k < 16; ++k) v[k] = src[(ulong)k * m_stride + p];
         float e[4];
         wino_output_tile(v, bias, e);
-        __global float *dst = y + y_off + ((ulong)n * outputs + o) * plane_size + 2 * ty * out_w + 2 * tx;
+        __global float *dst = y + y_off + (ulong)n * n_stride + (ulong)o * o_stride + 2 * ty * out_w + 2 * tx;
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
             __global float *row = dst + i * out_w;
@@ -385,7 +387,7 @@ __kernel void conv2d_winograd_input_w8(__global const float *restrict x, const u
         s[1][j] = v1 - v2 - v3;                                                                               \
     }                                                                                                         \
     const float bias = has_bias ? b[b_off + o] : 0.0f;                                                        \
-    __global float *dst = y + y_off + ((ulong)n * outputs + o) * out_h * (2 * (TW)) + 2 * ty * (2 * (TW));      \
+    __global float *dst = y + y_off + (ulong)n * n_stride + (ulong)o * o_stride + 2 * ty * (2 * (TW));            \
     for (int i = 0; i < 2; ++i) {                                                                             \
         const floatT e0 = s[i][0] + s[i][1] + s[i][2] + bias, e1 = s[i][1] - s[i][2] - s[i][3] + bias;         \
         floatR row = shuffle2(e0, e1, WEAVE);                                                                 \
@@ -395,9 +397,9 @@ __kernel void conv2d_winograd_input_w8(__global const float *restrict x, const u
     }
 
 __kernel void conv2d_winograd_output_w16(__global const float *restrict m, const ulong m_stride,
-                                         __global float *restrict y, const ulong y_off,
-                                         __global const float *restrict b, const ulong b_off, const int has_bias,
-                                         const int acc, const uint n_img, const uint outputs, const uint out_h,
+                                         __global float *restrict y, const ulong y_off, const ulong n_stride,
+                                         const ulong o_stride, __global const float *restrict b, const ulong b_off,
+                                        const int has_bias, const int acc, const uint n_img, const uint outputs, const uint out_h,
                                          const uint out_w)
 {
     WINO_OUT_ROWS_BODY(8, float8, float16, vload8, vload16, vstore16,
@@ -405,9 +407,9 @@ __kernel void conv2d_winograd_output_w16(__global const float *restrict m, const
 }
 
 __kernel void conv2d_winograd_output_w8(__global const float *restrict m, const ulong m_stride,
-                                        __global float *restrict y, const ulong y_off,
-                                        __global const float *restrict b, const ulong b_off, const int has_bias,
-                                        const int acc, const uint n_img, const uint outputs, const uint out_h,
+                                        __global float *restrict y, const ulong y_off, const ulong n_stride,
+                                        const ulong o_stride, __global const float *restrict b, const ulong b_off,
+                                        const int has_bias, const int acc, const uint n_img, const uint outputs, const uint out_h,
                                         const uint out_w)
 {
     WINO_OUT_ROWS_BODY(4, float4, float8, vload4, vload8, vstore8, ((uint8)(0, 4, 1, 5, 2, 6, 3, 7)))

@@ -341,10 +341,11 @@ static void test_chunked_batches(void **state)
     device = whole;
 }
 
-/* Shapes the plain forward runs as Winograd (3x3 "same", 16 channels each way), whose
- * im2col column matrix is larger than Winograd's transformed input: the stage still takes
- * im2col and must size its workspace for it. On a fresh device, so no earlier test has
- * grown the workspace already. */
+/* Shapes that take Winograd (3x3 "same", 16 channels each way): the stage writes T from
+ * Winograd's output transform, with the input scaled per member first where there is an
+ * input scale, on 8x8 and 4x4 planes. Each on a fresh device, so no earlier test has grown
+ * the workspaces already (an im2col stage once sized its column matrix from Winograd's
+ * smaller plan and failed here). The same cases with Winograd off take im2col. */
 static void test_winograd_shapes(void **state)
 {
     (void)state;
@@ -359,6 +360,11 @@ static void test_winograd_shapes(void **state)
     const stage_case be = {.n = 4, .c = 16, .h = 4, .w = 4, .o = 16, .k = 3, .s = 1, .p = 1, .members = 2,
                            .in_scale = MEMBER, .scale = MEMBER, .shift = MEMBER, .bn = 1, .bn_weight = MEMBER,
                            .bn_bias = MEMBER, .relu = 1, .pool_k = 2, .pool_s = 2};
+    run_case(&be);
+    p7_device_close(device);
+    const p7_device_options off = {.conv_winograd = -1};
+    device = p7_test_open_device(&off);
+    run_case(&single);
     run_case(&be);
     p7_device_close(device);
     device = shared;

@@ -369,13 +369,26 @@ static p7_status conv_workspaces(p7_device *device, size_t col_floats, cl_mem *c
 }
 
 
-/* Winograd F(2x2, 3x3) (kernels/conv2d_winograd.cl): y (=, or += with acc) the 3x3,
+/* Where Winograd's output goes: the plane of image n, channel o at element offset
+ * offset + n * image_stride + o * channel_stride of mem. */
+typedef struct wino_output {
+    cl_mem mem;
+    size_t offset, image_stride, channel_stride;
+} wino_output;
+
+/* An NCHW tensor [n, channels, h, w] as Winograd's output. */
+static wino_output wino_nchw(p7_tensor *y, size_t channels, size_t plane)
+{
+    return (wino_output){p7_tensor_mem(y), p7_tensor_offset(y), channels * plane, plane};
+}
+
+/* Winograd F(2x2, 3x3) (kernels/conv2d_winograd.cl): out (=, or += with acc) the 3x3,
  * padding-1 correlation of `in` [n, in_c, h, w] with w [O, C, 3, 3] (flip 0: in_c = C,
  * out_c = O) or with w turned 180 degrees and its channel axes swapped (flip 1: the input
  * gradient, in = dy with in_c = O, out_c = C), plus b (NULL: none). */
 static p7_status winograd_conv(p7_device *device, size_t n, size_t in_c, size_t out_c, size_t h, size_t w_,
-                               const p7_tensor *in, const p7_tensor *w, int flip, const p7_tensor *b, p7_tensor *y,
-                               int acc)
+                               const p7_tensor *in, const p7_tensor *w, int flip, const p7_tensor *b,
+                               const wino_output *out, int acc)
 {
     const size_t tiles = n * (h / 2) * (w_ / 2);
     const size_t v_stride = packed_panels(tiles) * P7_CONV_PANEL * in_c, m_stride = out_c * tiles;
@@ -432,24 +445,27 @@ static p7_status winograd_conv(p7_device *device, size_t n, size_t in_c, size_t 
     /* M_k = U_k V_k, all 16 in one launch */
     p7_gemm_desc g = p7_gemm_desc_packed(0, 0, out_c, tiles, in_c, 1.0f, 0.0f);
     P7_TRY(p7_gemm_packed_batched(device, &g, 16, um, 0, u_stride, vm, 0, v_stride, mm, m_stride));
-    /* y from M */
-    cl_mem ym = p7_tensor_mem(y), bm = b ? p7_tensor_mem(b) : mm;
-    cl_ulong ms = m_stride, yo = p7_tensor_offset(y), bo = b ? p7_tensor_offset(b) : 0;
+    /* out from M */
+    cl_mem ym = out->mem, bm = b ? p7_tensor_mem(b) : mm;
+    cl_ulong ms = m_stride, yo = out->offset, bo = b ? p7_tensor_offset(b) : 0;
+    cl_ulong ns = out->image_stride, os = out->channel_stride;
     cl_int has_b = b != NULL, ac = acc != 0;
     cl_uint ou = (cl_uint)out_c;
     if (plane4 || plane2) {
         P7_TRY(p7_kernel_get(device, WINOGRAD_FILE, NULL,
                              plane4 ? "conv2d_winograd_output_p4" : "conv2d_winograd_output_p2", &k));
-        P7_TRY(P7_SET_ARGS(k, "conv2d.winograd_output", P7_ARG(mm), P7_ARG(ms), P7_ARG(ym), P7_ARG(yo), P7_ARG(bm),
-                           P7_ARG(bo), P7_ARG(has_b), P7_ARG(ac), P7_ARG(nu), P7_ARG(ou)));
+        P7_TRY(P7_SET_ARGS(k, "conv2d.winograd_output", P7_ARG(mm), P7_ARG(ms), P7_ARG(ym), P7_ARG(yo), P7_ARG(ns),
+                           P7_ARG(os), P7_ARG(bm), P7_ARG(bo), P7_ARG(has_b), P7_ARG(ac), P7_ARG(nu),
+                           P7_ARG(ou)));
     } else {
         P7_TRY(p7_kernel_get(device, WINOGRAD_FILE, NULL,
                              rows16 ? "conv2d_winograd_output_w16"
                              : rows8 ? "conv2d_winograd_output_w8"
                                      : "conv2d_winograd_output",
                              &k));
-        P7_TRY(P7_SET_ARGS(k, "conv2d.winograd_output", P7_ARG(mm), P7_ARG(ms), P7_ARG(ym), P7_ARG(yo), P7_ARG(bm),
-                           P7_ARG(bo), P7_ARG(has_b), P7_ARG(ac), P7_ARG(nu), P7_ARG(ou), P7_ARG(hu), P7_ARG(wu)));
+        P7_TRY(P7_SET_ARGS(k, "conv2d.winograd_output", P7_ARG(mm), P7_ARG(ms), P7_ARG(ym), P7_ARG(yo), P7_ARG(ns),
+                           P7_ARG(os), P7_ARG(bm), P7_ARG(bo), P7_ARG(has_b), P7_ARG(ac), P7_ARG(nu), P7_ARG(ou),
+                           P7_ARG(hu), P7_ARG(wu)));
     }
     size_t ol[2] = {1, 16};
     size_t og[2] = {by_rows ? tile_rows : plane4 ? n : packed_panels(tiles), round_up(out_c, 16)};
@@ -510,6 +526,35 @@ static p7_status forward_gemm(p7_device *device, const conv_dims *d, const p7_te
     }
 done:
     p7_tensor_release(scaled); /* in-order queue: the im2col reading it is enqueued */
+    return st;
+}
+
+/* T [O, N*P] for the evaluation stage, in a conv2d workspace (*t): by Winograd where the
+ * plain forward takes it, else im2col + GEMM (forward_gemm). Winograd's V lives in the col
+ * workspace and is spent once the products ran, so T goes there (in-order queue); x is
+ * first scaled per (member, input channel) by in_scale when there is one. */
+static p7_status forward_t(p7_device *device, const conv_dims *d, const p7_tensor *x, const p7_tensor *w,
+                           const p7_tensor *in_scale, int members, cl_mem *t)
+{
+    if (!winograd_ok(device, d)) return forward_gemm(device, d, x, w, in_scale, members, t);
+    const size_t tiles = d->np / 4, t_floats = d->o * d->np;
+    const size_t v_floats = winograd_v_floats(tiles, d->c);
+    p7_tensor *scaled = NULL;
+    p7_status st = P7_SUCCESS;
+    if (in_scale) {
+        st = p7_tensor_create(device, 4, p7_tensor_shape(x), &scaled);
+        if (st == P7_SUCCESS) st = p7_channel_mul_forward(x, in_scale, members, scaled);
+        if (st != P7_SUCCESS) goto done;
+        x = scaled;
+    }
+    cl_mem colm;
+    st = conv_workspaces(device, v_floats > t_floats ? v_floats : t_floats, &colm, 0, NULL);
+    if (st != P7_SUCCESS) goto done;
+    const wino_output out = {colm, 0, d->plane, d->np};
+    st = winograd_conv(device, d->n, d->c, d->o, d->h, d->w, x, w, 0, NULL, &out, 0);
+    if (st == P7_SUCCESS) *t = colm;
+done:
+    p7_tensor_release(scaled); /* in-order queue: the transform reading it is enqueued */
     return st;
 }
 
@@ -578,7 +623,10 @@ static p7_status conv2d_forward(const p7_tensor *x, const p7_tensor *w, const p7
         const plain_call call = {w, b, stride, pad};
         return forward_chunks(x, y, d.n, per, plain_chunk, &call);
     }
-    if (winograd_ok(device, &d)) return winograd_conv(device, d.n, d.c, d.o, d.h, d.w, x, w, 0, b, y, 0);
+    if (winograd_ok(device, &d)) {
+        const wino_output out = wino_nchw(y, d.o, d.plane);
+        return winograd_conv(device, d.n, d.c, d.o, d.h, d.w, x, w, 0, b, &out, 0);
+    }
     cl_mem tm;
     P7_TRY(forward_gemm(device, &d, x, w, NULL, 1, &tm));
 
@@ -713,7 +761,7 @@ static p7_status conv2d_forward_stage(const p7_tensor *x, const p7_tensor *w, in
         if (stage->shift) { hm = p7_tensor_mem(stage->shift); ho = p7_tensor_offset(stage->shift); }
     }
 
-    st = forward_gemm(device, &d, x, w, stage->in_scale, members, &tm);
+    st = forward_t(device, &d, x, w, stage->in_scale, members, &tm);
     if (st != P7_SUCCESS) goto done;
     if (!sm) sm = tm; /* unread placeholders: a kernel argument cannot be NULL on every platform */
     if (!hm) hm = tm;
@@ -885,7 +933,8 @@ static p7_status conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p
     if (dx && winograd_ok(device, &d)) {
         /* dx = dy correlated with the flipped kernels, in the col and T workspaces the dW
          * GEMM read (it is ahead in the queue) */
-        st = winograd_conv(device, d.n, d.o, d.c, d.h, d.w, dy, w, 1, NULL, dx, dx_accumulate);
+        const wino_output out = wino_nchw(dx, d.c, d.h * d.w);
+        st = winograd_conv(device, d.n, d.o, d.c, d.h, d.w, dy, w, 1, NULL, &out, dx_accumulate);
         goto done;
     }
     if (dx) {
