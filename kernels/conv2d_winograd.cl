@@ -414,3 +414,120 @@ __kernel void conv2d_winograd_output_w8(__global const float *restrict m, const 
 {
     WINO_OUT_ROWS_BODY(4, float4, float8, vload4, vload8, vstore8, ((uint8)(0, 4, 1, 5, 2, 6, 3, 7)))
 }
+
+/* ---- The weight gradient: dW = G^T [sum over tiles t of (A dy_t A^T) . V_t] G ----
+ *
+ * The forward of one tile is y_t = A^T [(G w G^T) . V_t] A with V_t = B^T d_t B, linear in
+ * w; its adjoint gives dW[o, c] = G^T [sum_t (A dy_t A^T) . V_t] G, where dy_t is the
+ * tile's 2x2 of dy and V_t the forward's own input transform. The sum over tiles is 16
+ * products M_k [O, C] = D_k [O, T] V_k^T [T, C] with K = T, the tiles of every image
+ * (p7_gemm_packed_batched): 2.25x fewer multiplies than dW = dy * im2col(x)^T. */
+
+/* D_k = (A dy_t A^T)_k as the products' packed A: panels of WINO_MR rows (channels o of
+ * dy) along K = tiles, ap[k * a_stride + ((o / WINO_MR) * tiles + t) * WINO_MR + o % WINO_MR],
+ * zero past the last channel. One work-item per (image, panel) walks the image's tiles in
+ * order, so each D_k receives one contiguous run of tiles * WINO_MR floats. */
+__kernel void conv2d_winograd_dw_grad(__global const float *restrict dy, const ulong dy_off,
+                                      __global float *restrict ap, const ulong a_stride, const uint n_img,
+                                      const uint outputs, const uint out_h, const uint out_w)
+{
+    const uint n = get_global_id(0), panel = get_global_id(1);
+    if (n >= n_img) return;
+    const uint tw = out_w / 2, th = out_h / 2, tiles_img = th * tw;
+    const ulong plane = (ulong)out_h * out_w;
+    __global float *dst = ap + ((ulong)panel * n_img * tiles_img + (ulong)n * tiles_img) * WINO_MR;
+    const __global float *src = dy + dy_off + ((ulong)n * outputs + panel * WINO_MR) * plane;
+    for (uint ty = 0; ty < th; ++ty)
+        for (uint tx = 0; tx < tw; ++tx, dst += WINO_MR) {
+            float v[16][WINO_MR];
+#pragma unroll
+            for (int r = 0; r < WINO_MR; ++r) {
+                float2 top = (float2)(0.0f), bottom = (float2)(0.0f);
+                if (panel * WINO_MR + r < outputs) {
+                    const __global float *p = src + r * plane + 2 * ty * out_w + 2 * tx;
+                    top = vload2(0, p);
+                    bottom = vload2(0, p + out_w);
+                }
+                /* A dy: rows [a, b], [a + c, b + d], [a - c, b - d], [-c, -d]; then each
+                 * row [p, q] times A^T: [p, p + q, p - q, -q] */
+                const float2 rows[4] = {top, top + bottom, top - bottom, -bottom};
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    v[4 * j + 0][r] = rows[j].x;
+                    v[4 * j + 1][r] = rows[j].x + rows[j].y;
+                    v[4 * j + 2][r] = rows[j].x - rows[j].y;
+                    v[4 * j + 3][r] = -rows[j].y;
+                }
+            }
+#pragma unroll
+            for (int k = 0; k < 16; ++k)
+#pragma unroll
+                for (int r = 0; r < WINO_MR; ++r) dst[(ulong)k * a_stride + r] = v[k][r];
+        }
+}
+
+/* V_k^T as the products' packed B: 32-wide panels of channels c along K = tiles,
+ * bp[k * b_stride + ((c / 32) * tiles + t) * 32 + c % 32], zero past the last channel.
+ * One work-item per (c, t), c along dimension 0 so that neighbouring work-items write
+ * neighbouring floats. */
+__kernel void conv2d_winograd_dw_input(__global const float *restrict x, const ulong x_off,
+                                       __global float *restrict bp, const ulong b_stride, const uint n_img,
+                                       const uint channels, const uint in_h, const uint in_w)
+{
+    const uint c = get_global_id(0), t = get_global_id(1);
+    const uint tw = in_w / 2, tiles_img = (in_h / 2) * tw, tiles = n_img * tiles_img;
+    if (t >= tiles) return;
+    __global float *dst = bp + ((ulong)(c / WINO_PANEL) * tiles + t) * WINO_PANEL + c % WINO_PANEL;
+    float v[16];
+    if (c < channels) {
+        const uint n = t / tiles_img, r = t - n * tiles_img, ty = r / tw, tx = r - ty * tw;
+        const __global float *plane = x + x_off + ((ulong)n * channels + c) * in_h * in_w;
+        const int y0 = 2 * (int)ty - 1, x0 = 2 * (int)tx - 1;
+        float d[16];
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int yy = y0 + i, xx = x0 + j;
+                d[4 * i + j] = yy >= 0 && yy < (int)in_h && xx >= 0 && xx < (int)in_w ? plane[yy * (int)in_w + xx] : 0.0f;
+            }
+        wino_input_tile(d, v);
+    } else {
+#pragma unroll
+        for (int k = 0; k < 16; ++k) v[k] = 0.0f;
+    }
+#pragma unroll
+    for (int k = 0; k < 16; ++k) dst[(ulong)k * b_stride] = v[k];
+}
+
+/* dW[o, c] (=, or += with acc) G^T M_(o, c) G from M_k [O, C] (row-major, m_stride floats
+ * apart). One work-item per (c, o), c along dimension 0. */
+__kernel void conv2d_winograd_dw_output(__global const float *restrict m, const ulong m_stride,
+                                        __global float *restrict dw, const ulong dw_off, const int acc,
+                                        const uint channels, const uint outputs)
+{
+    const uint c = get_global_id(0), o = get_global_id(1);
+    if (c >= channels || o >= outputs) return;
+    const __global float *src = m + (ulong)o * channels + c;
+    float v[16];
+#pragma unroll
+    for (int k = 0; k < 16; ++k) v[k] = src[(ulong)k * m_stride];
+    /* G^T v: 3 x 4, rows v0 + (v1 + v2) / 2, (v1 - v2) / 2, (v1 + v2) / 2 + v3 */
+    float s[12];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const float a = v[j], b = v[4 + j], e = v[8 + j], f = v[12 + j];
+        s[j] = a + 0.5f * (b + e);
+        s[4 + j] = 0.5f * (b - e);
+        s[8 + j] = 0.5f * (b + e) + f;
+    }
+    __global float *dst = dw + dw_off + ((ulong)o * channels + c) * 9;
+#pragma unroll
+    for (int i = 0; i < 3; ++i) { /* (G^T v) G */
+        const float a = s[4 * i], b = s[4 * i + 1], e = s[4 * i + 2], f = s[4 * i + 3];
+        const float g0 = a + 0.5f * (b + e), g1 = 0.5f * (b - e), g2 = 0.5f * (b + e) + f;
+        dst[3 * i + 0] = acc ? dst[3 * i + 0] + g0 : g0;
+        dst[3 * i + 1] = acc ? dst[3 * i + 1] + g1 : g1;
+        dst[3 * i + 2] = acc ? dst[3 * i + 2] + g2 : g2;
+    }
+}

@@ -249,13 +249,18 @@ static void test_chunked_batches(void **state)
     }
 }
 
-/* 3x3, stride-1, padding-1 convolutions of at least 16 channels each way on even planes
- * run as Winograd F(2x2, 3x3) (forward and input gradient); every check of run_case on
- * such shapes, with Winograd (the default) and with it turned off (im2col), and in
- * chunks of images. */
+/* 3x3, stride-1, padding-1 convolutions on even planes run as Winograd F(2x2, 3x3) (the
+ * forward and both gradients) from 64 channels each way, or from 16 with conv_winograd = 2:
+ * every check of run_case against the float64 reference on such shapes (every plane kernel,
+ * ragged panels, rows of U past a tile), with Winograd and with it turned off (im2col),
+ * and in chunks of images. */
 static void test_winograd(void **state)
 {
-    p7_device *device = *state;
+    /* 64 channels each way: Winograd by default */
+    const conv_case vgg = {2, 64, 4, 4, 64, 3, 1, 1, 0, 1};
+    run_case(*state, &vgg);
+    const p7_device_options any = {.conv_winograd = 2};
+    p7_device *device = p7_test_open_device(&any);
     static const conv_case cases[] = {
         {2, 16, 4, 6, 16, 3, 1, 1, 1, 3}, /* non-square plane, bias, offset */
         {3, 16, 2, 2, 17, 3, 1, 1, 0, 0}, /* VGG's 2x2 planes, no bias */
@@ -275,16 +280,17 @@ static void test_winograd(void **state)
         run_case(im2col, &cases[i]);
     }
     p7_device_close(im2col);
+    p7_device_close(device);
     /* 16 * 9 floats a pixel, 16 pixels an image, past 16 * 16 * 32 of slack: chunks 2, 2, 1 */
-    const p7_device_options capped_options = {.conv_scratch_floats = 12800};
+    const p7_device_options capped_options = {.conv_scratch_floats = 12800, .conv_winograd = 2};
     p7_device *capped = p7_test_open_device(&capped_options);
     const conv_case chunked = {5, 16, 4, 4, 16, 3, 1, 1, 1, 2};
     run_case(capped, &chunked);
     p7_device_close(capped);
-    const p7_device_options bad = {.conv_winograd = 2};
+    const p7_device_options bad = {.conv_winograd = 3};
     p7_device *refused = NULL;
     assert_int_equal(p7_device_open(getenv("P7_DEVICE"), &bad, &refused), P7_ERROR_INVALID_ARGUMENT);
-    assert_non_null(strstr(p7_last_error(), "conv_winograd 2"));
+    assert_non_null(strstr(p7_last_error(), "conv_winograd 3"));
     assert_null(refused);
 }
 

@@ -341,7 +341,7 @@ static void test_chunked_batches(void **state)
     device = whole;
 }
 
-/* Shapes that take Winograd (3x3 "same", 16 channels each way): the stage writes T from
+/* Shapes that take Winograd (3x3 "same", 16 channels each way with conv_winograd = 2): the stage writes T from
  * Winograd's output transform, with the input scaled per member first where there is an
  * input scale, on 8x8 and 4x4 planes. Each on a fresh device, so no earlier test has grown
  * the workspaces already (an im2col stage once sized its column matrix from Winograd's
@@ -350,13 +350,14 @@ static void test_winograd_shapes(void **state)
 {
     (void)state;
     p7_device *shared = device;
-    device = p7_test_open_device(NULL);
+    const p7_device_options any = {.conv_winograd = 2};
+    device = p7_test_open_device(&any);
     const stage_case single = {.n = 4, .c = 16, .h = 8, .w = 8, .o = 16, .k = 3, .s = 1, .p = 1, .members = 1,
                                .shift = SHARED, .bn = 1, .bn_weight = SHARED, .bn_bias = SHARED, .relu = 1,
                                .offset = 1};
     run_case(&single);
     p7_device_close(device);
-    device = p7_test_open_device(NULL);
+    device = p7_test_open_device(&any);
     const stage_case be = {.n = 4, .c = 16, .h = 4, .w = 4, .o = 16, .k = 3, .s = 1, .p = 1, .members = 2,
                            .in_scale = MEMBER, .scale = MEMBER, .shift = MEMBER, .bn = 1, .bn_weight = MEMBER,
                            .bn_bias = MEMBER, .relu = 1, .pool_k = 2, .pool_s = 2};

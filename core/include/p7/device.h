@@ -74,11 +74,11 @@ typedef struct p7_device_options {
     size_t conv_scratch_floats; /* 0: the default, 8M floats (32 MiB). conv2d runs the batch in
                                 chunks of images whose column matrix and GEMM output fit in
                                 this many floats each (tests set it small to cover chunks) */
-    int conv_winograd;       /* 0: auto (on; P7_WINOGRAD=0 turns it off), 1: on, -1: off.
-                                Winograd F(2x2, 3x3) for the forward and the input gradient of
-                                3x3 stride-1 padding-1 convolutions of 16 or more channels each
-                                way on even planes, where the GEMM takes packed operands (p7's
-                                GEMM: CPU devices); evaluation-mode fused layers keep im2col */
+    int conv_winograd;       /* 0: auto (on; P7_WINOGRAD=0 turns it off), 1: on, -1: off,
+                                2: on from 16 channels (tests). Winograd F(2x2, 3x3) for 3x3
+                                stride-1 padding-1 convolutions of 64 or more channels each way
+                                on even planes (forward, both gradients, the evaluation stage),
+                                where the GEMM takes packed operands (p7's GEMM: CPU devices) */
 } p7_device_options;
 
 /* Enumerate every device of every platform. Writes up to `capacity` entries to `infos`

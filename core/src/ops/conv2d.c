@@ -33,9 +33,13 @@ _Static_assert(P7_CONV_PANEL == 32, "kernels/conv2d_winograd.cl writes panels of
 /* Columns of U per work-item of conv2d_winograd_weights (WINO_COLS there). */
 #define WINO_WEIGHT_COLS 4
 
-/* Winograd's GEMMs have K = the input channels (C forward, O for the input gradient);
- * below this the 16 thin GEMMs lose to one im2col GEMM (VGG's first conv has C = 3). */
-#define P7_WINOGRAD_MIN_CHANNELS 16
+/* Winograd's products have K = the input channels (C forward, O for the input gradient)
+ * and their transforms cost in proportion to C + O against the products' C * O: below 64
+ * channels each way it lost (SimpleCNN's conv2, 32 -> 64 on 16x16 planes: inference 15.6
+ * -> 19.2 ms a batch, training 67.6 -> 70.3 ms), from there it won (VGG11-BN's conv2,
+ * 64 -> 128). conv_winograd = 2 takes it from 16 channels, so tests cover small shapes. */
+#define P7_WINOGRAD_MIN_CHANNELS 64
+#define P7_WINOGRAD_MIN_CHANNELS_ANY 16
 
 /* Input rows up to this width use the per-pixel col2im (see p7_conv2d_backward). */
 #define P7_CONV_FLAT_COL2IM_MAX_W 4
@@ -192,8 +196,9 @@ static size_t packed_panels(size_t n) { return (n + P7_CONV_PANEL - 1) / P7_CONV
  * instead of one, 2.25x fewer in all. The weight gradient stays im2col + GEMM. */
 static int winograd_ok(const p7_device *device, const conv_dims *d)
 {
+    const size_t min = device->conv_winograd == 2 ? P7_WINOGRAD_MIN_CHANNELS_ANY : P7_WINOGRAD_MIN_CHANNELS;
     return device->conv_winograd > 0 && d->k == 3 && d->stride == 1 && d->pad == 1 && d->h % 2 == 0 &&
-           d->w % 2 == 0 && d->c >= P7_WINOGRAD_MIN_CHANNELS && d->o >= P7_WINOGRAD_MIN_CHANNELS &&
+           d->w % 2 == 0 && d->c >= min && d->o >= min &&
            p7_gemm_takes_packed_b(device, p7_device_gemm_backend((p7_device *)device));
 }
 
@@ -201,6 +206,18 @@ static int winograd_ok(const p7_device *device, const conv_dims *d)
 static size_t winograd_v_floats(size_t tiles, size_t channels)
 {
     return 16 * packed_panels(tiles) * P7_CONV_PANEL * channels;
+}
+
+/* Floats of Winograd's weight-gradient operands for `tiles` tiles: D (16 packed A of
+ * outputs x tiles, rows rounded up to mr) and V^T (16 packed B of tiles x channels). */
+static size_t winograd_dw_a_floats(size_t tiles, size_t outputs, int mr)
+{
+    return 16 * p7_gemm_packed_a_floats(outputs, tiles, mr);
+}
+
+static size_t winograd_dw_b_floats(size_t tiles, size_t channels)
+{
+    return 16 * p7_gemm_packed_b_floats(channels, tiles);
 }
 
 /* Images per call so that col ([C*K*K, images*P], or its packed panels) and T ([O,
@@ -213,9 +230,11 @@ static size_t chunk_images(const p7_device *device, const conv_dims *d)
     size_t rows = d->ckk > d->o ? d->ckk : d->o;
     size_t slack = rows * P7_CONV_PANEL; /* packed panels round a call's columns up */
     if (winograd_ok(device, d)) {
-        /* V (16 C floats a tile) and M (16 O) per image of plane / 4 tiles */
-        const size_t wide = d->c > d->o ? d->c : d->o;
-        if (4 * wide > rows) rows = 4 * wide;
+        /* no column matrix: per image of plane / 4 tiles, V and M take 16 C or 16 O floats
+         * a tile, dW's V^T 16 C rounded up to 32, its D 16 O rounded up to the tile's rows */
+        const size_t c32 = round_up(d->c, 32), o16 = round_up(d->o, 16);
+        const size_t wide = c32 > o16 ? c32 : o16;
+        rows = 4 * wide;
         slack = 16 * wide * P7_CONV_PANEL;
     }
     const size_t per_image = rows * d->plane;
@@ -276,29 +295,36 @@ static void scratch_of(p7_device *device, const conv_dims *d, p7_gemm_backend ba
     s->winograd = device && backend == p7_device_gemm_backend(device) && winograd_ok(device, d);
     s->u_floats = 0;
     if (s->winograd) {
-        /* the forward's V in col and M in T; the input gradient's V (of dy) in col and M in T
-         * once dW has used them; U in a workspace of its own */
+        /* No im2col at all. col: the forward's V, then dx's V (of dy), then dW's V^T; T:
+         * the forward's M, then dx's M, then dW's D (and dy folded, for a bias gradient);
+         * U: the transformed weights, then dW's M. Both GEMM operands come packed, so the
+         * products take no GEMM workspace. */
         const size_t tiles = d->np / 4;
-        s->forward_col_floats = winograd_v_floats(tiles, d->c);
-        size_t t = 16 * d->o * tiles;
-        if (need_dx && 16 * d->c * tiles > t) t = 16 * d->c * tiles;
-        if (t > s->t_floats) s->t_floats = t;
-        size_t col = need_dw ? s->backward_col_floats : 0;
-        if (s->backward_packed_t && need_dw) col = packed_panels(d->ckk) * P7_CONV_PANEL * d->np;
-        else if (need_dw) col = d->ckk * d->np;
-        if (need_dx && winograd_v_floats(tiles, d->o) > col) col = winograd_v_floats(tiles, d->o);
-        s->backward_col_floats = col;
         int mr = 0;
         if (p7_gemm_packed_a_rows(device, &mr) != P7_SUCCESS) {
             p7_clear_error();
             mr = 16; /* more than any tile's rows: an upper bound */
         }
+        s->forward_col_floats = winograd_v_floats(tiles, d->c);
+        s->t_floats = 16 * d->o * tiles;
         s->u_floats = 16 * p7_gemm_packed_a_floats(d->o, d->c, mr);
-        if (need_dx && 16 * p7_gemm_packed_a_floats(d->c, d->o, mr) > s->u_floats)
-            s->u_floats = 16 * p7_gemm_packed_a_floats(d->c, d->o, mr);
-        /* both operands come packed: the 16 products take no GEMM workspace */
+        size_t col = 0, t = s->t_floats, u = s->u_floats;
+        if (need_dx) {
+            col = winograd_v_floats(tiles, d->o);
+            if (16 * d->c * tiles > t) t = 16 * d->c * tiles;
+            if (16 * p7_gemm_packed_a_floats(d->c, d->o, mr) > u) u = 16 * p7_gemm_packed_a_floats(d->c, d->o, mr);
+        }
+        if (need_dw) {
+            if (winograd_dw_b_floats(tiles, d->c) > col) col = winograd_dw_b_floats(tiles, d->c);
+            if (winograd_dw_a_floats(tiles, d->o, mr) > t) t = winograd_dw_a_floats(tiles, d->o, mr);
+            if (16 * d->o * d->c > u) u = 16 * d->o * d->c;
+        }
+        s->backward_col_floats = col;
+        s->t_floats = t;
+        s->u_floats = u;
         s->forward_gemm_bytes = 0;
         s->backward_dx_gemm_bytes = 0;
+        s->backward_dw_gemm_bytes = 0;
     }
 }
 
@@ -470,6 +496,57 @@ static p7_status winograd_conv(p7_device *device, size_t n, size_t in_c, size_t 
     size_t ol[2] = {1, 16};
     size_t og[2] = {by_rows ? tile_rows : plane4 ? n : packed_panels(tiles), round_up(out_c, 16)};
     return p7_launch(device, k, 2, og, ol, "conv2d.winograd_output");
+}
+
+/* dW (=, or += with acc) by Winograd F(2x2, 3x3)'s adjoint (kernels/conv2d_winograd.cl):
+ * D_k from dy into the T workspace, V_k^T from x into col, the 16 products M_k [O, C] into
+ * the U workspace (a later chunk transforms the weights again), then dW = G^T M G. */
+static p7_status winograd_dw(p7_device *device, const conv_dims *d, const p7_tensor *x, const p7_tensor *dy,
+                             p7_tensor *dw, int acc)
+{
+    const size_t tiles = d->np / 4;
+    int mr = 0;
+    P7_TRY(p7_gemm_packed_a_rows(device, &mr));
+    const size_t a_stride = winograd_dw_a_floats(tiles, d->o, mr) / 16;
+    const size_t b_stride = winograd_dw_b_floats(tiles, d->c) / 16, m_stride = d->o * d->c;
+    conv_scratch_state *state;
+    P7_TRY(scratch_state(device, &state));
+    cl_mem am, bm, mm;
+    P7_TRY(conv_workspaces(device, 16 * b_stride, &bm, 16 * a_stride, &am));
+    P7_TRY(p7_device_workspace(device, &state->u, 16 * m_stride * sizeof(float), &mm));
+    state->u_ready = 0;
+    char options[32];
+    snprintf(options, sizeof options, "-DWINO_MR=%d", mr);
+    cl_uint nu = (cl_uint)d->n, ou = (cl_uint)d->o, cu = (cl_uint)d->c, hu = (cl_uint)d->h, wu = (cl_uint)d->w;
+    cl_kernel k;
+    /* D_k from dy */
+    P7_TRY(p7_kernel_get(device, WINOGRAD_FILE, options, "conv2d_winograd_dw_grad", &k));
+    cl_mem dym = p7_tensor_mem(dy);
+    cl_ulong dyo = p7_tensor_offset(dy), as = a_stride;
+    P7_TRY(P7_SET_ARGS(k, "conv2d.winograd_dw_grad", P7_ARG(dym), P7_ARG(dyo), P7_ARG(am), P7_ARG(as), P7_ARG(nu),
+                       P7_ARG(ou), P7_ARG(hu), P7_ARG(wu)));
+    size_t gl[2] = {1, 1}, gg[2] = {d->n, (d->o + (size_t)mr - 1) / (size_t)mr};
+    P7_TRY(p7_launch(device, k, 2, gg, gl, "conv2d.winograd_dw_grad"));
+    /* V_k^T from x */
+    P7_TRY(p7_kernel_get(device, WINOGRAD_FILE, options, "conv2d_winograd_dw_input", &k));
+    cl_mem xm = p7_tensor_mem(x);
+    cl_ulong xo = p7_tensor_offset(x), bs = b_stride;
+    P7_TRY(P7_SET_ARGS(k, "conv2d.winograd_dw_input", P7_ARG(xm), P7_ARG(xo), P7_ARG(bm), P7_ARG(bs), P7_ARG(nu),
+                       P7_ARG(cu), P7_ARG(hu), P7_ARG(wu)));
+    size_t il[2] = {P7_CONV_PANEL, 1}, ig[2] = {round_up(d->c, P7_CONV_PANEL), tiles};
+    P7_TRY(p7_launch(device, k, 2, ig, il, "conv2d.winograd_dw_input"));
+    /* M_k = D_k V_k^T, all 16 in one launch */
+    p7_gemm_desc g = p7_gemm_desc_packed(0, 0, d->o, d->c, tiles, 1.0f, 0.0f);
+    P7_TRY(p7_gemm_packed_batched(device, &g, 16, am, 0, a_stride, bm, 0, b_stride, mm, m_stride));
+    /* dW from M */
+    P7_TRY(p7_kernel_get(device, WINOGRAD_FILE, options, "conv2d_winograd_dw_output", &k));
+    cl_mem dwm = p7_tensor_mem(dw);
+    cl_ulong dwo = p7_tensor_offset(dw), ms = m_stride;
+    cl_int ac = acc != 0;
+    P7_TRY(P7_SET_ARGS(k, "conv2d.winograd_dw_output", P7_ARG(mm), P7_ARG(ms), P7_ARG(dwm), P7_ARG(dwo), P7_ARG(ac),
+                       P7_ARG(cu), P7_ARG(ou)));
+    size_t ol[2] = {16, 1}, og[2] = {round_up(d->c, 16), d->o};
+    return p7_launch(device, k, 2, og, ol, "conv2d.winograd_dw_output");
 }
 
 /* The packed "same" im2col with x[n, c] scaled by in_scale[n / (N / members), c] on the
@@ -845,7 +922,8 @@ static p7_status backward_chunks(const p7_tensor *x, const p7_tensor *w, const p
         if (st == P7_SUCCESS)
             st = conv2d_backward(xv, w, dyv, stride, pad, dxv, dx_accumulate, dw, later || dw_accumulate, db,
                                  later || db_accumulate, 1);
-        if (dx) winograd_keep_weights(p7_tensor_device(x), 1);
+        /* the flipped U serves the next chunk's dx unless dW's products overwrote it */
+        if (dx && !dw) winograd_keep_weights(p7_tensor_device(x), 1);
         p7_tensor_release(xv);
         p7_tensor_release(dyv);
         p7_tensor_release(dxv);
@@ -891,14 +969,19 @@ static p7_status conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p
     cl_uint n = (cl_uint)d.n, o = (cl_uint)d.o, plane = (cl_uint)d.plane;
 
     cl_kernel k;
-    st = conv_kernel(device, &d, "conv2d_fold_grad", &k);
-    if (st != P7_SUCCESS) goto done;
-    cl_mem dym = p7_tensor_mem(dy);
-    cl_ulong dyo = p7_tensor_offset(dy);
-    st = P7_SET_ARGS(k, "conv2d.fold_grad", P7_ARG(dym), P7_ARG(dyo), P7_ARG(tm), P7_ARG(n), P7_ARG(o),
-                     P7_ARG(plane));
-    if (st == P7_SUCCESS) st = launch_rows(device, k, d.n * d.o, "conv2d.fold_grad");
-    if (st != P7_SUCCESS) goto done;
+    /* T[O, NP] from dy: the bias gradient's and the im2col GEMMs' operand; Winograd
+     * reads dy itself */
+    const int winograd = winograd_ok(device, &d);
+    if (db || !winograd) {
+        st = conv_kernel(device, &d, "conv2d_fold_grad", &k);
+        if (st != P7_SUCCESS) goto done;
+        cl_mem dym = p7_tensor_mem(dy);
+        cl_ulong dyo = p7_tensor_offset(dy);
+        st = P7_SET_ARGS(k, "conv2d.fold_grad", P7_ARG(dym), P7_ARG(dyo), P7_ARG(tm), P7_ARG(n), P7_ARG(o),
+                         P7_ARG(plane));
+        if (st == P7_SUCCESS) st = launch_rows(device, k, d.n * d.o, "conv2d.fold_grad");
+        if (st != P7_SUCCESS) goto done;
+    }
 
     if (db) {
         st = conv_kernel(device, &d, "conv2d_bias_grad", &k);
@@ -913,6 +996,18 @@ static p7_status conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p
             st = p7_launch(device, k, 1, &global, &local, "conv2d.bias_grad");
         }
         if (st != P7_SUCCESS) goto done;
+    }
+
+    if (winograd) {
+        /* dx = dy correlated with the flipped kernels, then dW by the adjoint: U, col and T
+         * are workspaces the earlier kernels are done with (in-order queue) */
+        if (dx) {
+            const wino_output out = wino_nchw(dx, d.c, d.h * d.w);
+            st = winograd_conv(device, d.n, d.o, d.c, d.h, d.w, dy, w, 1, NULL, &out, dx_accumulate);
+            if (st != P7_SUCCESS) goto done;
+        }
+        if (dw) st = winograd_dw(device, &d, x, dy, dw, dw_accumulate);
+        goto done;
     }
 
     if (dw) {
@@ -930,13 +1025,6 @@ static p7_status conv2d_backward(const p7_tensor *x, const p7_tensor *w, const p
         if (st != P7_SUCCESS) goto done;
     }
 
-    if (dx && winograd_ok(device, &d)) {
-        /* dx = dy correlated with the flipped kernels, in the col and T workspaces the dW
-         * GEMM read (it is ahead in the queue) */
-        const wino_output out = wino_nchw(dx, d.c, d.h * d.w);
-        st = winograd_conv(device, d.n, d.o, d.c, d.h, d.w, dy, w, 1, NULL, &out, dx_accumulate);
-        goto done;
-    }
     if (dx) {
         /* dcol[CKK, NP] = W[O, CKK]^T * T[O, NP], into the col buffer (the dW GEMM that
          * read it is ahead in the queue). */

@@ -198,9 +198,10 @@ p7_status p7_device_open(const char *spec, const p7_device_options *options, p7_
         const char *wino = getenv("P7_WINOGRAD");
         device->conv_winograd = wino && !strcmp(wino, "0") ? -1 : 1;
     }
-    if (opts.conv_winograd < -1 || opts.conv_winograd > 1) {
+    if (opts.conv_winograd < -1 || opts.conv_winograd > 2) {
         p7_device_close(device);
-        return p7_fail(P7_ERROR_INVALID_ARGUMENT, "p7_device_open: conv_winograd %d: expected -1 (off), 0 (auto) or 1 (on)",
+        return p7_fail(P7_ERROR_INVALID_ARGUMENT,
+                       "p7_device_open: conv_winograd %d: expected -1 (off), 0 (auto), 1 (on) or 2 (from 16 channels)",
                        opts.conv_winograd);
     }
     if (opts.batchnorm_walk < 0 || opts.batchnorm_walk > 2) {

@@ -190,7 +190,8 @@ struct p7_device {
     int reduce_in_float;         /* options.reduce_in_float */
     int batchnorm_walk;          /* options.batchnorm_walk */
     size_t conv_scratch_floats;  /* options.conv_scratch_floats */
-    int conv_winograd;           /* options.conv_winograd, P7_WINOGRAD applied: 1 on, -1 off */
+    int conv_winograd;           /* options.conv_winograd, P7_WINOGRAD applied: 1 on, 2 on from 16
+                                    channels, -1 off */
     /* limits, read once at open: ops consult them on every call */
     size_t max_work_group_size;
     int has_fp64;                /* cl_khr_fp64 */
