@@ -1,7 +1,7 @@
 /* Winograd F(2x2, 3x3) for 3x3, stride 1, padding 1 convolutions (core/src/ops/conv2d.c,
  * conv2d_winograd_*): each 2x2 output tile is A^T [(G g G^T) . (B^T d B)] A over the 4x4
  * input patch d around it, so the 36 multiplies per tile and channel pair of the direct
- * form become 16, done as 16 GEMMs (one per position k of the 4x4 transformed tile):
+ * form become 16, done as 16 products (one per position k of the 4x4 transformed tile):
  *
  *   U_k [O, C]  = (G g G^T)_k       the weights, transformed (conv2d_winograd_weights)
  *   V_k [C, P]  = (B^T d B)_k       every tile p of every image (conv2d_winograd_input),

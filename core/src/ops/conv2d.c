@@ -15,6 +15,9 @@
  * default) runs in chunks of images, each a call of its own on views of x, y, dy and dx:
  * VGG11's second conv at batch 128 needs a 75 MiB col, which a training step would hold
  * for nothing most of the time. A chunk's GEMM still has thousands of columns.
+ *
+ * 3x3 "same" convolutions of 64 or more channels each way take Winograd F(2x2, 3x3)
+ * instead, in every pass (winograd_conv, winograd_dw; kernels/conv2d_winograd.cl).
  */
 #include <stdio.h>
 
@@ -192,8 +195,9 @@ static size_t packed_panels(size_t n) { return (n + P7_CONV_PANEL - 1) / P7_CONV
 
 /* Winograd F(2x2, 3x3) (kernels/conv2d_winograd.cl) serves the forward and the input
  * gradient of 3x3, stride-1, padding-1 convolutions on even planes, where the GEMM takes
- * packed B operands (p7's GEMM: CPU devices): 16 GEMMs of 1/36 of the multiplies each
- * instead of one, 2.25x fewer in all. The weight gradient stays im2col + GEMM. */
+ * packed B operands (p7's GEMM: CPU devices): 16 products of 1/36 of the multiplies each
+ * instead of one GEMM, 2.25x fewer in all. The weight gradient takes the same transforms'
+ * adjoint (winograd_dw), the evaluation stage the forward (forward_t). */
 static int winograd_ok(const p7_device *device, const conv_dims *d)
 {
     const size_t min = device->conv_winograd == 2 ? P7_WINOGRAD_MIN_CHANNELS_ANY : P7_WINOGRAD_MIN_CHANNELS;

@@ -28,8 +28,8 @@ typedef struct p7_conv2d_scratch {
     size_t forward_col_floats;
     size_t backward_col_floats;   /* col^T for dW, then dcol for dx; 0 when neither is needed */
     size_t t_floats;              /* both passes */
-    size_t u_floats;              /* Winograd's transformed weights; 0 when it is not used */
-    int winograd;                 /* the forward and the input gradient run as Winograd F(2x2, 3x3) */
+    size_t u_floats;              /* Winograd's transformed weights, then its dW products; 0 without it */
+    int winograd;                 /* every pass runs as Winograd F(2x2, 3x3): no im2col */
     size_t forward_gemm_bytes, backward_dw_gemm_bytes, backward_dx_gemm_bytes;
 } p7_conv2d_scratch;
 
