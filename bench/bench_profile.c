@@ -211,7 +211,11 @@ void bench_profile_print(FILE *out, const bench_profile_input *in)
         const double gf = in->gemm_flops_per_step * 1e-9;
         const double over_wall = gf / (wall_ms * 1e-3);
         const double over_gemm = gemm_ms > 0 ? gf / (gemm_ms / steps * 1e-3) : 0;
-        fprintf(out, "\nConvolution and linear FLOPs: %.3g GFLOP per step (counted from the layer shapes).\n\n", gf);
+        fprintf(out,
+                "\nConvolution and linear FLOPs: %.3g GFLOP per step, counted from the layer shapes as direct\n"
+                "convolutions. Layers that run Winograd F(2x2, 3x3) do 2.25x fewer multiplies, so these rates\n"
+                "are effective ones and can pass the FMA peak (P7_WINOGRAD=0 gives the im2col figures).\n\n",
+                gf);
         if (in->peak && in->peak->gflops > 0) {
             fprintf(out, "| rate | GFLOP/s | share of the estimated FMA peak (%.0f GFLOP/s) |\n|---|---:|---:|\n",
                     in->peak->gflops);
