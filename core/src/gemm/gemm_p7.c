@@ -156,25 +156,33 @@ static p7_status sum_parts(p7_device *device, const char *options, const p7_gemm
     return p7_launch(device, sum, 2, global, local, "gemm_p7.split_sum");
 }
 
+/* A batch of independent products for the tile kernel's dimension 2: count products,
+ * each stride floats after the one before in A's panels, B's panels and C. */
+typedef struct tile_batch {
+    size_t count, a_stride, b_stride, c_stride;
+} tile_batch;
+
+static const tile_batch single_product = {1, 0, 0, 0};
+
 /* The micro-kernel over K blocks, on A panels at ap/ap_off and B panels b_width wide
- * at bp/bp_off; a split K (parts > 1) writes its parts at parts_off in the workspace ws
- * and adds them into C. */
+ * at bp/bp_off, for every product of `batch`; a single product with a workspace ws may
+ * split K (parts > 1): its parts go to parts_off in ws, then one pass adds them into C. */
 static p7_status run_tiles(p7_device *device, const p7_gemm_p7_params *p, const char *options, const p7_gemm_desc *d,
                            cl_mem ap, size_t ap_offset, cl_mem bp, size_t bp_offset, int b_width, cl_mem c,
-                           size_t m_panels, size_t n_tiles, cl_mem ws, size_t parts_off)
+                           size_t m_panels, size_t n_tiles, cl_mem ws, size_t parts_off, const tile_batch *batch)
 {
     cl_kernel tile;
     P7_TRY(p7_kernel_get(device, &p7_kernels_gemm_p7, options, "gemm_p7_tile", &tile));
     const size_t blocks = k_blocks(p, d->k);
     const size_t kc = (d->k + blocks - 1) / blocks; /* equal blocks, none tiny */
-    const size_t parts = split_parts(p, d->m, d->n, d->k);
+    const size_t parts = batch->count == 1 && ws ? split_parts(p, d->m, d->n, d->k) : 1;
     cl_uint m32 = (cl_uint)d->m, n32 = (cl_uint)d->n, k32 = (cl_uint)d->k, bw = (cl_uint)b_width;
     cl_int n_fastest = d->k < P7_GEMM_SHALLOW_K;
-    cl_ulong ap_off = ap_offset, bp_off = bp_offset, c_off = d->c_offset, ldc = d->ldc, part_c = 0;
-    cl_ulong part_a = 0, part_b = 0;
+    cl_ulong ap_off = ap_offset, bp_off = bp_offset, c_off = d->c_offset, ldc = d->ldc;
+    cl_ulong part_a = batch->a_stride, part_b = batch->b_stride, part_c = batch->c_stride;
     cl_uint part_k = 0;
     float alpha = d->alpha;
-    size_t global[3] = {n_fastest ? n_tiles : m_panels, n_fastest ? m_panels : n_tiles, 1};
+    size_t global[3] = {n_fastest ? n_tiles : m_panels, n_fastest ? m_panels : n_tiles, batch->count};
     const size_t local[3] = {1, 1, 1};
     if (parts > 1) {
         /* every block at once, each into its own m x n part: alpha and beta at the sum */
@@ -201,40 +209,7 @@ static p7_status run_tiles(p7_device *device, const p7_gemm_p7_params *p, const 
                            P7_ARG(k_len), P7_ARG(n_fastest), P7_ARG(ap), P7_ARG(ap_off), P7_ARG(bp),
                            P7_ARG(bp_off), P7_ARG(bw), P7_ARG(c), P7_ARG(c_off), P7_ARG(ldc), P7_ARG(alpha),
                            P7_ARG(beta), P7_ARG(part_k), P7_ARG(part_a), P7_ARG(part_b), P7_ARG(part_c)));
-        P7_TRY(p7_launch(device, tile, 2, global, local, "gemm_p7.tile"));
-    }
-    return P7_SUCCESS;
-}
-
-/* `batch` products, both operands packed, in one launch per K block: part s of the
- * tile kernel's dimension 2 is product s (no split K; a deep K runs block after block). */
-static p7_status run_batched_tiles(p7_device *device, const p7_gemm_p7_params *p, const char *options,
-                                   const p7_gemm_desc *d, size_t batch, cl_mem ap, size_t ap_offset,
-                                   size_t a_stride, cl_mem bp, size_t bp_offset, size_t b_stride, cl_mem c,
-                                   size_t c_stride)
-{
-    cl_kernel tile;
-    P7_TRY(p7_kernel_get(device, &p7_kernels_gemm_p7, options, "gemm_p7_tile", &tile));
-    const size_t m_panels = (d->m + (size_t)p->mr - 1) / (size_t)p->mr;
-    const size_t n_tiles = (d->n + (size_t)p->nr - 1) / (size_t)p->nr;
-    const size_t blocks = k_blocks(p, d->k);
-    const size_t kc = (d->k + blocks - 1) / blocks;
-    cl_uint m32 = (cl_uint)d->m, n32 = (cl_uint)d->n, k32 = (cl_uint)d->k, bw = P7_GEMM_B_PANEL, part_k = 0;
-    cl_int n_fastest = d->k < P7_GEMM_SHALLOW_K;
-    cl_ulong ap_off = ap_offset, bp_off = bp_offset, c_off = d->c_offset, ldc = d->ldc;
-    cl_ulong part_a = a_stride, part_b = b_stride, part_c = c_stride;
-    float alpha = d->alpha;
-    const size_t global[3] = {n_fastest ? n_tiles : m_panels, n_fastest ? m_panels : n_tiles, batch};
-    const size_t local[3] = {1, 1, 1};
-    for (size_t k0 = 0; k0 < d->k; k0 += kc) {
-        cl_uint k_begin = (cl_uint)k0;
-        cl_uint k_len = (cl_uint)(d->k - k0 < kc ? d->k - k0 : kc);
-        float beta = k0 == 0 ? d->beta : 1.0f;
-        P7_TRY(P7_SET_ARGS(tile, "gemm_p7.tile", P7_ARG(m32), P7_ARG(n32), P7_ARG(k32), P7_ARG(k_begin),
-                           P7_ARG(k_len), P7_ARG(n_fastest), P7_ARG(ap), P7_ARG(ap_off), P7_ARG(bp),
-                           P7_ARG(bp_off), P7_ARG(bw), P7_ARG(c), P7_ARG(c_off), P7_ARG(ldc), P7_ARG(alpha),
-                           P7_ARG(beta), P7_ARG(part_k), P7_ARG(part_a), P7_ARG(part_b), P7_ARG(part_c)));
-        P7_TRY(p7_launch(device, tile, 3, global, local, "gemm_p7.tile"));
+        P7_TRY(p7_launch(device, tile, batch->count > 1 ? 3 : 2, global, local, "gemm_p7.tile"));
     }
     return P7_SUCCESS;
 }
@@ -279,7 +254,7 @@ p7_status p7_gemm_p7_run_with(p7_device *device, const p7_gemm_p7_params *p, con
                 b_offset, "gemm_p7.pack_b"));
 
     return run_tiles(device, p, options, d, ws, 0, ws, b_offset, p->nr, c, m_panels, n_panels, ws,
-                     parts_offset(m_panels * mr, n_panels * nr, d->k, 0));
+                     parts_offset(m_panels * mr, n_panels * nr, d->k, 0), &single_product);
 }
 
 p7_status p7_gemm_p7_run(p7_device *device, const p7_gemm_desc *d, cl_mem a, cl_mem b, cl_mem c)
@@ -307,7 +282,7 @@ p7_status p7_gemm_p7_run_packed_b_with(p7_device *device, const p7_gemm_p7_param
     P7_TRY(pack(device, options, d, d->trans_a, 'a', p->mr, (cl_uint)d->m, a, d->a_offset, d->lda, m_panels, ws, 0,
                 "gemm_p7.pack_a"));
     return run_tiles(device, p, options, d, ws, 0, bp, bp_offset, P7_GEMM_B_PANEL, c, m_panels, n_tiles, ws,
-                     parts_offset(m_panels * mr, 0, d->k, 1));
+                     parts_offset(m_panels * mr, 0, d->k, 1), &single_product);
 }
 
 p7_status p7_gemm_p7_run_packed_b(p7_device *device, const p7_gemm_desc *d, cl_mem a, cl_mem bp, size_t bp_offset,
@@ -327,8 +302,12 @@ p7_status p7_gemm_p7_run_packed_batched_with(p7_device *device, const p7_gemm_p7
     P7_TRY(check_sizes(d));
     char options[160];
     build_options(p, options, sizeof options);
-    return run_batched_tiles(device, p, options, d, batch, ap, ap_offset, a_stride, bp, bp_offset, b_stride, c,
-                             c_stride);
+    const tile_batch products = {batch, a_stride, b_stride, c_stride};
+    const size_t m_panels = (d->m + (size_t)p->mr - 1) / (size_t)p->mr;
+    const size_t n_tiles = (d->n + (size_t)p->nr - 1) / (size_t)p->nr;
+    /* one product's split K would need a workspace; a batch runs its K blocks in turn */
+    return run_tiles(device, p, options, d, ap, ap_offset, bp, bp_offset, P7_GEMM_B_PANEL, c, m_panels, n_tiles,
+                     NULL, 0, &products);
 }
 
 p7_status p7_gemm_p7_run_packed_batched(p7_device *device, const p7_gemm_desc *d, size_t batch, cl_mem ap,
