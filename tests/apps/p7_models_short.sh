@@ -84,5 +84,9 @@ n=$(grep -c 'n/a (PyTorch peer unavailable) |$' "$work/none")
 "$bench" --gap-ms -5 > "$work/gap.out" 2> "$work/gap.err" && fail "--gap-ms -5 exited 0"
 grep -q -- '--gap-ms must be 0-10000 (got -5)' "$work/gap.err" || fail "--gap-ms -5: $(cat "$work/gap.err")"
 
+# 4. So is a bad --warm-steps.
+"$bench" --warm-steps -1 > "$work/warm.out" 2> "$work/warm.err" && fail "--warm-steps -1 exited 0"
+grep -q -- '--warm-steps must be 0-100 (got -1)' "$work/warm.err" || fail "--warm-steps -1: $(cat "$work/warm.err")"
+
 [ "$failures" -eq 0 ] && echo "p7-models --short: every row printed, with and without the peer"
 exit $((failures > 0))

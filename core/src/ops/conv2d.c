@@ -571,7 +571,15 @@ static p7_status im2col_packed_scaled(p7_device *device, const conv_dims *d, con
     return p7_launch(device, k, 2, global, local, "conv2d.im2col_packed");
 }
 
-/* col = im2col(x), T[O, N*P] = W * col: the forward pass up to its output stage. *t
+/* x scaled per (member, input channel) by in_scale [M, C], into a new tensor. */
+static p7_status scaled_input(const p7_tensor *x, const p7_tensor *in_scale, int members, p7_tensor **scaled)
+{
+    P7_TRY(p7_tensor_create(p7_tensor_device(x), 4, p7_tensor_shape(x), scaled));
+    return p7_channel_mul_forward(x, in_scale, members, *scaled);
+}
+
+/* col = im2col(x), T[O, N*P] = W * col: the forward pass up to its output stage, for
+ * shapes that do not take Winograd (forward_t routes those). *t
  * receives T (the caller frees it after enqueueing its last reader). With in_scale
  * [M, C] (NULL: none) x is first scaled per (member, input channel): inside the packed
  * "same" im2col where that runs, else by a channel_mul pass into a scratch tensor. */
@@ -584,15 +592,12 @@ static p7_status forward_gemm(p7_device *device, const conv_dims *d, const p7_te
     p7_tensor *scaled = NULL;
     p7_status st = P7_SUCCESS;
     if (in_scale && !scale_in_im2col) {
-        st = p7_tensor_create(device, 4, p7_tensor_shape(x), &scaled);
-        if (st == P7_SUCCESS) st = p7_channel_mul_forward(x, in_scale, members, scaled);
+        st = scaled_input(x, in_scale, members, &scaled);
         if (st != P7_SUCCESS) goto done;
         x = scaled;
     }
-    /* im2col's sizes: plan's are Winograd's where the plain forward takes that path */
-    const size_t col_floats = plan.forward_packed ? packed_panels(d->np) * P7_CONV_PANEL * d->ckk : d->ckk * d->np;
     cl_mem colm, tm;
-    st = conv_workspaces(device, col_floats, &colm, d->o * d->np, &tm);
+    st = conv_workspaces(device, plan.forward_col_floats, &colm, plan.t_floats, &tm);
     if (st != P7_SUCCESS) goto done;
     *t = tm;
     p7_gemm_desc g = p7_gemm_desc_packed(0, 0, d->o, d->np, d->ckk, 1.0f, 0.0f);
@@ -623,8 +628,7 @@ static p7_status forward_t(p7_device *device, const conv_dims *d, const p7_tenso
     p7_tensor *scaled = NULL;
     p7_status st = P7_SUCCESS;
     if (in_scale) {
-        st = p7_tensor_create(device, 4, p7_tensor_shape(x), &scaled);
-        if (st == P7_SUCCESS) st = p7_channel_mul_forward(x, in_scale, members, scaled);
+        st = scaled_input(x, in_scale, members, &scaled);
         if (st != P7_SUCCESS) goto done;
         x = scaled;
     }
